@@ -1,0 +1,1 @@
+"""Training algorithms; each module exposes ``Settings`` (its typed config) and ``train(job, settings)``."""

@@ -1,0 +1,217 @@
+"""Typed views of the config groups, with range checks.
+
+The YAML files under conf/ hold every default; these dataclasses hold none. They give each group a
+type, reject unknown or missing keys, and check ranges, raising :class:`ConfigError` with the bad
+value and the fix. Library code takes these objects, never the whole Hydra cfg.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+
+from rlhf.errors import ConfigError
+
+
+def _type_ok(value: Any, annotation: Any) -> bool:
+    """Whether a plain (resolved) YAML value fits a field annotation such as ``float | None``."""
+    origin = typing.get_origin(annotation)
+    if origin in (typing.Union, types.UnionType):
+        return any(_type_ok(value, arg) for arg in typing.get_args(annotation))
+    if annotation is type(None):
+        return value is None
+    if annotation is Any:
+        return True
+    if annotation is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if annotation is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if origin is list:
+        return isinstance(value, list)
+    if origin is dict:
+        return isinstance(value, dict)
+    return isinstance(value, annotation)
+
+
+def from_node(schema: type, node: DictConfig | dict, group: str):
+    """Build ``schema`` from one config group, checking keys and types; ``group`` names it in errors."""
+    values = OmegaConf.to_container(node, resolve=True) if isinstance(node, DictConfig) else dict(node)
+    fields = {f.name: f for f in dataclasses.fields(schema)}
+    hints = typing.get_type_hints(schema)
+    unknown = sorted(set(values) - set(fields))
+    if unknown:
+        raise ConfigError(f"unknown key {group}.{unknown[0]}: valid keys of '{group}' are {', '.join(sorted(fields))}")
+    missing = sorted(set(fields) - set(values))
+    if missing:
+        raise ConfigError(f"{group}.{missing[0]} is missing: add it to conf/{group}/*.yaml or set +{group}.{missing[0]}=...")
+    for name, value in values.items():
+        if not _type_ok(value, hints[name]):
+            raise ConfigError(f"{group}.{name}={value!r} has the wrong type: expected {hints[name]}")
+        if hints[name] is float and isinstance(value, int):
+            values[name] = float(value)
+    return schema(**values)
+
+
+def check(condition: bool, key: str, value: Any, rule: str) -> None:
+    """Raise a ConfigError quoting ``key=value`` and the rule it breaks (the fix) unless ``condition``."""
+    if not condition:
+        raise ConfigError(f"{key}={value!r} is out of range: {rule}")
+
+
+def check_choice(key: str, value: Any, choices: typing.Iterable[Any]) -> None:
+    choices = list(choices)
+    if value not in choices:
+        raise ConfigError(f"unknown {key}={value!r}: valid values are {', '.join(map(str, choices))}")
+
+
+@dataclass(frozen=True)
+class LoraSettings:
+    name: str
+    r: int | None
+    alpha: float | None
+    dropout: float | None
+    target_modules: list | None
+
+    @property
+    def enabled(self) -> bool:
+        return self.r is not None
+
+    def __post_init__(self):
+        if self.r is None:
+            return
+        check(self.r >= 1, "lora.r", self.r, "the LoRA rank must be >= 1 (e.g. lora=r16); use lora=none for full fine-tuning")
+        check(self.alpha is not None and self.alpha > 0, "lora.alpha", self.alpha, "must be > 0 (usually 2 * r)")
+        check(self.dropout is not None and 0 <= self.dropout < 1, "lora.dropout", self.dropout, "must be in [0, 1)")
+        check(bool(self.target_modules), "lora.target_modules", self.target_modules, "name at least one module, e.g. [q_proj, v_proj]")
+
+
+@dataclass(frozen=True)
+class ModelSettings:
+    name: str
+    source: str
+    name_or_path: str | None
+    gguf_package: str | None
+    gguf_file: str | None
+    cache_dir: str
+    pad_token: str | None
+    chat_template: str | None
+    trust_remote_code: bool
+    tiny: dict | None
+
+    def __post_init__(self):
+        check_choice("model.source", self.source, ("gguf", "pretrained", "tiny"))
+        if self.source == "pretrained" and not self.name_or_path:
+            raise ConfigError("model.source=pretrained needs model.name_or_path=<hub id or local directory>")
+        if self.source in ("gguf", "tiny") and not (self.gguf_package and self.gguf_file) and not self.name_or_path:
+            raise ConfigError(f"model.source={self.source} needs model.gguf_package and model.gguf_file (the tokenizer source)")
+        if self.source == "tiny" and not self.tiny:
+            raise ConfigError("model.source=tiny needs a model.tiny mapping (hidden_size, num_hidden_layers, ...)")
+
+
+@dataclass(frozen=True)
+class HardwareSettings:
+    name: str
+    dtype: str
+    bf16: bool
+    load_in_4bit: bool
+    gradient_checkpointing: bool
+    optim: str
+    micro_batch_size: int
+    num_threads: int | None
+
+    def __post_init__(self):
+        check_choice("hardware.dtype", self.dtype, ("float32", "bfloat16", "float16"))
+        check(self.micro_batch_size >= 1, "hardware.micro_batch_size", self.micro_batch_size, "must be >= 1")
+        if self.num_threads is not None:
+            check(self.num_threads >= 1, "hardware.num_threads", self.num_threads, "must be >= 1 or null")
+
+    def accumulation_steps(self, batch_size: int, key: str) -> tuple[int, int]:
+        """Split an effective ``batch_size`` into (micro batch, accumulation steps) for this hardware."""
+        micro = min(self.micro_batch_size, batch_size)
+        if batch_size % micro:
+            raise ConfigError(
+                f"{key}={batch_size} is not divisible by hardware.micro_batch_size={micro}: "
+                f"choose a multiple of {micro}, or set hardware.micro_batch_size to a divisor of {batch_size}"
+            )
+        return micro, batch_size // micro
+
+
+@dataclass(frozen=True)
+class DatasetSettings:
+    name: str
+    seed: int
+    n_train: int | None
+    n_test: int | None
+    family_weights: dict | None
+    subset: str | None
+    data_files: Any
+    test_fraction: float | None
+    max_train_rows: int | None
+    max_eval_rows: int | None
+    max_bad_fraction: float
+
+    def __post_init__(self):
+        check_choice("dataset.name", self.name, ("hh_synthetic", "hh_rlhf"))
+        if self.name == "hh_synthetic":
+            check(bool(self.n_train) and self.n_train >= 1, "dataset.n_train", self.n_train, "must be >= 1")
+            check(bool(self.n_test) and self.n_test >= 1, "dataset.n_test", self.n_test, "must be >= 1")
+        if self.test_fraction is not None:
+            check(0 < self.test_fraction < 1, "dataset.test_fraction", self.test_fraction, "must be in (0, 1)")
+        check(0 <= self.max_bad_fraction <= 1, "dataset.max_bad_fraction", self.max_bad_fraction, "must be in [0, 1]")
+        for key in ("max_train_rows", "max_eval_rows"):
+            value = getattr(self, key)
+            if value is not None:
+                check(value >= 1, f"dataset.{key}", value, "must be >= 1 or null")
+        if self.data_files is not None and not isinstance(self.data_files, (str, dict)):
+            raise ConfigError(
+                f"dataset.data_files={self.data_files!r}: give one file path or a mapping {{train: PATH, test: PATH}}"
+            )
+
+
+@dataclass(frozen=True)
+class LoggerSettings:
+    name: str
+    project: str | None
+    entity: str | None
+    group: str | None
+    mode: str | None
+
+    def __post_init__(self):
+        check_choice("logger.name", self.name, ("wandb", "none"))
+        if self.mode is not None:
+            check_choice("logger.mode", self.mode, ("online", "offline", "disabled"))
+
+
+@dataclass(frozen=True)
+class RewardModelSettings:
+    name: str
+    optimized_metric: str
+    learning_rate: float
+    lr_scheduler_type: str
+    warmup_ratio: float
+    weight_decay: float
+    num_train_epochs: float
+    max_steps: int
+    batch_size: int
+    max_length: int
+    center_rewards_coefficient: float | None
+    max_grad_norm: float
+    logging_steps: int
+    eval_batch_size: int
+
+    def __post_init__(self):
+        check(0 < self.learning_rate < 1, "algo.learning_rate", self.learning_rate, "must be in (0, 1), e.g. 3e-4")
+        check(0 <= self.warmup_ratio < 1, "algo.warmup_ratio", self.warmup_ratio, "must be in [0, 1)")
+        check(self.weight_decay >= 0, "algo.weight_decay", self.weight_decay, "must be >= 0")
+        check(self.num_train_epochs > 0, "algo.num_train_epochs", self.num_train_epochs, "must be > 0")
+        check(self.max_steps == -1 or self.max_steps >= 1, "algo.max_steps", self.max_steps, "must be >= 1, or -1 for epochs")
+        check(self.batch_size >= 1, "algo.batch_size", self.batch_size, "must be >= 1")
+        check(self.max_length >= 16, "algo.max_length", self.max_length, "must be >= 16 tokens")
+        check(self.max_grad_norm > 0, "algo.max_grad_norm", self.max_grad_norm, "must be > 0")
+        check(self.logging_steps >= 1, "algo.logging_steps", self.logging_steps, "must be >= 1")
+        check(self.eval_batch_size >= 1, "algo.eval_batch_size", self.eval_batch_size, "must be >= 1")

@@ -1,0 +1,1 @@
+"""Datasets: HH transcript parsing, the embedded synthetic set and preference splits."""

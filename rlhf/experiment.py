@@ -17,13 +17,19 @@ from rlhf.config import DatasetSettings, HardwareSettings, LoggerSettings, LoraS
 from rlhf.data.preference import load_preference_splits
 from rlhf.errors import ConfigError
 from rlhf.job import Job
-from rlhf.runs import peak_rss_mb, point_latest, write_json_atomic
+from rlhf.models import load_tokenizer, model_directory
+from rlhf.runs import CONFIG, peak_rss_mb, point_latest, write_json_atomic
 from rlhf.tracking import Tracker
 
 log = logging.getLogger(__name__)
 
 # The one dispatch table: algo.name -> module with Settings and train(job, settings).
-ALGORITHMS = {"rm": "rlhf.algos.rm"}
+ALGORITHMS = {
+    "rm": "rlhf.algos.rm",
+    "sft": "rlhf.algos.sft",
+    "dpo": "rlhf.algos.dpo",
+    "ppo": "rlhf.algos.ppo",
+}
 
 
 def algorithm(name: str):
@@ -41,7 +47,11 @@ def seed_everything(seed: int) -> None:
 def run_experiment(cfg: DictConfig, run_dir: Path) -> dict:
     """Train ``cfg.algo`` into ``run_dir``; returns the summary. On failure the summary records the error."""
     run_dir = Path(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
+    if (run_dir / "summary.json").exists():
+        raise ConfigError(f"{run_dir} already holds a run: never overwritten; set another hydra.run.dir")
+    (run_dir / CONFIG).parent.mkdir(parents=True, exist_ok=True)
+    # The contract promises a resolved config (Hydra saves interpolations unresolved).
+    OmegaConf.save(cfg, run_dir / CONFIG, resolve=True)
     started = time.time()
     summary = {"algo": cfg.algo.name, "model": cfg.model.name, "dataset": cfg.dataset.name, "status": "running"}
     tracker = None
@@ -64,10 +74,12 @@ def run_experiment(cfg: DictConfig, run_dir: Path) -> dict:
             group=logger.group or cfg.algo.name,
             tags=[str(t) for t in cfg.tags],
         )
+        model_path = model_directory(model)
+        tokenizer = load_tokenizer(model_path, model)
         data = load_preference_splits(dataset)
         summary.update(train_rows=len(data.train), test_rows=len(data.test), dropped_rows=dict(data.dropped))
         log.info("data %s: %d train, %d test, dropped %s", data.source, len(data.train), len(data.test), dict(data.dropped))
-        job = Job(model, lora, hardware, dataset, data, run_dir, Path(cfg.outputs_root), tracker, cfg.seed)
+        job = Job(model, model_path, tokenizer, lora, hardware, dataset, data, run_dir, Path(cfg.outputs_root), tracker, cfg.seed)
         metrics = module.train(job, settings)
         summary.update(metrics, status="finished")
     except BaseException as err:

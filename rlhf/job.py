@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from transformers import PreTrainedTokenizerBase
+
 from rlhf.config import DatasetSettings, HardwareSettings, LoraSettings, ModelSettings
 from rlhf.data.preference import PreferenceSplits
 from rlhf.tracking import Tracker
@@ -12,7 +14,12 @@ from rlhf.tracking import Tracker
 
 @dataclass
 class Job:
+    """``model_path`` is where from_pretrained reads the base (hub id or local dir); ``tokenizer`` is
+    loaded once from it, before any data, so an unreachable model fails first and fast."""
+
     model: ModelSettings
+    model_path: str
+    tokenizer: PreTrainedTokenizerBase
     lora: LoraSettings
     hardware: HardwareSettings
     dataset: DatasetSettings

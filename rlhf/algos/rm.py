@@ -7,18 +7,53 @@ the adapter (``modules_to_save``), so reloading adapter/ gives the same rewards.
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
+from pathlib import Path
 
 from datasets import Dataset
 from trl import RewardConfig, RewardTrainer
 
-from rlhf.config import RewardModelSettings as Settings
+from rlhf.config import HardwareSettings, ModelSettings, check, from_node
 from rlhf.job import Job
-from rlhf.models import add_adapter, load_reward_backbone, load_tokenizer, model_directory
+from rlhf.models import add_adapter, load_adapter, load_reward_backbone, load_tokenizer, model_directory
+from rlhf.runs import ADAPTER, load_run_config
 from rlhf.reward_scoring import pair_metrics, score_conversations
 from rlhf.tracking import TrackerCallback
 from rlhf.trainer_args import common_training_args
 
-__all__ = ["Settings", "train", "evaluate_pairs"]
+__all__ = ["Settings", "train", "build", "fit", "evaluate_pairs", "load_reward_model"]
+
+
+@dataclass(frozen=True)
+class Settings:
+    """conf/algo/rm.yaml"""
+
+    name: str
+    optimized_metric: str
+    learning_rate: float
+    lr_scheduler_type: str
+    warmup_ratio: float
+    weight_decay: float
+    num_train_epochs: float
+    max_steps: int
+    batch_size: int
+    max_length: int
+    center_rewards_coefficient: float | None
+    max_grad_norm: float
+    logging_steps: int
+    eval_batch_size: int
+
+    def __post_init__(self):
+        check(0 < self.learning_rate < 1, "algo.learning_rate", self.learning_rate, "must be in (0, 1), e.g. 3e-4")
+        check(0 <= self.warmup_ratio < 1, "algo.warmup_ratio", self.warmup_ratio, "must be in [0, 1)")
+        check(self.weight_decay >= 0, "algo.weight_decay", self.weight_decay, "must be >= 0")
+        check(self.num_train_epochs > 0, "algo.num_train_epochs", self.num_train_epochs, "must be > 0")
+        check(self.max_steps == -1 or self.max_steps >= 1, "algo.max_steps", self.max_steps, "must be >= 1, or -1 for epochs")
+        check(self.batch_size >= 1, "algo.batch_size", self.batch_size, "must be >= 1")
+        check(self.max_length >= 16, "algo.max_length", self.max_length, "must be >= 16 tokens")
+        check(self.max_grad_norm > 0, "algo.max_grad_norm", self.max_grad_norm, "must be > 0")
+        check(self.logging_steps >= 1, "algo.logging_steps", self.logging_steps, "must be >= 1")
+        check(self.eval_batch_size >= 1, "algo.eval_batch_size", self.eval_batch_size, "must be >= 1")
 
 
 def preference_dataset(examples: list[dict]) -> Dataset:
@@ -33,12 +68,14 @@ def evaluate_pairs(model, tokenizer, examples: list[dict], batch_size: int, max_
     return chosen, rejected, pair_metrics(chosen, rejected, [ex["family"] for ex in examples])
 
 
-def train(job: Job, settings: Settings) -> dict:
-    """Train, save adapter/ (+ score head and tokenizer), and return held-out metrics."""
-    path = model_directory(job.model)
-    tokenizer = load_tokenizer(path, job.model)
-    backbone = load_reward_backbone(path, job.model, job.hardware, tokenizer)
-    model = add_adapter(backbone, job.lora, "SEQ_CLS", modules_to_save=["score"])
+def build(job: Job):
+    """(tokenizer, reward model): the backbone with a fresh LoRA adapter and a trainable score head."""
+    backbone = load_reward_backbone(job.model_path, job.model, job.hardware, job.tokenizer)
+    return job.tokenizer, add_adapter(backbone, job.lora, "SEQ_CLS", modules_to_save=["score"])
+
+
+def fit(job: Job, settings: Settings, tokenizer, model) -> int:
+    """Train ``model`` in place on the job's train split; returns the number of optimizer steps."""
     args = RewardConfig(
         **common_training_args(settings, job.hardware, job.run_dir, job.seed),
         max_length=settings.max_length,
@@ -52,7 +89,13 @@ def train(job: Job, settings: Settings) -> dict:
         callbacks=[TrackerCallback(job.tracker)],
     )
     trainer.train()
+    return trainer.state.global_step
 
+
+def train(job: Job, settings: Settings) -> dict:
+    """Train, save adapter/ (+ score head and tokenizer), and return held-out metrics."""
+    tokenizer, model = build(job)
+    steps = fit(job, settings, tokenizer, model)
     model.save_pretrained(job.adapter_dir, safe_serialization=True)
     tokenizer.save_pretrained(job.adapter_dir)
 
@@ -60,5 +103,15 @@ def train(job: Job, settings: Settings) -> dict:
     with open(job.run_dir / "eval_rewards.jsonl", "w", encoding="utf-8") as handle:
         for ex, c, r in zip(job.data.test, chosen.tolist(), rejected.tolist()):
             handle.write(json.dumps({"family": ex["family"], "chosen": c, "rejected": r}) + "\n")
-    job.tracker.log(metrics, step=trainer.state.global_step)
-    return {**metrics, "train_steps": trainer.state.global_step, "eval_pairs": len(job.data.test)}
+    job.tracker.log(metrics, step=steps)
+    return {**metrics, "train_steps": steps, "eval_pairs": len(job.data.test)}
+
+
+def load_reward_model(run_dir: Path, hardware: HardwareSettings):
+    """(tokenizer, frozen reward model) of a finished rm run, on the base its config names."""
+    model = from_node(ModelSettings, load_run_config(run_dir).model, "model")
+    path = model_directory(model)
+    tokenizer = load_tokenizer(path, model)
+    reward = load_adapter(load_reward_backbone(path, model, hardware, tokenizer), Path(run_dir) / ADAPTER)
+    reward.eval()
+    return tokenizer, reward

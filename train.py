@@ -1,28 +1,48 @@
-"""Train a reward model, DPO or PPO policy: `python train.py algo=rm|dpo|ppo [overrides]`."""
+"""Train a reward model, SFT, DPO or PPO policy: `python train.py algo=rm|sft|dpo|ppo [overrides]`."""
 
 import logging
 import sys
+from pathlib import Path
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
 from omegaconf import DictConfig
 
 from rlhf.errors import RlhfError
-from rlhf.experiment import run_experiment
+from rlhf.experiment import RunContext, run_experiment
 
 log = logging.getLogger("train")
 
 
+def run_context(hydra_cfg) -> RunContext:
+    """Where this job writes and how W&B groups it: a sweep's jobs share a group named after the sweep."""
+    multirun = hydra_cfg.mode == RunMode.MULTIRUN
+    overrides = [o for o in hydra_cfg.overrides.task if not o.startswith(("hydra.", "logger."))]
+    return RunContext(
+        run_dir=Path(hydra_cfg.runtime.output_dir),
+        sweep_name=Path(hydra_cfg.sweep.dir).name if multirun else None,
+        override_tags=overrides,
+    )
+
+
 @hydra.main(version_base="1.3", config_path="conf", config_name="train")
 def main(cfg: DictConfig) -> float | None:
-    run_dir = HydraConfig.get().runtime.output_dir
-    print(f"run directory: {run_dir}", flush=True)
+    hydra_cfg = HydraConfig.get()
+    context = run_context(hydra_cfg)
+    print(f"run directory: {context.run_dir}", flush=True)
     try:
-        summary = run_experiment(cfg, run_dir)
-    except RlhfError as err:
-        # A user error: one line that names the bad value and the fix, no traceback.
-        print(f"error: {err}", file=sys.stderr, flush=True)
-        sys.exit(2)
+        summary = run_experiment(cfg, context)
+    except Exception as err:
+        if hydra_cfg.mode == RunMode.MULTIRUN:
+            # One failed job must not stop the sweep: its summary.json records the error, the rest run on.
+            print(f"error: job {hydra_cfg.job.num} failed: {err}", file=sys.stderr, flush=True)
+            return float("nan")  # what sweepers such as Optuna read as a failed trial
+        if isinstance(err, RlhfError):
+            # A user error: one line that names the bad value and the fix, no traceback.
+            print(f"error: {err}", file=sys.stderr, flush=True)
+            sys.exit(2)
+        raise
     log.info("finished: %s", {k: v for k, v in summary.items() if k.startswith("eval_")})
     return summary.get(cfg.optimized_metric)
 

@@ -142,6 +142,10 @@ class HardwareSettings:
         return micro, batch_size // micro
 
 
+# Folders of Anthropic/hh-rlhf on the hub; None loads them all.
+HH_RLHF_SUBSETS = (None, "harmless-base", "helpful-base", "helpful-online", "helpful-rejection-sampled")
+
+
 @dataclass(frozen=True)
 class DatasetSettings:
     name: str
@@ -161,6 +165,8 @@ class DatasetSettings:
         if self.name == "hh_synthetic":
             check(bool(self.n_train) and self.n_train >= 1, "dataset.n_train", self.n_train, "must be >= 1")
             check(bool(self.n_test) and self.n_test >= 1, "dataset.n_test", self.n_test, "must be >= 1")
+        if self.name == "hh_rlhf" and self.data_files is None:
+            check_choice("dataset.subset", self.subset, HH_RLHF_SUBSETS)
         if self.test_fraction is not None:
             check(0 < self.test_fraction < 1, "dataset.test_fraction", self.test_fraction, "must be in (0, 1)")
         check(0 <= self.max_bad_fraction <= 1, "dataset.max_bad_fraction", self.max_bad_fraction, "must be in [0, 1]")

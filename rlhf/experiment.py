@@ -7,6 +7,7 @@ import logging
 import random
 import time
 import traceback
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -44,9 +45,20 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def run_experiment(cfg: DictConfig, run_dir: Path) -> dict:
-    """Train ``cfg.algo`` into ``run_dir``; returns the summary. On failure the summary records the error."""
-    run_dir = Path(run_dir)
+@dataclass(frozen=True)
+class RunContext:
+    """What the entry point knows about this job: its directory, and for W&B the sweep and overrides."""
+
+    run_dir: Path
+    sweep_name: str | None = None
+    override_tags: list[str] = field(default_factory=list)
+
+
+def run_experiment(cfg: DictConfig, context: RunContext | Path) -> dict:
+    """Train ``cfg.algo`` into the run directory; returns the summary. On failure the summary records the error."""
+    if not isinstance(context, RunContext):
+        context = RunContext(run_dir=Path(context))
+    run_dir = context.run_dir
     if (run_dir / "summary.json").exists():
         raise ConfigError(f"{run_dir} already holds a run: never overwritten; set another hydra.run.dir")
     (run_dir / CONFIG).parent.mkdir(parents=True, exist_ok=True)
@@ -71,8 +83,8 @@ def run_experiment(cfg: DictConfig, run_dir: Path) -> dict:
             logger,
             config=OmegaConf.to_container(cfg, resolve=True),
             job_type=cfg.algo.name,
-            group=logger.group or cfg.algo.name,
-            tags=[str(t) for t in cfg.tags],
+            group=logger.group or context.sweep_name or cfg.algo.name,
+            tags=[str(t) for t in cfg.tags] + context.override_tags,
         )
         model_path = model_directory(model)
         tokenizer = load_tokenizer(model_path, model)

@@ -82,7 +82,7 @@ def _raw_hh_splits(settings: DatasetSettings) -> tuple[dict[str, list[dict]], di
 def _hub_hh_splits(settings: DatasetSettings) -> tuple[dict[str, list[dict]], dict[str, str]]:
     import datasets
 
-    name = f"Anthropic/hh-rlhf ({settings.subset})"
+    name = f"Anthropic/hh-rlhf ({settings.subset or 'all subsets'})"
     try:
         loaded = datasets.load_dataset("Anthropic/hh-rlhf", data_dir=settings.subset)
     except Exception as err:  # the hub raises many types (ConnectionError, FileNotFoundError, HfHubHTTPError)

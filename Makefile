@@ -25,8 +25,30 @@ test: install ## Run the default (fast) test suite
 test-slow: install ## Run the slow end-to-end tests on the real default model (minutes)
 	$(PY) -m pytest -q -m slow
 
-rm: install ## Train a reward model on the embedded default (ARGS="..." for overrides)
+pipeline: install ## rm -> dpo -> ppo -> evaluate on the defaults, then print the results table (ARGS go to every stage)
+	$(PY) train.py algo=rm $(ARGS) $(RM_ARGS)
+	$(PY) train.py algo=dpo $(ARGS) $(DPO_ARGS)
+	$(PY) train.py algo=ppo $(ARGS) $(PPO_ARGS)
+	$(PY) evaluate.py $(EVAL_ARGS)
+	@cat outputs/latest/evaluate/results.md
+
+rm: install ## Train a reward model (ARGS="..." for overrides)
 	$(PY) train.py algo=rm $(ARGS)
+
+sft: install ## Supervised fine-tuning on the chosen responses
+	$(PY) train.py algo=sft $(ARGS)
+
+dpo: install ## Train a DPO policy
+	$(PY) train.py algo=dpo $(ARGS)
+
+ppo: install ## Train a PPO policy against outputs/latest/rm
+	$(PY) train.py algo=ppo $(ARGS)
+
+evaluate: install ## Compare base, DPO and PPO: results table and plots
+	$(PY) evaluate.py $(ARGS)
+
+compare: install ## Rank the jobs of a sweep: make compare SWEEP=multirun_sweeps/<timestamp>
+	$(PY) -m rlhf.report $(SWEEP)
 
 config: install ## Print the resolved train config (ARGS="algo=dpo ...")
 	$(PY) train.py $(ARGS) --cfg job --resolve
@@ -34,4 +56,4 @@ config: install ## Print the resolved train config (ARGS="algo=dpo ...")
 clean: ## Remove run outputs (keeps .venv and the model cache)
 	rm -rf outputs multirun_sweeps
 
-.PHONY: help install test test-slow rm config clean
+.PHONY: help install test test-slow pipeline rm sft dpo ppo evaluate compare config clean

@@ -1,0 +1,45 @@
+"""The real default model end to end (minutes each): `make test-slow`. Not part of `make test`."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from tests.conftest import REPO
+
+pytestmark = pytest.mark.slow
+
+
+def train(tmp_path, algo, *overrides):
+    run_dir = tmp_path / algo
+    result = subprocess.run(
+        [sys.executable, "train.py", f"algo={algo}", "logger=none", f"hydra.run.dir={run_dir}", f"outputs_root={tmp_path}/outputs", *overrides],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=1200,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    return json.loads((run_dir / "summary.json").read_text())
+
+
+@pytest.fixture(scope="module")
+def outputs(tmp_path_factory):
+    return tmp_path_factory.mktemp("e2e")
+
+
+def test_default_reward_model_separates_held_out_pairs(outputs):
+    summary = train(outputs, "rm")
+    assert summary["eval_accuracy"] >= 0.90
+    assert {f"eval_accuracy/{f}" for f in ("arithmetic", "facts", "advice", "harmful")} <= set(summary)
+
+
+def test_default_dpo_reaches_high_implicit_reward_accuracy(outputs):
+    assert train(outputs, "dpo")["eval_accuracy"] >= 0.90
+
+
+def test_default_ppo_improves_the_gold_score(outputs):
+    summary = train(outputs, "ppo")
+    assert summary["rm_score_final"] > summary["rm_score_start"]
+    assert summary["gold_score_final"] > summary["gold_score_start"]

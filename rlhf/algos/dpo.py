@@ -1,0 +1,277 @@
+"""Direct Preference Optimization: TRL's DPOTrainer on a LoRA policy, the reference inside the same weights.
+
+loss (sigmoid) = -log sigmoid(beta * [(log pi(y_w|x) - log pi_ref(y_w|x)) - (log pi(y_l|x) - log pi_ref(y_l|x))]).
+
+Where the reference comes from (one copy of the base weights unless noted):
+- LoRA, no init adapter: a fresh adapter; the reference is the base with the adapter disabled.
+- LoRA, ``algo.init_adapter`` (e.g. an SFT run): that adapter is trained further as "default" and TRL
+  keeps a frozen copy named "ref" on the same base; the reference is the SFT model (DPO paper).
+- ``lora=none`` (full fine-tuning): the reference is a second full copy of the start model (base, or
+  base + init adapter merged), loaded here; with ``precompute_ref_log_probs`` no copy is kept, since
+  TRL scores the data with the start model before the first step.
+
+Held-out metrics: implicit rewards beta * (log pi(y|x) - log pi_ref(y|x)) of the test split's chosen and
+rejected responses; ``eval_accuracy`` is the share of pairs with chosen > rejected (ties half),
+``eval_margin`` the mean difference, and ``eval_accuracy/<family>`` per family.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from peft import LoraConfig, PeftConfig
+from trl import DPOConfig, DPOTrainer
+
+from rlhf.algos.rm import preference_dataset
+from rlhf.config import ModelSettings, check, check_choice
+from rlhf.errors import ConfigError
+from rlhf.job import Job
+from rlhf.logprobs import preference_logprobs, truncate_prompt
+from rlhf.models import load_adapter, load_causal_lm, load_tokenizer, lora_config, model_directory
+from rlhf.reward_scoring import pair_metrics
+from rlhf.runs import ADAPTER, SUMMARY, load_run_config, resolve_run_dir
+from rlhf.tracking import TrackerCallback
+from rlhf.trainer_args import common_training_args
+
+__all__ = ["Settings", "LOSS_TYPES", "Policy", "build", "make_trainer", "fit", "train", "resolve_init_adapter", "implicit_rewards"]
+
+log = logging.getLogger(__name__)
+
+# TRL 1.16 DPOConfig.loss_type names (trl/trainer/dpo_config.py); each runs one step in tests/algos/test_dpo.py.
+LOSS_TYPES = (
+    "sigmoid",  # DPO
+    "hinge",  # SLiC
+    "ipo",  # IPO (length-normalised; beta is tau)
+    "exo_pair",  # EXO (needs label_smoothing > 0, paper: 1e-3)
+    "nca_pair",  # NCA
+    "robust",  # Robust DPO (label_smoothing = flip probability)
+    "bco_pair",  # BCO
+    "sppo_hard",  # SPPO, hard labels
+    "aot",  # AOT (paired)
+    "aot_unpaired",  # AOT (unpaired)
+    "apo_zero",  # APO-zero
+    "apo_down",  # APO-down
+    "discopop",  # DiscoPOP
+    "sft",  # NLL of the chosen response only
+    "sigmoid_norm",  # DPO on length-normalised log-ratios
+)
+# The loss types that read label_smoothing in TRL 1.16 (its sigmoid loss no longer does: no cDPO).
+SMOOTHED_LOSS_TYPES = ("robust", "exo_pair", "aot", "aot_unpaired")
+
+
+@dataclass(frozen=True)
+class Settings:
+    """conf/algo/dpo.yaml"""
+
+    name: str
+    optimized_metric: str
+    beta: float
+    loss_type: str
+    label_smoothing: float
+    learning_rate: float
+    lr_scheduler_type: str
+    warmup_ratio: float
+    weight_decay: float
+    num_train_epochs: float
+    max_steps: int
+    batch_size: int
+    max_length: int
+    max_prompt_length: int
+    precompute_ref_log_probs: bool
+    init_adapter: str | None
+    max_grad_norm: float
+    logging_steps: int
+    eval_batch_size: int
+
+    def __post_init__(self):
+        check(self.beta > 0, "algo.beta", self.beta, "must be > 0 (e.g. 0.1); it scales the implicit reward beta * log(pi / pi_ref)")
+        check_choice("algo.loss_type", self.loss_type, LOSS_TYPES)
+        check(0 <= self.label_smoothing < 0.5, "algo.label_smoothing", self.label_smoothing, "must be in [0, 0.5)")
+        if self.label_smoothing > 0 and self.loss_type not in SMOOTHED_LOSS_TYPES:
+            raise ConfigError(
+                f"algo.label_smoothing={self.label_smoothing} has no effect with algo.loss_type={self.loss_type} in TRL 1.16: "
+                f"set it to 0, or use a loss that reads it ({', '.join(SMOOTHED_LOSS_TYPES)})"
+            )
+        if self.loss_type == "exo_pair":
+            check(self.label_smoothing > 0, "algo.label_smoothing", self.label_smoothing, "exo_pair needs > 0 (the EXO paper uses 1e-3)")
+        check(0 < self.learning_rate < 1, "algo.learning_rate", self.learning_rate, "must be in (0, 1), e.g. 5e-4 for LoRA")
+        check(0 <= self.warmup_ratio < 1, "algo.warmup_ratio", self.warmup_ratio, "must be in [0, 1)")
+        check(self.weight_decay >= 0, "algo.weight_decay", self.weight_decay, "must be >= 0")
+        check(self.num_train_epochs > 0, "algo.num_train_epochs", self.num_train_epochs, "must be > 0")
+        check(self.max_steps == -1 or self.max_steps >= 1, "algo.max_steps", self.max_steps, "must be >= 1, or -1 for epochs")
+        check(self.batch_size >= 1, "algo.batch_size", self.batch_size, "must be >= 1")
+        check(self.max_length >= 16, "algo.max_length", self.max_length, "must be >= 16 tokens")
+        check(
+            1 <= self.max_prompt_length < self.max_length,
+            "algo.max_prompt_length",
+            self.max_prompt_length,
+            f"must be >= 1 and < algo.max_length={self.max_length}, so every pair keeps response tokens "
+            f"(e.g. algo.max_prompt_length={self.max_length // 2})",
+        )
+        if self.init_adapter is not None:
+            check(bool(self.init_adapter.strip()), "algo.init_adapter", self.init_adapter, "give a path, or null to start from the base")
+        check(self.max_grad_norm > 0, "algo.max_grad_norm", self.max_grad_norm, "must be > 0")
+        check(self.logging_steps >= 1, "algo.logging_steps", self.logging_steps, "must be >= 1")
+        check(self.eval_batch_size >= 1, "algo.eval_batch_size", self.eval_batch_size, "must be >= 1")
+
+
+def resolve_init_adapter(path: str, model: ModelSettings | None = None, key: str = "algo.init_adapter", algo: str = "sft") -> Path:
+    """The adapter directory ``path`` names: a finished ``algo`` run directory (or outputs/latest/<algo>), or a
+    PEFT adapter directory holding adapter_config.json. With ``model``, a run's base model must be that one."""
+    given = Path(path).expanduser()
+    if (given / "adapter_config.json").is_file():
+        adapter = given
+    elif not given.exists():
+        raise ConfigError(
+            f"{key}={path}: nothing is there; train one first (`python train.py algo={algo}`, then {key}=outputs/latest/{algo}) "
+            f"or give a run directory or an adapter directory holding adapter_config.json"
+        )
+    else:
+        if not (given / SUMMARY).is_file():
+            raise ConfigError(
+                f"{key}={path}: neither a run directory ({SUMMARY}) nor an adapter directory (adapter_config.json); "
+                f"point it at outputs/{algo}/<timestamp> or outputs/latest/{algo}"
+            )
+        run_dir = resolve_run_dir(given, algo, key)
+        adapter = run_dir / ADAPTER
+        if not (adapter / "adapter_config.json").is_file():
+            raise ConfigError(
+                f"{key}={path}: that run saved full weights, not a LoRA adapter (it ran with lora=none); "
+                f"use it as the start model instead: model.name_or_path={adapter}"
+            )
+        run_model = load_run_config(run_dir).model.name
+        if model is not None and run_model != model.name:
+            raise ConfigError(f"{key}={path}: that adapter was trained on model={run_model}, this run uses model={model.name}; make them match")
+    task = json.loads((adapter / "adapter_config.json").read_text(encoding="utf-8")).get("task_type")
+    if task not in (None, "CAUSAL_LM"):
+        raise ConfigError(f"{key}={path}: that adapter is a {task} adapter (a reward model?), a policy needs a CAUSAL_LM one")
+    return adapter
+
+
+@dataclass
+class Policy:
+    """What DPOTrainer gets. ``model`` is a plain causal LM (wrapped by TRL with ``peft_config``), a PeftModel
+    holding the init adapter, or the full model to fine-tune; ``ref_model`` is set only for full fine-tuning."""
+
+    tokenizer: object
+    model: torch.nn.Module
+    peft_config: PeftConfig | None
+    ref_model: torch.nn.Module | None
+    reference: str  # how the reference is formed, for the summary
+    init_adapter: Path | None = None
+
+
+def _start_model(job: Job, path: str, tokenizer, adapter: Path | None):
+    """The start policy with the init adapter merged in (full fine-tuning)."""
+    lm = load_causal_lm(path, job.model, job.hardware, tokenizer)
+    return lm if adapter is None else load_adapter(lm, adapter).merge_and_unload()
+
+
+def build(job: Job, settings: Settings) -> Policy:
+    """Tokenizer, start policy and reference arrangement for this job (see the module docstring)."""
+    adapter = resolve_init_adapter(settings.init_adapter, job.model) if settings.init_adapter else None
+    path = model_directory(job.model)
+    tokenizer = load_tokenizer(path, job.model)
+    if job.lora.enabled:
+        backbone = load_causal_lm(path, job.model, job.hardware, tokenizer)
+        if adapter is None:
+            return Policy(tokenizer, backbone, lora_config(job.lora, "CAUSAL_LM"), None, "base, adapter disabled")
+        saved = LoraConfig.from_pretrained(str(adapter))
+        log.info("continuing the init adapter %s (r=%s, %s); the lora=%s group is not used", adapter, saved.r, sorted(saved.target_modules), job.lora.name)
+        # TRL adds a frozen copy of this adapter named "ref" on the same base: the reference is the init model.
+        return Policy(tokenizer, load_adapter(backbone, adapter, trainable=True), None, None, "init adapter, frozen 'ref' copy", adapter)
+    policy = _start_model(job, path, tokenizer, adapter)
+    start = "base + init adapter" if adapter is not None else "base"
+    if settings.precompute_ref_log_probs:
+        return Policy(tokenizer, policy, None, None, f"{start}, log-probs precomputed before training", adapter)
+    log.info("lora=none: loading a second full copy of the start model as the DPO reference")
+    ref = _start_model(job, path, tokenizer, adapter)
+    ref.eval().requires_grad_(False)
+    return Policy(tokenizer, policy, None, ref, f"{start}, separate full copy", adapter)
+
+
+def training_dataset(tokenizer, examples: list[dict], max_prompt_length: int):
+    """TRL's conversational preference columns, prompts cut to ``max_prompt_length`` tokens (their end kept)."""
+    return preference_dataset([{**ex, "prompt": truncate_prompt(tokenizer, ex["prompt"], max_prompt_length)} for ex in examples])
+
+
+def make_trainer(job: Job, settings: Settings, policy: Policy, examples: list[dict] | None = None) -> DPOTrainer:
+    """A DPOTrainer for the job's train split (or ``examples``); TRL's metrics go to our Tracker."""
+    args = DPOConfig(
+        **common_training_args(settings, job.hardware, job.run_dir, job.seed),
+        beta=settings.beta,
+        loss_type=[settings.loss_type],
+        label_smoothing=settings.label_smoothing,
+        max_length=settings.max_length,
+        truncation_mode="keep_start",
+        precompute_ref_log_probs=settings.precompute_ref_log_probs,
+        precompute_ref_batch_size=settings.eval_batch_size,
+    )
+    return DPOTrainer(
+        model=policy.model,
+        ref_model=policy.ref_model,
+        args=args,
+        train_dataset=training_dataset(policy.tokenizer, job.data.train if examples is None else examples, settings.max_prompt_length),
+        processing_class=policy.tokenizer,
+        peft_config=policy.peft_config,
+        callbacks=[TrackerCallback(job.tracker)],
+    )
+
+
+def fit(job: Job, settings: Settings, policy: Policy) -> DPOTrainer:
+    """Train on the job's train split; the trained policy is ``trainer.model``."""
+    trainer = make_trainer(job, settings, policy)
+    trainer.train()
+    return trainer
+
+
+def implicit_rewards(beta: float, logps: torch.Tensor, ref_logps: torch.Tensor) -> torch.Tensor:
+    """beta * (log pi(y|x) - log pi_ref(y|x)) [N] from summed response log-probs [N] of policy and reference."""
+    return beta * (logps - ref_logps)
+
+
+def save_policy(model, tokenizer, adapter_dir: Path) -> None:
+    """adapter/: the trained adapter only (not TRL's frozen 'ref' copy), or full weights with lora=none."""
+    if getattr(model, "peft_config", None):
+        model.save_pretrained(adapter_dir, safe_serialization=True, selected_adapters=["default"])
+    else:
+        model.save_pretrained(adapter_dir, safe_serialization=True)
+    tokenizer.save_pretrained(adapter_dir)
+
+
+def train(job: Job, settings: Settings) -> dict:
+    """Train, save adapter/ (+ tokenizer), and return held-out implicit-reward metrics."""
+    policy = build(job, settings)
+    test = job.data.test
+
+    def logps(model):
+        return preference_logprobs(model, policy.tokenizer, test, settings.eval_batch_size, settings.max_length, settings.max_prompt_length)
+
+    # The DPO reference is the start policy in every arrangement, so score the test split with it now.
+    ref_chosen, ref_rejected = logps(policy.model)
+    trainer = fit(job, settings, policy)
+    model = trainer.accelerator.unwrap_model(trainer.model)
+    save_policy(model, policy.tokenizer, job.adapter_dir)
+
+    chosen_logps, rejected_logps = logps(model)
+    chosen = implicit_rewards(settings.beta, chosen_logps, ref_chosen)
+    rejected = implicit_rewards(settings.beta, rejected_logps, ref_rejected)
+    metrics = pair_metrics(chosen, rejected, [ex["family"] for ex in test])
+    with open(job.run_dir / "eval_rewards.jsonl", "w", encoding="utf-8") as handle:
+        for ex, c, r, cl, rl in zip(test, chosen.tolist(), rejected.tolist(), chosen_logps.tolist(), rejected_logps.tolist()):
+            handle.write(json.dumps({"family": ex["family"], "chosen": c, "rejected": r, "logp_chosen": cl, "logp_rejected": rl}) + "\n")
+    steps = trainer.state.global_step
+    job.tracker.log(metrics, step=steps)
+    return {
+        **metrics,
+        "eval_logps_chosen": chosen_logps.mean().item(),
+        "eval_logps_rejected": rejected_logps.mean().item(),
+        "train_steps": steps,
+        "eval_pairs": len(test),
+        "reference": policy.reference,
+        "init_adapter": str(policy.init_adapter) if policy.init_adapter else None,
+    }

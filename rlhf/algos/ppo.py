@@ -1,0 +1,412 @@
+"""PPO for language models (ours: TRL no longer ships one), with LoRA roles on one shared base.
+
+Each iteration, for a batch of training prompts:
+
+    1. rollout     the policy samples a response to each prompt (left-padded prompts, stop at EOS)
+    2. score       old-policy and reference log-probs, values, and the reward model's score of each
+                   response at its last real token; ``missing_eos_penalty`` for responses cut at the
+                   length limit; optional clipping / whitening of the scores
+    3. rewards     per token: -beta * KL(policy || reference) on every token, + the score on the last;
+                   beta fixed or adaptive (KL controller)
+    4. advantages  GAE (gamma, lambda), optional reward whitening, advantage whitening
+    5. update      ``ppo_epochs`` passes over shuffled minibatches (gradient accumulation in micro
+                   batches): clipped policy loss + vf_coef * clipped value loss, gradient clipping
+    6. log         metrics.jsonl / W&B; a table of sample completions every ``sample_every`` iterations
+
+The roles (policy, reference, reward, value) are in rlhf/ppo/roles.py, the tensor math in
+rlhf/ppo_math.py. Held-out prompts are evaluated before and after training (rm score, gold score,
+KL); a checkpoint every ``save_every`` iterations lets ``algo.resume=<run dir>`` continue a killed run.
+Defaults and the reasons for them are in conf/algo/ppo.yaml.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections import defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from transformers import get_scheduler
+
+from rlhf.config import ModelSettings, check, check_choice, from_node
+from rlhf.errors import ConfigError
+from rlhf.job import Job
+from rlhf.ppo import checkpoint
+from rlhf.ppo.evaluation import evaluate
+from rlhf.ppo.roles import Roles, build_roles, same_base
+from rlhf.ppo.rollout import Rollout, Sampling, prompt_indices, response_logprobs, response_values, sample, score_rollout
+from rlhf.ppo_math import (
+    KL_ESTIMATORS,
+    apply_missing_eos_penalty,
+    compute_gae,
+    make_kl_controller,
+    masked_mean,
+    masked_whiten,
+    normalize_scores,
+    per_token_rewards,
+    policy_loss,
+    value_loss,
+)
+from rlhf.runs import ADAPTER, load_run_config, resolve_run_dir
+
+__all__ = ["Settings", "train", "build", "fit"]
+
+log = logging.getLogger(__name__)
+
+SCHEDULERS = ("linear", "cosine", "constant", "constant_with_warmup")
+EVAL_SAMPLES = "eval_samples.jsonl"
+
+
+@dataclass(frozen=True)
+class Settings:
+    """conf/algo/ppo.yaml (every default and its reason lives there)."""
+
+    name: str
+    optimized_metric: str
+    # where the roles come from
+    reward_model: str | None
+    init_adapter: str | None
+    share_base: bool
+    resume: str | None
+    # schedule and optimizer
+    iterations: int
+    batch_size: int
+    num_mini_batches: int
+    ppo_epochs: int
+    learning_rate: float
+    lr_scheduler_type: str
+    warmup_ratio: float
+    adam_eps: float
+    max_grad_norm: float
+    # 1. rollout
+    max_prompt_length: int
+    max_new_tokens: int
+    temperature: float
+    top_k: int
+    top_p: float
+    # 2.-3. score and per-token rewards
+    missing_eos_penalty: float | None
+    reward_clip: float | None
+    whiten_scores: bool
+    kl_coef: float
+    kl_estimator: str
+    adaptive_kl: bool
+    kl_target: float | None
+    kl_horizon: float | None
+    # 4. advantages
+    gamma: float
+    lam: float
+    whiten_rewards: bool
+    whiten_advantages: bool
+    # 5. losses
+    cliprange: float
+    cliprange_value: float
+    vf_coef: float
+    # 6. logging, checkpoints, evaluation
+    sample_every: int
+    sample_rows: int
+    save_every: int
+    eval_prompts: int
+    eval_greedy: bool
+    kl_bound: float
+
+    def __post_init__(self):
+        check(self.iterations >= 1, "algo.iterations", self.iterations, "must be >= 1")
+        check(self.batch_size >= 2, "algo.batch_size", self.batch_size, "must be >= 2 prompts per iteration (whitening needs two)")
+        check(self.num_mini_batches >= 1, "algo.num_mini_batches", self.num_mini_batches, "must be >= 1")
+        if self.batch_size % self.num_mini_batches:
+            raise ConfigError(
+                f"algo.batch_size={self.batch_size} is not divisible by algo.num_mini_batches={self.num_mini_batches}: "
+                f"choose a batch size that is a multiple of {self.num_mini_batches}, or a number of minibatches that divides {self.batch_size}"
+            )
+        check(self.ppo_epochs >= 1, "algo.ppo_epochs", self.ppo_epochs, "must be >= 1")
+        check(0 < self.learning_rate < 1, "algo.learning_rate", self.learning_rate, "must be in (0, 1), e.g. 1e-4 for LoRA")
+        check_choice("algo.lr_scheduler_type", self.lr_scheduler_type, SCHEDULERS)
+        check(0 <= self.warmup_ratio < 1, "algo.warmup_ratio", self.warmup_ratio, "must be in [0, 1)")
+        check(self.adam_eps > 0, "algo.adam_eps", self.adam_eps, "must be > 0")
+        check(self.max_grad_norm > 0, "algo.max_grad_norm", self.max_grad_norm, "must be > 0")
+        check(self.max_prompt_length >= 8, "algo.max_prompt_length", self.max_prompt_length, "must be >= 8 tokens")
+        check(self.max_new_tokens >= 1, "algo.max_new_tokens", self.max_new_tokens, "must be >= 1: the policy has to generate at least one token (e.g. 48)")
+        check(self.temperature > 0, "algo.temperature", self.temperature, "must be > 0 (sampling; 1.0 = the model's own distribution)")
+        check(self.top_k >= 0, "algo.top_k", self.top_k, "must be >= 0 (0 = no top-k filter)")
+        check(0 < self.top_p <= 1, "algo.top_p", self.top_p, "must be in (0, 1] (1 = no nucleus filter)")
+        if self.missing_eos_penalty is not None:
+            check(self.missing_eos_penalty >= 0, "algo.missing_eos_penalty", self.missing_eos_penalty, "must be >= 0 (it is subtracted) or null")
+        if self.reward_clip is not None:
+            check(self.reward_clip > 0, "algo.reward_clip", self.reward_clip, "must be > 0 or null")
+        check(self.kl_coef >= 0, "algo.kl_coef", self.kl_coef, "must be >= 0")
+        check_choice("algo.kl_estimator", self.kl_estimator, KL_ESTIMATORS)
+        if self.adaptive_kl:
+            check(self.kl_target is not None and self.kl_target > 0, "algo.kl_target", self.kl_target, "must be > 0 with algo.adaptive_kl=true")
+            check(self.kl_horizon is not None and self.kl_horizon > 0, "algo.kl_horizon", self.kl_horizon, "must be > 0 with algo.adaptive_kl=true")
+        check(0 <= self.gamma <= 1, "algo.gamma", self.gamma, "must be in [0, 1]")
+        check(0 <= self.lam <= 1, "algo.lam", self.lam, "must be in [0, 1]")
+        check(self.cliprange > 0, "algo.cliprange", self.cliprange, "must be > 0, e.g. 0.2")
+        check(self.cliprange_value > 0, "algo.cliprange_value", self.cliprange_value, "must be > 0, e.g. 0.2")
+        check(self.vf_coef >= 0, "algo.vf_coef", self.vf_coef, "must be >= 0")
+        check(self.sample_every >= 1, "algo.sample_every", self.sample_every, "must be >= 1")
+        check(self.sample_rows >= 1, "algo.sample_rows", self.sample_rows, "must be >= 1")
+        check(self.save_every >= 1, "algo.save_every", self.save_every, "must be >= 1")
+        check(self.eval_prompts >= 1, "algo.eval_prompts", self.eval_prompts, "must be >= 1")
+        check(self.kl_bound > 0, "algo.kl_bound", self.kl_bound, "must be > 0 (nats per response)")
+
+    def sampling(self, greedy: bool = False) -> Sampling:
+        return Sampling(self.max_prompt_length, self.max_new_tokens, self.temperature, self.top_k, self.top_p, greedy)
+
+
+# --------------------------------------------------------------------------- setup checks
+
+
+def reward_model_dir(job: Job, settings: Settings) -> Path:
+    """The finished rm run to score with: algo.reward_model, or outputs/latest/rm."""
+    path = Path(settings.reward_model) if settings.reward_model else job.outputs_root / "latest" / "rm"
+    if not path.exists():
+        raise ConfigError(f"no reward model at {path}: run `python train.py algo=rm` first, or set algo.reward_model=<rm run directory>")
+    rm_dir = resolve_run_dir(path, "rm", "algo.reward_model")
+    rm_model = from_node(ModelSettings, load_run_config(rm_dir).model, "model")
+    if settings.share_base and not same_base(rm_model, job.model):
+        raise ConfigError(
+            f"algo.reward_model={path} was trained on model={rm_model.name}, a different base from this run's "
+            f"model={job.model.name}: one shared base cannot serve both; set algo.share_base=false "
+            f"(or train a reward model with model={job.model.name})"
+        )
+    return rm_dir
+
+
+def init_adapter_dir(value: str | None) -> Path | None:
+    """An adapter directory, or a run directory (e.g. outputs/latest/sft) holding adapter/."""
+    if value is None:
+        return None
+    for candidate in (Path(value), Path(value) / ADAPTER):
+        if (candidate / "adapter_config.json").is_file():
+            return candidate
+    raise ConfigError(f"algo.init_adapter={value}: no PEFT adapter there (adapter_config.json); point it at an sft run directory or its adapter/")
+
+
+def resume_checkpoint(job: Job, settings: Settings) -> Path | None:
+    if settings.resume is None:
+        return None
+    if Path(settings.resume).resolve() != Path(job.run_dir).resolve():
+        raise ConfigError(
+            f"algo.resume={settings.resume}: a resumed run continues in its own directory, but this one writes to "
+            f"{job.run_dir}; add hydra.run.dir={settings.resume} to the command"
+        )
+    found = checkpoint.latest(job.run_dir)
+    if found is None:
+        raise ConfigError(
+            f"algo.resume={settings.resume}: no checkpoint in {Path(settings.resume) / checkpoint.CHECKPOINTS} "
+            f"(it stopped before algo.save_every={settings.save_every} iterations): start the run afresh"
+        )
+    return found
+
+
+# --------------------------------------------------------------------------- one iteration
+
+
+def ppo_iteration(roles: Roles, optimizer, scheduler, kl_controller, prompts: list[list[dict]], settings: Settings,
+                  micro_batch: int, reward_max_length: int) -> tuple[dict[str, float], Rollout, torch.Tensor]:
+    """Steps 1-5 on one batch of prompts; returns (step-6 metrics, the rollout, its raw scores)."""
+    times = {}
+    clock = time.perf_counter()
+
+    # 1. rollout: sample a response to every prompt.
+    rollout = sample(roles, prompts, settings.sampling())
+    times["rollout"], clock = time.perf_counter() - clock, time.perf_counter()
+
+    # 2. score: log-probs under the sampling policy and the reference, values, reward-model scores.
+    old = score_rollout(roles, rollout, settings.temperature, micro_batch, reward_max_length)
+    scores = apply_missing_eos_penalty(old.scores, rollout.has_eos, settings.missing_eos_penalty)
+    scores = normalize_scores(scores, settings.reward_clip, settings.whiten_scores)
+    times["score"], clock = time.perf_counter() - clock, time.perf_counter()
+
+    # 3. per-token rewards: -beta * KL on every token, + the score on the last real token.
+    beta = kl_controller.value
+    rewards, kl = per_token_rewards(scores, old.logprobs, old.ref_logprobs, rollout.mask, beta, settings.kl_estimator)
+    kl_per_response = kl.sum(1).mean().item()
+    rlhf_reward = rewards.sum(1).mean().item()
+    kl_controller.update(kl_per_response, len(rollout))
+
+    # 4. advantages: GAE over the response tokens; whitening.
+    if settings.whiten_rewards:
+        rewards = masked_whiten(rewards, rollout.mask, shift_mean=False)
+    advantages, returns = compute_gae(rewards, old.values, rollout.mask, settings.gamma, settings.lam)
+    if settings.whiten_advantages:
+        advantages = masked_whiten(advantages, rollout.mask)
+    times["advantages"], clock = time.perf_counter() - clock, time.perf_counter()
+
+    # 5. update: PPO epochs over shuffled minibatches.
+    stats = ppo_update(roles, optimizer, scheduler, rollout, old, advantages, returns, settings, micro_batch)
+    times["update"] = time.perf_counter() - clock
+
+    # 6. log
+    mask = rollout.mask.float()
+    tokens = mask.sum().item()
+    metrics = {
+        "objective/kl": kl_per_response,
+        "objective/entropy": (old.entropy * mask).sum(1).mean().item(),
+        "objective/non_score_reward": -beta * kl_per_response,
+        "objective/rlhf_reward": rlhf_reward,
+        "objective/scores": old.scores.mean().item(),
+        "objective/beta": beta,
+        **stats,
+        "response/length": mask.sum(1).mean().item(),
+        "response/eos_rate": rollout.has_eos.float().mean().item(),
+        "perf/tokens_per_s": tokens / sum(times.values()),
+        "perf/gen_tokens_per_s": tokens / times["rollout"],
+        "lr": scheduler.get_last_lr()[0],
+        **{f"time/{phase}": seconds for phase, seconds in times.items()},
+        "time/iteration": sum(times.values()),
+    }
+    return metrics, rollout, old.scores
+
+
+def ppo_update(roles: Roles, optimizer, scheduler, rollout: Rollout, old, advantages: torch.Tensor,
+               returns: torch.Tensor, settings: Settings, micro_batch: int) -> dict[str, float]:
+    """Step 5: ``ppo_epochs`` x ``num_mini_batches`` optimizer steps, each accumulated over micro batches.
+
+    The policy and value losses use different adapters, so each gets its own forward and backward
+    (they share no trainable weights: the sum's gradient is the same, the peak memory is lower).
+    """
+    params = list(roles.trainable.values())
+    size = len(rollout) // settings.num_mini_batches
+    sums, ratio_max, grad_norms = defaultdict(float), 0.0, []
+    n = 0
+    for _ in range(settings.ppo_epochs):
+        order = torch.randperm(len(rollout))
+        for minibatch in order.split(size):
+            optimizer.zero_grad(set_to_none=True)
+            for rows in minibatch.split(micro_batch):
+                with roles.grad_passes():
+                    step_stats, step_ratio_max = _policy_and_value_backward(roles, rollout, old, advantages, returns, settings, rows, len(minibatch))
+                for key, value in step_stats.items():
+                    sums[key] += value
+                ratio_max = max(ratio_max, step_ratio_max)
+                n += 1
+            grad_norms.append(torch.nn.utils.clip_grad_norm_(params, settings.max_grad_norm).item())
+            optimizer.step()
+            scheduler.step()
+    return {**{k: v / n for k, v in sums.items()}, "policy/ratio_max": ratio_max, "perf/grad_norm": sum(grad_norms) / len(grad_norms)}
+
+
+def _policy_and_value_backward(roles: Roles, rollout: Rollout, old, advantages: torch.Tensor, returns: torch.Tensor,
+                               settings: Settings, rows: torch.Tensor, minibatch_size: int) -> tuple[dict[str, float], float]:
+    """Accumulate the gradients of one micro batch (weighted by its share of the minibatch); returns its stats."""
+    weight = len(rows) / minibatch_size
+    mask = rollout.mask[rows]
+    # Backward inside the role's block: with gradient checkpointing, layers recompute their forward
+    # during backward, with whichever adapter is active then.
+    with roles.active("policy"):
+        new_logprobs, _ = response_logprobs(roles, "policy", rollout, rows, settings.temperature)
+        pg_loss, pg = policy_loss(new_logprobs, old.logprobs[rows], advantages[rows], mask, settings.cliprange)
+        (weight * pg_loss).backward()
+    with roles.active("value"):
+        values = response_values(roles, rollout, rows)
+        vf_loss, vf = value_loss(values, old.values[rows], returns[rows], mask, settings.cliprange_value)
+        (weight * settings.vf_coef * vf_loss).backward()
+    stats = {
+        "loss/policy": pg_loss, "loss/value": vf_loss, "policy/approxkl": pg["approxkl"], "policy/clipfrac": pg["clipfrac"],
+        "policy/ratio_mean": pg["ratio_mean"], "value/clipfrac": vf["clipfrac"], "value/vpred": masked_mean(values.detach(), mask),
+    }
+    return {k: v.item() for k, v in stats.items()}, pg["ratio_max"].item()
+
+
+# --------------------------------------------------------------------------- the run
+
+
+def _append_samples(path: Path, when: str, step: int, records: list[dict]) -> None:
+    with open(path, "a", encoding="utf-8") as handle:
+        for record in records:
+            handle.write(json.dumps({"when": when, "step": step, **record}) + "\n")
+
+
+def _sample_table(rollout: Rollout, scores: torch.Tensor, rows: int, step: int) -> list[list]:
+    return [[step, prompt[-1]["content"], text, score]
+            for prompt, text, score in list(zip(rollout.prompts, rollout.texts, scores.tolist()))[:rows]]
+
+
+def build(job: Job, settings: Settings) -> tuple[Roles, Path]:
+    """(roles, rm run directory), after the cheap checks that can fail with a one-line ConfigError."""
+    rm_dir = reward_model_dir(job, settings)
+    resume_checkpoint(job, settings)
+    micro_batch_size(job, settings)
+    return build_roles(job, rm_dir, settings.share_base, init_adapter_dir(settings.init_adapter)), rm_dir
+
+
+def micro_batch_size(job: Job, settings: Settings) -> int:
+    size, _ = job.hardware.accumulation_steps(
+        settings.batch_size // settings.num_mini_batches, "the minibatch (algo.batch_size / algo.num_mini_batches)"
+    )
+    return size
+
+
+def train(job: Job, settings: Settings) -> dict:
+    """Train the policy against the reward model; save adapter/ and return the summary metrics."""
+    return fit(job, settings, *build(job, settings))
+
+
+def fit(job: Job, settings: Settings, roles: Roles, rm_dir: Path) -> dict:
+    """The training loop on built roles (start evaluation or resume, iterations, final evaluation, save)."""
+    resume_from = resume_checkpoint(job, settings)
+    micro = micro_batch_size(job, settings)
+    optimizer = torch.optim.AdamW(roles.trainable.values(), lr=settings.learning_rate, eps=settings.adam_eps, weight_decay=0.0)
+    updates = settings.iterations * settings.ppo_epochs * settings.num_mini_batches
+    scheduler = get_scheduler(settings.lr_scheduler_type, optimizer, round(settings.warmup_ratio * updates), updates)
+    kl_controller = make_kl_controller(settings.kl_coef, settings.adaptive_kl, settings.kl_target, settings.kl_horizon)
+    reward_max_length = int(load_run_config(rm_dir).algo.max_length)  # what the reward model was trained on
+    train_prompts = [ex["prompt"] for ex in job.data.train]
+    eval_prompts = [ex["prompt"] for ex in job.data.test[: settings.eval_prompts]]
+    with_gold = job.dataset.name == "hh_synthetic"
+    samples_path = job.run_dir / EVAL_SAMPLES
+
+    def held_out(when: str, step: int) -> dict[str, float]:
+        metrics, records = evaluate(roles, eval_prompts, settings.sampling(settings.eval_greedy), settings.batch_size,
+                                    micro, reward_max_length, job.seed, with_gold)
+        _append_samples(samples_path, when, step, records)
+        log.info("%s evaluation on %d held-out prompts: %s", when, len(eval_prompts), metrics)
+        return metrics
+
+    if resume_from is not None:
+        state = checkpoint.restore(resume_from, roles, optimizer, scheduler, kl_controller)
+        start_step, start_eval = state["step"], state["start_eval"]
+        dropped = checkpoint.truncate_metrics(job.tracker.metrics_path, start_step)
+        checkpoint.truncate_jsonl(samples_path, lambda row: row["when"] == "start")  # the final evaluation is redone
+        log.info("resumed from %s (step %d); dropped %d metric rows logged after it", resume_from, start_step, dropped)
+    else:
+        start_step = 0
+        start_eval = held_out("start", 0)
+        job.tracker.log({f"eval/{k}": v for k, v in start_eval.items()}, step=0)
+
+    final_eval = None
+    for step in range(start_step + 1, settings.iterations + 1):
+        batch = [train_prompts[i] for i in prompt_indices(len(train_prompts), settings.batch_size, step, job.seed)]
+        metrics, rollout, scores = ppo_iteration(roles, optimizer, scheduler, kl_controller, batch, settings, micro, reward_max_length)
+        if step == settings.iterations:
+            final_eval = held_out("final", step)
+            metrics.update({f"eval/{k}": v for k, v in final_eval.items()})
+        job.tracker.log(metrics, step=step)
+        log.info("step %d/%d: score %.3f kl %.3f length %.1f (%.1f s)", step, settings.iterations, metrics["objective/scores"],
+                 metrics["objective/kl"], metrics["response/length"], metrics["time/iteration"])
+        if step % settings.sample_every == 0 or step == settings.iterations:
+            job.tracker.log_table("samples", ["step", "prompt", "response", "score"], _sample_table(rollout, scores, settings.sample_rows, step), step)
+        if step % settings.save_every == 0 or step == settings.iterations:
+            checkpoint.save(job.run_dir, step, roles, optimizer, scheduler, kl_controller, {"start_eval": start_eval})
+    if final_eval is None:  # resumed from the last checkpoint: only the evaluation was missing
+        final_eval = held_out("final", settings.iterations)
+
+    roles.save(job.adapter_dir)
+    summary = {f"{k}_start": v for k, v in start_eval.items()} | {f"{k}_final": v for k, v in final_eval.items()}
+    summary.update(
+        iterations=settings.iterations,
+        episodes=settings.iterations * settings.batch_size,
+        kl_bound=settings.kl_bound,
+        kl_within_bound=final_eval["kl"] <= settings.kl_bound,
+        reward_model=str(rm_dir),
+        share_base=settings.share_base,
+        eval_prompts=len(eval_prompts),
+    )
+    if not summary["kl_within_bound"]:
+        log.warning("final KL %.3f is above algo.kl_bound=%.3f: raise algo.kl_coef or lower the learning rate", final_eval["kl"], settings.kl_bound)
+    return summary

@@ -1,0 +1,131 @@
+"""Supervised fine-tuning on the preferred responses: TRL's SFTTrainer on prompt + chosen, loss on the response only.
+
+The usual first step when the start model is a base model (the DPO paper fine-tunes on HH preferred
+completions before DPO); ``python train.py algo=dpo algo.init_adapter=outputs/latest/sft`` continues from it.
+Each preference example becomes ``{"prompt": messages, "completion": chosen}`` (TRL's conversational
+prompt-completion format); TRL masks the prompt tokens out of the labels (``completion_only_loss``).
+The prompt is cut to ``max_prompt_length`` tokens keeping its end, as in DPO (rlhf/logprobs.py).
+Held-out metric: ``eval_loss``, the mean per-token negative log-likelihood of the test split's chosen responses.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from datasets import Dataset
+from trl import SFTConfig, SFTTrainer
+
+from rlhf.config import check
+from rlhf.job import Job
+from rlhf.logprobs import response_logprobs, truncate_prompt
+from rlhf.models import add_adapter, load_causal_lm, load_tokenizer, model_directory
+from rlhf.tracking import TrackerCallback
+from rlhf.trainer_args import common_training_args
+
+__all__ = ["Settings", "build", "make_trainer", "fit", "train", "sft_dataset", "evaluate_nll"]
+
+
+@dataclass(frozen=True)
+class Settings:
+    """conf/algo/sft.yaml"""
+
+    name: str
+    optimized_metric: str
+    learning_rate: float
+    lr_scheduler_type: str
+    warmup_ratio: float
+    weight_decay: float
+    num_train_epochs: float
+    max_steps: int
+    batch_size: int
+    max_length: int
+    max_prompt_length: int
+    max_grad_norm: float
+    logging_steps: int
+    eval_batch_size: int
+
+    def __post_init__(self):
+        check(0 < self.learning_rate < 1, "algo.learning_rate", self.learning_rate, "must be in (0, 1), e.g. 2e-4 for LoRA")
+        check(0 <= self.warmup_ratio < 1, "algo.warmup_ratio", self.warmup_ratio, "must be in [0, 1)")
+        check(self.weight_decay >= 0, "algo.weight_decay", self.weight_decay, "must be >= 0")
+        check(self.num_train_epochs > 0, "algo.num_train_epochs", self.num_train_epochs, "must be > 0")
+        check(self.max_steps == -1 or self.max_steps >= 1, "algo.max_steps", self.max_steps, "must be >= 1, or -1 for epochs")
+        check(self.batch_size >= 1, "algo.batch_size", self.batch_size, "must be >= 1")
+        check(self.max_length >= 16, "algo.max_length", self.max_length, "must be >= 16 tokens")
+        check(
+            1 <= self.max_prompt_length < self.max_length,
+            "algo.max_prompt_length",
+            self.max_prompt_length,
+            f"must be >= 1 and < algo.max_length={self.max_length}, so every example keeps response tokens "
+            f"(e.g. algo.max_prompt_length={self.max_length // 2})",
+        )
+        check(self.max_grad_norm > 0, "algo.max_grad_norm", self.max_grad_norm, "must be > 0")
+        check(self.logging_steps >= 1, "algo.logging_steps", self.logging_steps, "must be >= 1")
+        check(self.eval_batch_size >= 1, "algo.eval_batch_size", self.eval_batch_size, "must be >= 1")
+
+
+def sft_dataset(tokenizer, examples: list[dict], max_prompt_length: int) -> Dataset:
+    """TRL's conversational prompt-completion rows: the (cut) prompt and the chosen response."""
+    return Dataset.from_list(
+        [{"prompt": truncate_prompt(tokenizer, ex["prompt"], max_prompt_length), "completion": ex["chosen"]} for ex in examples]
+    )
+
+
+def build(job: Job):
+    """(tokenizer, policy): the causal LM with a fresh trainable LoRA adapter (or whole, with lora=none)."""
+    path = model_directory(job.model)
+    tokenizer = load_tokenizer(path, job.model)
+    backbone = load_causal_lm(path, job.model, job.hardware, tokenizer)
+    return tokenizer, add_adapter(backbone, job.lora, "CAUSAL_LM")
+
+
+def make_trainer(job: Job, settings: Settings, tokenizer, model, examples: list[dict] | None = None) -> SFTTrainer:
+    args = SFTConfig(
+        **common_training_args(settings, job.hardware, job.run_dir, job.seed),
+        max_length=settings.max_length,
+        truncation_mode="keep_start",
+        completion_only_loss=True,  # labels are -100 on the prompt: the loss is on the response only
+        packing=False,
+    )
+    return SFTTrainer(
+        model=model,
+        args=args,
+        train_dataset=sft_dataset(tokenizer, job.data.train if examples is None else examples, settings.max_prompt_length),
+        processing_class=tokenizer,
+        callbacks=[TrackerCallback(job.tracker)],
+    )
+
+
+def fit(job: Job, settings: Settings, tokenizer, model) -> int:
+    """Train ``model`` in place on the job's train split; returns the number of optimizer steps."""
+    trainer = make_trainer(job, settings, tokenizer, model)
+    trainer.train()
+    return trainer.state.global_step
+
+
+def evaluate_nll(model, tokenizer, examples: list[dict], settings: Settings) -> dict[str, float]:
+    """Mean per-token NLL (and perplexity) of the chosen responses of ``examples``."""
+    logps, tokens = response_logprobs(
+        model,
+        tokenizer,
+        [ex["prompt"] for ex in examples],
+        [ex["chosen"] for ex in examples],
+        settings.eval_batch_size,
+        settings.max_length,
+        settings.max_prompt_length,
+    )
+    nll = -(logps.sum() / tokens.sum().clamp(min=1)).item()
+    return {"eval_loss": nll, "eval_perplexity": math.exp(min(nll, 50.0)), "eval_response_tokens": int(tokens.sum().item())}
+
+
+def train(job: Job, settings: Settings) -> dict:
+    """Train, save adapter/ (+ tokenizer), and return held-out response NLL before and after."""
+    tokenizer, model = build(job)
+    before = evaluate_nll(model, tokenizer, job.data.test, settings)["eval_loss"]
+    steps = fit(job, settings, tokenizer, model)
+    model.save_pretrained(job.adapter_dir, safe_serialization=True)
+    tokenizer.save_pretrained(job.adapter_dir)
+    metrics = evaluate_nll(model, tokenizer, job.data.test, settings)
+    job.tracker.log(metrics, step=steps)
+    return {**metrics, "eval_loss_before": before, "train_steps": steps, "eval_examples": len(job.data.test)}

@@ -1,0 +1,131 @@
+"""Pure metric functions of the policy comparison (numbers in, numbers out; no models).
+
+Every function takes plain sequences or arrays, so tests check them on cases with known answers.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Sequence
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class Interval:
+    """A mean with a bootstrap confidence interval [low, high] over ``n`` items."""
+
+    mean: float
+    low: float
+    high: float
+    n: int
+
+    def as_dict(self) -> dict[str, float]:
+        return asdict(self)
+
+    def __str__(self) -> str:
+        return f"{self.mean:.3f} [{self.low:.3f}, {self.high:.3f}]"
+
+
+def bootstrap_interval(values: Sequence[float], n_samples: int = 1000, confidence: float = 0.95, seed: int = 0) -> Interval:
+    """Mean of ``values`` [N] with a percentile-bootstrap interval.
+
+    ``n_samples`` resamples of N items drawn with replacement; the interval is the
+    ((1 - confidence) / 2, (1 + confidence) / 2) quantiles of the resampled means. The generator is
+    seeded, so the same values give the same interval.
+    """
+    data = np.asarray(values, dtype=np.float64).reshape(-1)
+    if data.size == 0:
+        raise ValueError("bootstrap_interval needs at least one value")
+    if not 0 < confidence < 1:
+        raise ValueError(f"confidence must be in (0, 1), got {confidence}")
+    mean = float(data.mean())
+    if n_samples < 1 or data.size == 1:
+        return Interval(mean, mean, mean, int(data.size))
+    rng = np.random.default_rng(seed)
+    means = data[rng.integers(0, data.size, size=(n_samples, data.size))].mean(axis=1)
+    alpha = (1 - confidence) / 2
+    low, high = np.quantile(means, [alpha, 1 - alpha])
+    return Interval(mean, float(low), float(high), int(data.size))
+
+
+def pairwise_wins(scores: Sequence[float], against: Sequence[float]) -> np.ndarray:
+    """Per item [N]: 1 where ``scores`` beats ``against``, 0.5 on a tie, 0 where it loses."""
+    a, b = np.asarray(scores, dtype=np.float64), np.asarray(against, dtype=np.float64)
+    if a.shape != b.shape:
+        raise ValueError(f"win rate needs aligned scores, got {a.shape} and {b.shape}")
+    return (a > b).astype(np.float64) + 0.5 * (a == b)
+
+
+def win_rate(scores: Sequence[float], against: Sequence[float]) -> float:
+    """Share of items where ``scores[i] > against[i]``, ties counting one half."""
+    wins = pairwise_wins(scores, against)
+    if wins.size == 0:
+        raise ValueError("win_rate needs at least one pair")
+    return float(wins.mean())
+
+
+def preference_accuracy(chosen: Sequence[float], rejected: Sequence[float]) -> float:
+    """Share of pairs whose chosen response scores above the rejected one (ties one half)."""
+    return win_rate(chosen, rejected)
+
+
+def implicit_reward_margins(
+    policy_chosen: Sequence[float], ref_chosen: Sequence[float], policy_rejected: Sequence[float], ref_rejected: Sequence[float]
+) -> np.ndarray:
+    """[N]: (log pi(y_w|x) - log pi_ref(y_w|x)) - (log pi(y_l|x) - log pi_ref(y_l|x)) from summed log-probs.
+
+    Positive where the implicit reward ranks chosen above rejected; beta > 0 does not change the sign.
+    """
+    pc, rc, pr, rr = (np.asarray(v, dtype=np.float64) for v in (policy_chosen, ref_chosen, policy_rejected, ref_rejected))
+    return (pc - rc) - (pr - rr)
+
+
+def length_normalised_margins(
+    chosen_logps: Sequence[float], chosen_tokens: Sequence[float], rejected_logps: Sequence[float], rejected_tokens: Sequence[float]
+) -> np.ndarray:
+    """[N]: log pi(y_w|x) / |y_w| - log pi(y_l|x) / |y_l| (mean per-token log-likelihood, chosen minus rejected)."""
+    cl, ct, rl, rt = (np.asarray(v, dtype=np.float64) for v in (chosen_logps, chosen_tokens, rejected_logps, rejected_tokens))
+    return cl / np.maximum(ct, 1) - rl / np.maximum(rt, 1)
+
+
+def margin_accuracy(margins: Sequence[float]) -> float:
+    """Share of margins > 0, zeros (ties) counting one half."""
+    m = np.asarray(margins, dtype=np.float64)
+    return win_rate(m, np.zeros_like(m))
+
+
+def distinct_n(texts: Sequence[str], n: int = 2) -> float:
+    """Distinct n-grams / all n-grams over every response (lower-cased whitespace words; Li et al. 2016).
+
+    1.0 when no n-gram repeats anywhere; near 0 for degenerate, repetitive text. 0.0 when no response
+    has n words.
+    """
+    if n < 1:
+        raise ValueError(f"n must be >= 1, got {n}")
+    grams: list[tuple[str, ...]] = []
+    for text in texts:
+        words = text.lower().split()
+        grams.extend(tuple(words[i : i + n]) for i in range(len(words) - n + 1))
+    return len(set(grams)) / len(grams) if grams else 0.0
+
+
+def kl_summary(per_response_kl: Sequence[float], n_samples: int = 1000, confidence: float = 0.95, seed: int = 0) -> dict[str, float]:
+    """Mean KL per response with its interval, and the share of responses with a negative estimate.
+
+    ``per_response_kl`` [N]: sum over response tokens of log pi - log pi_ref on the policy's own samples
+    (an unbiased estimate of KL(pi || pi_ref) per response; single samples can be negative).
+    """
+    values = np.asarray(per_response_kl, dtype=np.float64)
+    interval = bootstrap_interval(values, n_samples, confidence, seed)
+    return {**interval.as_dict(), "negative_share": float((values < 0).mean()), "max": float(values.max())}
+
+
+def reward_hacking(reward: float, base_reward: float, gold: float | None, base_gold: float | None, margin: float = 0.0) -> bool | None:
+    """Likely reward hacking: the judge reward rose above base while the gold score fell below base.
+
+    Both changes must exceed ``margin`` (same units as the scores). None when there is no gold score.
+    """
+    if gold is None or base_gold is None:
+        return None
+    return (reward - base_reward) > margin and (base_gold - gold) > margin

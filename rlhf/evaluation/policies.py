@@ -1,0 +1,258 @@
+"""Which policies to compare, and one copy of the base weights that serves them all.
+
+A policy is ``base`` (the model with no adapter) or a finished policy run directory (dpo, ppo, sft,
+a sweep job) whose ``adapter/`` is a PEFT CausalLM LoRA adapter on the base its ``.hydra/config.yaml``
+names. Its reference, for KL and the implicit reward, is the base with adapters disabled, or the
+run's ``algo.init_adapter`` (e.g. an SFT adapter) when it started from one, as DPO and PPO use it.
+
+:class:`PolicyBank` loads the base once and attaches every adapter by name (PeftModel.load_adapter),
+switching with ``set_adapter`` / ``disable_adapter``, so N policies cost one base plus N small adapters.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterator, Mapping
+
+import torch
+from omegaconf import OmegaConf
+from peft import PeftModel
+from transformers import GenerationConfig
+
+from rlhf.config import ModelSettings, from_node
+from rlhf.errors import ConfigError
+from rlhf.ppo.roles import position_ids, same_base
+from rlhf.runs import ADAPTER, SUMMARY, load_run_config, load_summary, resolve_run_dir
+
+log = logging.getLogger(__name__)
+
+BASE = "base"
+POLICY_ALGOS = ("dpo", "ppo", "sft")
+_CHECKPOINT = re.compile(r"^step-(\d+)$")
+
+
+@dataclass(frozen=True)
+class PolicySpec:
+    """One compared policy. ``adapter`` None means the base model; ``reference`` None means the base."""
+
+    name: str
+    run_dir: Path | None = None
+    algo: str | None = None
+    adapter: Path | None = None
+    reference: Path | None = None
+    summary: dict = field(default_factory=dict, compare=False, hash=False)
+
+    @property
+    def is_base(self) -> bool:
+        return self.adapter is None
+
+    def describe(self) -> dict:
+        return {
+            "run_dir": str(self.run_dir) if self.run_dir else None,
+            "algo": self.algo or BASE,
+            "adapter": str(self.adapter) if self.adapter else None,
+            "reference": str(self.reference) if self.reference else BASE,
+        }
+
+
+def _is_latest_link(path: Path, outputs_root: Path) -> bool:
+    """Whether ``path`` names ``<outputs_root>/latest/<algo>`` (a pointer that exists once that algorithm ran)."""
+    try:
+        return Path(path).absolute().parent == (Path(outputs_root) / "latest").absolute()
+    except OSError:
+        return False
+
+
+def _check_adapter(adapter: Path, key: str, value: str) -> Path:
+    config = adapter / "adapter_config.json"
+    if not config.is_file():
+        raise ConfigError(
+            f"{key}={value}: {adapter} holds full weights, not a LoRA adapter (trained with lora=none); "
+            f"evaluation attaches LoRA adapters to one base: compare runs trained with lora=r8/r16/r64"
+        )
+    task = json.loads(config.read_text(encoding="utf-8")).get("task_type")
+    if task not in (None, "CAUSAL_LM"):
+        raise ConfigError(f"{key}={value}: {adapter} is a {task} adapter (a reward model?), a policy needs a CAUSAL_LM one")
+    return adapter
+
+
+def _reference_adapter(run_dir: Path, summary: dict, key: str) -> Path | None:
+    """The run's DPO/PPO reference when it started from ``algo.init_adapter``; None = the base."""
+    algo_cfg = load_run_config(run_dir).get("algo") or {}
+    value = summary.get("init_adapter") or OmegaConf.select(algo_cfg, "init_adapter", default=None)
+    if not value:
+        return None
+    for candidate in (Path(value), Path(value) / ADAPTER):
+        if (candidate / "adapter_config.json").is_file():
+            if "latest" in Path(value).parts:
+                log.warning("%s: its init adapter %s is a 'latest' pointer; if a newer run moved it, the reference differs", key, value)
+            return candidate.resolve()
+    raise ConfigError(
+        f"{key}={run_dir}: the run started from algo.init_adapter={value}, which holds no adapter now "
+        f"(its reference for KL and the implicit reward): restore that adapter or leave this policy out ({key}=null)"
+    )
+
+
+def resolve_policy(name: str, value: str, model: ModelSettings) -> PolicySpec:
+    """A ``policies.<name>`` entry: ``base`` or a finished policy run directory on ``model``."""
+    key = f"policies.{name}"
+    if str(value) == BASE:
+        return PolicySpec(name)
+    path = Path(str(value)).expanduser()
+    if not path.exists():
+        raise ConfigError(f"{key}={value}: nothing is there; give a run directory (outputs/<algo>/<timestamp>), outputs/latest/<algo>, or {key}=null to leave it out")
+    if not (path / SUMMARY).is_file():
+        raise ConfigError(f"{key}={value}: not a run directory (no {SUMMARY}); point it at outputs/<algo>/<timestamp> or outputs/latest/<algo>")
+    run_dir = resolve_run_dir(path, None, key)
+    summary = load_summary(run_dir)
+    algo = summary.get("algo")
+    if algo == "rm":
+        raise ConfigError(f"{key}={value}: that is a reward model run, not a policy; judge with it instead (judge={value})")
+    if algo not in POLICY_ALGOS:
+        raise ConfigError(f"{key}={value}: a {algo!r} run is not a policy; expected one of {', '.join(POLICY_ALGOS)}")
+    run_model = from_node(ModelSettings, load_run_config(run_dir).model, "model")
+    if not same_base(run_model, model):
+        raise ConfigError(
+            f"{key}={value}: that run's base is model={run_model.name}, this evaluation's is model={model.name}; "
+            f"all policies share one base: add model={run_model.name}, or leave it out ({key}=null)"
+        )
+    adapter = _check_adapter(run_dir / ADAPTER, key, str(value))
+    return PolicySpec(name, run_dir, algo, adapter, _reference_adapter(run_dir, summary, key), summary)
+
+
+def resolve_policies(policies: Mapping[str, str | None], model: ModelSettings, outputs_root: Path, explicit: set[str] = frozenset()) -> list[PolicySpec]:
+    """The compared policies, in config order. ``null`` leaves one out; a default ``<outputs_root>/latest/<algo>``
+    that does not exist yet is skipped with a warning; anything else that is not a policy run is an error.
+    ``explicit`` names the entries the user set on the command line (never skipped)."""
+    specs = []
+    for name, value in policies.items():
+        if value is None:
+            continue
+        if not re.fullmatch(r"[A-Za-z0-9_\-]+", str(name)):
+            raise ConfigError(f"policies.{name}: use letters, digits, '_' or '-' in policy names (e.g. policies.dpo_beta01)")
+        if not isinstance(value, str):
+            raise ConfigError(
+                f"policies.{name}={value!r}: give 'base', a run directory or null "
+                f"(a '.' in a policy name nests it; use e.g. +policies.dpo_beta01=PATH)"
+            )
+        path = Path(str(value))
+        if str(value) != BASE and name not in explicit and not path.exists() and _is_latest_link(path, outputs_root):
+            log.warning("policies.%s=%s does not exist yet (run `python train.py algo=%s` first); leaving it out", name, value, path.name)
+            continue
+        specs.append(resolve_policy(name, str(value), model))
+    if not specs:
+        raise ConfigError("no policies to compare: every entry of policies is null or missing; e.g. policies.base=base policies.dpo=<a dpo run>")
+    return specs
+
+
+def resolve_judge(value: str | None, model: ModelSettings, outputs_root: Path) -> Path:
+    """The judge reward model: a finished rm run directory on the same base as the policies."""
+    path = Path(str(value)) if value else Path(outputs_root) / "latest" / "rm"
+    if not path.exists():
+        raise ConfigError(f"judge={path}: no reward model there; train one (`python train.py algo=rm`) or set judge=<rm run directory>")
+    if not (path / SUMMARY).is_file():
+        raise ConfigError(f"judge={path}: not a run directory (no {SUMMARY}); point it at an rm run, outputs/rm/<timestamp> or outputs/latest/rm")
+    run_dir = resolve_run_dir(path, "rm", "judge")
+    judge_model = from_node(ModelSettings, load_run_config(run_dir).model, "model")
+    if not same_base(judge_model, model):
+        raise ConfigError(
+            f"judge={path}: that reward model is on model={judge_model.name}, the policies are on model={model.name}; "
+            f"pick an rm run on {model.name} (`python train.py algo=rm model={model.name}`, then judge=<its run dir>)"
+        )
+    return run_dir
+
+
+def ppo_checkpoints(spec: PolicySpec) -> list[tuple[int, Path]]:
+    """(step, adapter dir) of a PPO run's kept checkpoints, except the final one (that is the policy itself)."""
+    if spec.algo != "ppo" or spec.run_dir is None:
+        return []
+    final = spec.summary.get("iterations")
+    found = []
+    for path in sorted((spec.run_dir / "checkpoints").glob("step-*")):
+        match = _CHECKPOINT.match(path.name)
+        if match and (path / ADAPTER / "adapter_config.json").is_file() and int(match.group(1)) != final:
+            found.append((int(match.group(1)), path / ADAPTER))
+    return found
+
+
+class PolicyBank:
+    """One base model; adapters attached by name. ``use(adapter)`` activates one (None = the base)."""
+
+    def __init__(self, lm, tokenizer):
+        self.model = lm
+        self.tokenizer = tokenizer
+        self._names: dict[Path, str] = {}
+        lm.eval()
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    def attach(self, adapter_dir: Path | None) -> str | None:
+        """Load ``adapter_dir`` once (deduplicated by path); returns its adapter name, or None for the base."""
+        if adapter_dir is None:
+            return None
+        key = Path(adapter_dir).resolve()
+        if key not in self._names:
+            name = f"adapter{len(self._names)}"  # peft names are module keys: no dots
+            if isinstance(self.model, PeftModel):
+                self.model.load_adapter(str(key), adapter_name=name, is_trainable=False)
+            else:
+                self.model = PeftModel.from_pretrained(self.model, str(key), adapter_name=name, is_trainable=False)
+            self.model.eval()
+            self._names[key] = name
+        return self._names[key]
+
+    @contextlib.contextmanager
+    def use(self, adapter: str | None) -> Iterator[torch.nn.Module]:
+        """Inside, ``self.model`` runs as the named adapter, or as the base with adapters disabled."""
+        if adapter is None:
+            if isinstance(self.model, PeftModel):
+                with self.model.disable_adapter():
+                    yield self.model
+            else:
+                yield self.model
+        else:
+            self.model.set_adapter(adapter)
+            yield self.model
+
+    def _transformer(self):
+        return self.model.get_base_model() if isinstance(self.model, PeftModel) else self.model
+
+    def view(self, policy: str | None, reference: str | None) -> "PolicyView":
+        return PolicyView(self, policy, reference)
+
+
+class PolicyView:
+    """A policy and its reference seen through the interface rlhf.ppo.rollout uses (``Roles``): tokenizer,
+    device, ``generate`` with the policy, ``response_head`` for the "policy" and "reference" roles."""
+
+    def __init__(self, bank: PolicyBank, policy: str | None, reference: str | None):
+        self.bank = bank
+        self.adapters = {"policy": policy, "reference": reference}
+        self.tokenizer = bank.tokenizer
+
+    @property
+    def device(self) -> torch.device:
+        return self.bank.device
+
+    @torch.no_grad()
+    def generate(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, config: GenerationConfig) -> torch.Tensor:
+        """[B, P] left-padded prompts -> [B, P + T] with the policy."""
+        with self.bank.use(self.adapters["policy"]) as model:
+            return model.generate(input_ids=input_ids, attention_mask=attention_mask, generation_config=config)
+
+    @torch.no_grad()
+    def response_head(self, role: str, input_ids: torch.Tensor, attention_mask: torch.Tensor, prompt_len: int) -> torch.Tensor:
+        """[B, P+T] ids/mask ([left-padded prompt | response]) -> LM logits [B, T, V] that score the T response tokens."""
+        transformer = self.bank._transformer()
+        with self.bank.use(self.adapters[role]):
+            hidden = transformer.get_decoder()(
+                input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids(attention_mask), use_cache=False
+            ).last_hidden_state
+        return transformer.get_output_embeddings()(hidden[:, prompt_len - 1 : -1])

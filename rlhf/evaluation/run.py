@@ -1,0 +1,363 @@
+"""The comparison: every policy answers the same held-out prompts; a judge reward model, the gold judge
+(hh_synthetic) and the policies' own log-probs score them; results.json, results.md, plots and W&B.
+
+    1. resolve   the policies (base | run directories) and the judge rm run; one base model, adapters by name
+    2. sample    each policy answers the first ``n_prompts`` test prompts (seeded: every policy draws with the
+                 same random stream; or greedy); KL to its reference on its own samples, length, EOS
+    3. judge     judge-RM and gold scores of every response and of the dataset's chosen responses
+    4. pairs     summed log-probs of the first ``n_pairs`` test pairs under each policy and reference ->
+                 implicit-reward accuracy (base: length-normalised log-likelihood accuracy)
+    5. report    metrics with bootstrap intervals, win rates, hacking flags -> files, plots, W&B
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from omegaconf import DictConfig, OmegaConf
+
+from rlhf.algos.rm import load_reward_model
+from rlhf.config import DatasetSettings, HardwareSettings, LoggerSettings, ModelSettings, check, from_node
+from rlhf.data.gold_judge import gold_score_batch
+from rlhf.data.preference import load_preference_splits
+from rlhf.errors import ConfigError
+from rlhf.evaluation import metrics as M
+from rlhf.evaluation import plots, tables
+from rlhf.evaluation.policies import PolicyBank, PolicySpec, ppo_checkpoints, resolve_judge, resolve_policies
+from rlhf.logprobs import completion_logprobs, tokenize_completions, truncate_prompt
+from rlhf.models import load_causal_lm, load_tokenizer, model_directory
+from rlhf.ppo.rollout import Sampling, response_logprobs, sample
+from rlhf.reward_scoring import score_conversations
+from rlhf.runs import load_run_config, peak_rss_mb, write_json_atomic
+from rlhf.tracking import Tracker
+
+log = logging.getLogger(__name__)
+
+RESULTS_JSON = "results.json"
+RESULTS_MD = "results.md"
+SAMPLES = "samples.jsonl"
+
+
+@dataclass(frozen=True)
+class Settings:
+    """conf/evaluate.yaml ``evaluation:`` (every default and its reason lives there)."""
+
+    n_prompts: int
+    n_pairs: int
+    max_prompt_length: int
+    max_new_tokens: int
+    temperature: float
+    top_k: int
+    top_p: float
+    greedy: bool
+    generation_batch_size: int
+    pair_max_length: int
+    reward_max_length: int | None
+    bootstrap_samples: int
+    confidence: float
+    hacking_margin: float
+    ppo_checkpoints: bool
+    sample_rows: int
+
+    def __post_init__(self):
+        check(self.n_prompts >= 1, "evaluation.n_prompts", self.n_prompts, "must be >= 1 held-out prompt (e.g. 64)")
+        check(self.n_pairs >= 0, "evaluation.n_pairs", self.n_pairs, "must be >= 0 held-out pairs (0 skips the accuracy)")
+        check(self.max_prompt_length >= 8, "evaluation.max_prompt_length", self.max_prompt_length, "must be >= 8 tokens")
+        check(self.max_new_tokens >= 1, "evaluation.max_new_tokens", self.max_new_tokens, "must be >= 1 (e.g. 48)")
+        check(self.temperature > 0, "evaluation.temperature", self.temperature, "must be > 0; use evaluation.greedy=true for greedy decoding")
+        check(self.top_k >= 0, "evaluation.top_k", self.top_k, "must be >= 0 (0 = off)")
+        check(0 < self.top_p <= 1, "evaluation.top_p", self.top_p, "must be in (0, 1] (1 = off)")
+        check(self.generation_batch_size >= 1, "evaluation.generation_batch_size", self.generation_batch_size, "must be >= 1")
+        check(self.pair_max_length >= 16, "evaluation.pair_max_length", self.pair_max_length, "must be >= 16 tokens")
+        if self.reward_max_length is not None:
+            check(self.reward_max_length >= 16, "evaluation.reward_max_length", self.reward_max_length, "must be >= 16 tokens, or null for the judge run's algo.max_length")
+        check(self.bootstrap_samples >= 1, "evaluation.bootstrap_samples", self.bootstrap_samples, "must be >= 1 (e.g. 1000)")
+        check(0 < self.confidence < 1, "evaluation.confidence", self.confidence, "must be in (0, 1), e.g. 0.95")
+        check(self.hacking_margin >= 0, "evaluation.hacking_margin", self.hacking_margin, "must be >= 0")
+        check(self.sample_rows >= 0, "evaluation.sample_rows", self.sample_rows, "must be >= 0")
+
+    def sampling(self) -> Sampling:
+        return Sampling(self.max_prompt_length, self.max_new_tokens, self.temperature, self.top_k, self.top_p, self.greedy)
+
+    @property
+    def logprob_temperature(self) -> float:
+        """KL is measured on the distribution sampled from: logits / temperature (1 for greedy decoding)."""
+        return 1.0 if self.greedy else self.temperature
+
+
+# --------------------------------------------------------------------------- 2. sample
+
+
+@dataclass
+class Generations:
+    """One policy's answers to the prompts ([N] each)."""
+
+    texts: list[str]
+    lengths: np.ndarray  # response tokens, EOS included
+    has_eos: np.ndarray  # bool
+    kl: np.ndarray  # sum over response tokens of log pi - log pi_ref
+
+
+@torch.no_grad()
+def generate(bank: PolicyBank, policy: str | None, reference: str | None, prompts: list[list[dict]], settings: Settings,
+             micro_batch: int, seed: int) -> Generations:
+    """Seeded answers of ``policy`` (adapter name, None = base) and their KL to ``reference``, in micro batches."""
+    view = bank.view(policy, reference)
+    devices = list(range(torch.cuda.device_count())) if torch.cuda.is_available() else []
+    with torch.random.fork_rng(devices=devices):
+        torch.manual_seed(seed)  # every policy draws with the same random stream
+        rollout = sample(view, prompts, settings.sampling(), batch_size=settings.generation_batch_size)
+    mask = rollout.mask.float()
+    kl = torch.zeros(len(rollout))
+    if policy != reference:
+        parts = []
+        for rows in torch.arange(len(rollout)).split(micro_batch):
+            logprobs, _ = response_logprobs(view, "policy", rollout, rows, settings.logprob_temperature)
+            ref_logprobs, _ = response_logprobs(view, "reference", rollout, rows, settings.logprob_temperature)
+            parts.append(((logprobs - ref_logprobs) * mask[rows]).sum(1).float().cpu())
+        kl = torch.cat(parts)
+    return Generations(rollout.texts, mask.sum(1).cpu().numpy(), rollout.has_eos.cpu().numpy(), kl.numpy())
+
+
+# --------------------------------------------------------------------------- 4. pairs
+
+
+@dataclass
+class PairLogprobs:
+    """Summed log-probs and token counts of the chosen and rejected responses of N pairs."""
+
+    chosen: np.ndarray
+    chosen_tokens: np.ndarray
+    rejected: np.ndarray
+    rejected_tokens: np.ndarray
+
+
+def tokenize_pairs(tokenizer, examples: list[dict], max_prompt_length: int) -> tuple[list, list, list]:
+    """(prompt ids, chosen ids, rejected ids) per pair, split as TRL's DPO does (rlhf/logprobs.py)."""
+    prompts, chosen, rejected = [], [], []
+    for ex in examples:
+        p, (c, r) = tokenize_completions(tokenizer, truncate_prompt(tokenizer, ex["prompt"], max_prompt_length), [ex["chosen"], ex["rejected"]])
+        prompts.append(p)
+        chosen.append(c)
+        rejected.append(r)
+    return prompts, chosen, rejected
+
+
+def pair_logprobs(bank: PolicyBank, adapter: str | None, tokenized: tuple[list, list, list], batch_size: int, max_length: int) -> PairLogprobs:
+    prompts, chosen, rejected = tokenized
+    pad = bank.tokenizer.pad_token_id
+    with bank.use(adapter) as model:
+        c, ct = completion_logprobs(model, prompts, chosen, pad, batch_size, max_length)
+        r, rt = completion_logprobs(model, prompts, rejected, pad, batch_size, max_length)
+    return PairLogprobs(c.numpy(), ct.numpy(), r.numpy(), rt.numpy())
+
+
+def accuracy_of(policy: PairLogprobs, reference: PairLogprobs | None) -> tuple[float, str, np.ndarray]:
+    """(accuracy, kind, margins [N]): the implicit reward log pi - log pi_ref ranks chosen above rejected;
+    without a distinct reference (the base policy), the length-normalised log-likelihood does."""
+    if reference is None:
+        margins = M.length_normalised_margins(policy.chosen, policy.chosen_tokens, policy.rejected, policy.rejected_tokens)
+        return M.margin_accuracy(margins), "length-normalised log-likelihood", margins
+    margins = M.implicit_reward_margins(policy.chosen, reference.chosen, policy.rejected, reference.rejected)
+    return M.margin_accuracy(margins), "implicit reward", margins
+
+
+# --------------------------------------------------------------------------- 5. metrics
+
+
+def summarise(name: str, gens: Generations, rm: np.ndarray, gold: np.ndarray | None, families: list[str], settings: Settings,
+              seed: int, base: dict | None, chosen_rm: np.ndarray, chosen_gold: np.ndarray | None) -> dict:
+    """Every per-policy metric from its generations and scores (arrays aligned with the prompts)."""
+    boot = dict(n_samples=settings.bootstrap_samples, confidence=settings.confidence, seed=seed)
+    out = {
+        "avg_reward": M.bootstrap_interval(rm, **boot).as_dict(),
+        "kl": M.kl_summary(gens.kl, **boot),
+        "length": float(np.mean(gens.lengths)),
+        "eos_rate": float(np.mean(gens.has_eos)),
+        "distinct_2": M.distinct_n(gens.texts, 2),
+        "win_rate_vs_chosen_rm": M.bootstrap_interval(M.pairwise_wins(rm, chosen_rm), **boot).as_dict(),
+    }
+    if gold is not None:
+        out["gold_score"] = M.bootstrap_interval(gold, **boot).as_dict()
+        out["gold_by_family"] = {f: float(np.mean([g for g, fam in zip(gold, families) if fam == f])) for f in sorted(set(families))}
+        out["win_rate_vs_chosen_gold"] = M.bootstrap_interval(M.pairwise_wins(gold, chosen_gold), **boot).as_dict()
+    if base is not None:
+        out["win_rate_vs_base_rm"] = M.bootstrap_interval(M.pairwise_wins(rm, base["rm"]), **boot).as_dict()
+        out["reward_delta_vs_base"] = M.bootstrap_interval(rm - base["rm"], **boot).as_dict()
+        if gold is not None:
+            out["win_rate_vs_base_gold"] = M.bootstrap_interval(M.pairwise_wins(gold, base["gold"]), **boot).as_dict()
+            out["gold_delta_vs_base"] = M.bootstrap_interval(gold - base["gold"], **boot).as_dict()
+        out["reward_hacking"] = M.reward_hacking(
+            float(rm.mean()), float(base["rm"].mean()),
+            None if gold is None else float(gold.mean()), None if gold is None else float(base["gold"].mean()),
+            settings.hacking_margin,
+        )
+    return out
+
+
+# --------------------------------------------------------------------------- the run
+
+
+def _place(model, hardware: HardwareSettings):
+    """On a GPU box put the model on it (4-bit models are placed by their loader)."""
+    if torch.cuda.is_available() and not hardware.load_in_4bit:
+        return model.to("cuda")
+    return model
+
+
+def _timed(times: dict, key: str, start: float) -> float:
+    now = time.perf_counter()
+    times[key] = round(times.get(key, 0.0) + now - start, 2)
+    return now
+
+
+def evaluate(cfg: DictConfig, run_dir: Path, explicit: set[str] = frozenset()) -> dict:
+    """Compare the policies of ``cfg.policies`` into ``run_dir``; returns results.json's content.
+
+    ``explicit``: names of policies given on the command line (a missing one is an error, never skipped).
+    """
+    started = time.perf_counter()
+    times: dict[str, float] = {}
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    settings = from_node(Settings, cfg.evaluation, "evaluation")
+    model = from_node(ModelSettings, cfg.model, "model")
+    hardware = from_node(HardwareSettings, cfg.hardware, "hardware")
+    dataset = from_node(DatasetSettings, cfg.dataset, "dataset")
+    logger = from_node(LoggerSettings, cfg.logger, "logger")
+    if hardware.num_threads:
+        torch.set_num_threads(hardware.num_threads)
+    outputs_root = Path(cfg.outputs_root)
+    policies = OmegaConf.to_container(cfg.policies, resolve=True) if cfg.policies is not None else {}
+
+    # 1. resolve
+    specs = resolve_policies(policies, model, outputs_root, set(explicit))
+    judge_dir = resolve_judge(cfg.judge, model, outputs_root)
+    data = load_preference_splits(dataset)
+    examples = data.test[: settings.n_prompts]
+    if not examples:
+        raise ConfigError(f"the prompt set is empty: dataset={dataset.name} has no test rows; raise dataset.n_test or dataset.max_eval_rows")
+    if len(examples) < settings.n_prompts:
+        log.warning("evaluation.n_prompts=%d but the test split has %d rows: using %d", settings.n_prompts, len(data.test), len(examples))
+    pairs = data.test[: settings.n_pairs]
+    prompts = [ex["prompt"] for ex in examples]
+    families = [ex["family"] for ex in examples]
+    with_gold = dataset.name == "hh_synthetic"
+    micro = hardware.micro_batch_size
+    tracker = Tracker(run_dir, logger, config=OmegaConf.to_container(cfg, resolve=True), job_type="evaluate",
+                      group=logger.group or "evaluate", tags=[str(t) for t in cfg.tags])
+    try:
+        clock = time.perf_counter()
+        path = model_directory(model)
+        tokenizer = load_tokenizer(path, model)
+        bank = PolicyBank(_place(load_causal_lm(path, model, hardware, tokenizer), hardware), tokenizer)
+        names = {s.name: (bank.attach(s.adapter), bank.attach(s.reference)) for s in specs}
+        checkpoints = {s.name: ppo_checkpoints(s) if settings.ppo_checkpoints else [] for s in specs}
+        judge_tokenizer, judge = load_reward_model(judge_dir, hardware)
+        judge = _place(judge, hardware)
+        reward_max_length = settings.reward_max_length or int(load_run_config(judge_dir).algo.max_length)
+        clock = _timed(times, "load", clock)
+
+        def judge_scores(conversations: list[list[dict]]) -> np.ndarray:
+            return score_conversations(judge, judge_tokenizer, conversations, micro, reward_max_length).numpy().astype(np.float64)
+
+        # 3. the dataset's chosen responses, the yardstick of "win rate vs chosen"
+        chosen_rm = judge_scores([ex["prompt"] + ex["chosen"] for ex in examples])
+        chosen_gold = np.asarray(gold_score_batch(prompts, [ex["chosen"] for ex in examples])) if with_gold else None
+        clock = _timed(times, "judge", clock)
+
+        # 2.-3. sample and judge every policy
+        gens, rm_scores, gold_scores = {}, {}, {}
+        for spec in specs:
+            policy, reference = names[spec.name]
+            gens[spec.name] = generate(bank, policy, reference, prompts, settings, micro, cfg.seed)
+            clock = _timed(times, "sample+kl", clock)
+            conversations = [p + [{"role": "assistant", "content": t}] for p, t in zip(prompts, gens[spec.name].texts)]
+            rm_scores[spec.name] = judge_scores(conversations)
+            gold_scores[spec.name] = np.asarray(gold_score_batch(prompts, gens[spec.name].texts)) if with_gold else None
+            clock = _timed(times, "judge", clock)
+            log.info("%s: reward %.3f, gold %s, KL %.3f, length %.1f", spec.name, rm_scores[spec.name].mean(),
+                     "n/a" if not with_gold else f"{gold_scores[spec.name].mean():.3f}", gens[spec.name].kl.mean(), gens[spec.name].lengths.mean())
+
+        checkpoint_points = []
+        for spec in specs:
+            _, reference = names[spec.name]
+            for step, adapter_dir in checkpoints[spec.name]:
+                g = generate(bank, bank.attach(adapter_dir), reference, prompts, settings, micro, cfg.seed)
+                conversations = [p + [{"role": "assistant", "content": t}] for p, t in zip(prompts, g.texts)]
+                point = {"policy": spec.name, "step": step, "avg_reward": float(judge_scores(conversations).mean()), "kl": float(g.kl.mean())}
+                if with_gold:
+                    point["gold_score"] = float(np.mean(gold_score_batch(prompts, g.texts)))
+                checkpoint_points.append(point)
+        clock = _timed(times, "checkpoints", clock)
+
+        # 4. preference accuracy on held-out pairs
+        accuracy = {}
+        if pairs:
+            tokenized = tokenize_pairs(tokenizer, pairs, settings.max_prompt_length)
+            cache: dict[str | None, PairLogprobs] = {}
+
+            def logps(adapter: str | None) -> PairLogprobs:
+                if adapter not in cache:
+                    cache[adapter] = pair_logprobs(bank, adapter, tokenized, micro, settings.pair_max_length)
+                return cache[adapter]
+
+            for spec in specs:
+                policy, reference = names[spec.name]
+                own = logps(policy)
+                acc, kind, _ = accuracy_of(own, None if policy == reference else logps(reference))
+                ll_acc, _, _ = accuracy_of(own, None)
+                accuracy[spec.name] = {"accuracy": acc, "accuracy_kind": kind, "ll_accuracy": ll_acc}
+        clock = _timed(times, "pairs", clock)
+
+        # 5. metrics and report
+        base_name = next((s.name for s in specs if s.is_base), None)
+        base = None if base_name is None else {"rm": rm_scores[base_name], "gold": gold_scores[base_name]}
+        results_policies = {}
+        for spec in specs:
+            metrics = summarise(spec.name, gens[spec.name], rm_scores[spec.name], gold_scores[spec.name], families, settings,
+                                cfg.seed, None if spec.name == base_name else base, chosen_rm, chosen_gold)
+            metrics.update(accuracy.get(spec.name, {"accuracy": None, "accuracy_kind": None, "ll_accuracy": None}))
+            results_policies[spec.name] = {**spec.describe(), **metrics}
+        boot = dict(n_samples=settings.bootstrap_samples, confidence=settings.confidence, seed=cfg.seed)
+        results = {
+            "policies": results_policies,
+            "base": base_name,
+            "chosen": {
+                "avg_reward": M.bootstrap_interval(chosen_rm, **boot).as_dict(),
+                **({"gold_score": M.bootstrap_interval(chosen_gold, **boot).as_dict()} if with_gold else {}),
+            },
+            "checkpoints": checkpoint_points,
+            "judge": {"run_dir": str(judge_dir), "reward_max_length": reward_max_length},
+            "model": model.name,
+            "dataset": {"name": dataset.name, "source": data.source, "seed": dataset.seed, "prompts": len(examples), "pairs": len(pairs)},
+            "settings": asdict(settings),
+            "seed": cfg.seed,
+            "gold": with_gold,
+        }
+        samples = [
+            {"prompt": p[-1]["content"], "family": f, "chosen": ex["chosen"][-1]["content"], "chosen_rm": float(chosen_rm[i]),
+             **({"chosen_gold": float(chosen_gold[i])} if with_gold else {}),
+             **{name: {"response": gens[name].texts[i], "rm": float(rm_scores[name][i]), "kl": float(gens[name].kl[i]),
+                       **({"gold": float(gold_scores[name][i])} if with_gold else {})} for name in gens}}
+            for i, (p, f, ex) in enumerate(zip(prompts, families, examples))
+        ]
+        tables.write_jsonl(run_dir / SAMPLES, samples)
+        results["plots"] = plots.write_all(run_dir, results, {s.name: s.run_dir for s in specs if s.run_dir is not None})
+        clock = _timed(times, "report", clock)
+        results["time_s"] = times
+        results["wall_time_s"] = round(time.perf_counter() - started, 2)
+        results["peak_rss_mb"] = round(peak_rss_mb(), 1)
+        write_json_atomic(run_dir / RESULTS_JSON, results)
+        (run_dir / RESULTS_MD).write_text(tables.results_markdown(results), encoding="utf-8")
+        tables.log_to_wandb(tracker, results, samples, settings.sample_rows, run_dir)
+        tracker.finish(0)
+    except BaseException:
+        tracker.finish(1)
+        raise
+    return results

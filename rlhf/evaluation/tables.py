@@ -1,0 +1,238 @@
+"""results.md (the headline table, then every metric), samples.jsonl and the W&B tables of an evaluation."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+HEADLINE_COLUMNS = ["Method", "Avg Reward", "Accuracy", "Notes"]
+FULL_COLUMNS = [
+    "Method", "Algo", "Reference", "Avg reward", "Gold score", "Win vs base (RM)", "Win vs base (gold)",
+    "Win vs chosen (RM)", "Win vs chosen (gold)", "Accuracy", "LL accuracy", "KL / response", "Length", "EOS rate",
+    "Distinct-2", "Hacking flag",
+]
+
+DEFINITIONS = """\
+- **Avg reward**: mean judge reward-model score of the policy's responses to the held-out prompts, with a
+  percentile-bootstrap interval over prompts.
+- **Gold score** (hh_synthetic): mean gold-judge score in [-1, 1] of the same responses, with its interval, and per family.
+- **Win vs base / vs chosen**: share of prompts where the policy's response scores above the base policy's
+  response to the same prompt / above the dataset's chosen response, by the judge RM or the gold judge;
+  ties count one half. The base against itself is 0.5 by definition.
+- **Accuracy**: on held-out preference pairs, the share where the policy's implicit reward
+  r(x, y) = log pi(y|x) - log pi_ref(y|x) (summed over response tokens; beta > 0 does not change the order)
+  is higher for the chosen response than for the rejected one; ties count one half, so a policy equal to its
+  reference scores 0.5. pi_ref is the base with adapters disabled, or the run's init adapter (e.g. SFT) when it
+  started from one. For the base policy, whose implicit reward is zero, it is the length-normalised
+  log-likelihood comparison: chosen wins when log pi(y_w|x) / |y_w| > log pi(y_l|x) / |y_l| (marked LL).
+  **LL accuracy** is that comparison for every policy.
+- **KL / response**: mean over the policy's own sampled responses of sum_t [log pi(y_t|..) - log pi_ref(y_t|..)],
+  both from logits / temperature (the distribution sampled from; temperature 1 with greedy decoding): an unbiased
+  estimate of KL(pi || pi_ref) per response, the estimator of PPO's eval/kl. 0 for the base policy.
+- **Length**: response tokens including EOS; **EOS rate**: share of responses that ended before max_new_tokens;
+  **Distinct-2**: distinct word bigrams / all word bigrams over all responses.
+- **Hacking flag**: likely reward hacking, set when the avg reward is above base while the gold score is below
+  base (both by more than evaluation.hacking_margin).
+"""
+
+
+def _num(value: Any, digits: int = 3, signed: bool = False) -> str:
+    if value is None:
+        return "–"
+    return f"{value:+.{digits}f}" if signed else f"{value:.{digits}f}"
+
+
+def _interval(stat: dict | None, digits: int = 3) -> str:
+    if not stat:
+        return "–"
+    return f"{stat['mean']:.{digits}f} [{stat['low']:.{digits}f}, {stat['high']:.{digits}f}]"
+
+
+def _mean(stat: dict | None) -> float | None:
+    return None if not stat else stat["mean"]
+
+
+def _row(cells: list[str]) -> str:
+    return "| " + " | ".join(str(c).replace("|", "\\|") for c in cells) + " |"
+
+
+def _table(columns: list[str], rows: list[list[str]]) -> list[str]:
+    return [_row(columns), _row(["---"] * len(columns)), *(_row(r) for r in rows)]
+
+
+def _accuracy_cell(p: dict) -> str:
+    if p.get("accuracy") is None:
+        return "–"
+    suffix = " (LL)" if p["accuracy_kind"] == "length-normalised log-likelihood" else ""
+    return f"{p['accuracy']:.3f}{suffix}"
+
+
+def _notes(name: str, p: dict, results: dict) -> str:
+    notes = []
+    if p["algo"] == "base":
+        notes.append("no adapter")
+    if p.get("gold_score"):
+        gold = f"gold {_interval(p['gold_score'], 2)}"
+        if p.get("gold_delta_vs_base"):
+            gold += f", {_num(p['gold_delta_vs_base']['mean'], 3, signed=True)} vs base"
+        notes.append(gold)
+    if p["algo"] != "base":
+        notes.append(f"KL {_num(p['kl']['mean'], 2)}")
+    if p.get("reward_hacking"):
+        notes.append(
+            f"**likely reward hacking**: reward {_num(p['reward_delta_vs_base']['mean'], 3, True)}, "
+            f"gold {_num(p['gold_delta_vs_base']['mean'], 3, True)} vs base"
+        )
+    return "; ".join(notes)
+
+
+def headline_rows(results: dict) -> list[list[str]]:
+    return [
+        [name, _interval(p["avg_reward"]), _accuracy_cell(p), _notes(name, p, results)]
+        for name, p in results["policies"].items()
+    ]
+
+
+def full_rows(results: dict) -> list[list[str]]:
+    rows = []
+    for name, p in results["policies"].items():
+        flag = p.get("reward_hacking")
+        rows.append([
+            name, p["algo"], "base" if p["reference"] == "base" else "init adapter",
+            _interval(p["avg_reward"]), _interval(p.get("gold_score")),
+            _num(_mean(p.get("win_rate_vs_base_rm"))) if name != results["base"] else "0.500",
+            _num(_mean(p.get("win_rate_vs_base_gold"))) if name != results["base"] or not results["gold"] else "0.500",
+            _num(_mean(p.get("win_rate_vs_chosen_rm"))), _num(_mean(p.get("win_rate_vs_chosen_gold"))),
+            _accuracy_cell(p), _num(p.get("ll_accuracy")), _interval(p["kl"], 2), _num(p["length"], 1), _num(p["eos_rate"], 2),
+            _num(p["distinct_2"]), "–" if flag is None else ("YES" if flag else "no"),
+        ])
+    chosen = results["chosen"]
+    rows.append(["dataset chosen", "–", "–", _interval(chosen["avg_reward"]), _interval(chosen.get("gold_score"))] + ["–"] * 11)
+    return rows
+
+
+def gold_against_base(results: dict) -> list[str]:
+    """One sentence per non-base policy: is it above base in gold score, with the numbers."""
+    if not results["gold"]:
+        return [f"No gold judge for dataset={results['dataset']['name']}: the judge reward model is the only score."]
+    base = results["base"]
+    if base is None:
+        return ["The base policy was left out (policies.base=null): no comparison against base."]
+    base_gold = results["policies"][base]["gold_score"]["mean"]
+    lines = []
+    for name, p in results["policies"].items():
+        if name == base:
+            continue
+        delta = p["gold_delta_vs_base"]
+        above = delta["mean"] > 0
+        verdict = "above" if above else "**NOT above**"
+        line = (
+            f"- **{name}** is {verdict} base in gold score: {p['gold_score']['mean']:.3f} vs {base_gold:.3f} "
+            f"(difference {delta['mean']:+.3f}, paired {int(round(results['settings']['confidence'] * 100))}% interval "
+            f"[{delta['low']:+.3f}, {delta['high']:+.3f}]; gold win rate vs base {p['win_rate_vs_base_gold']['mean']:.3f})"
+        )
+        if above and delta["low"] <= 0:
+            line += f"; the interval includes 0, so the gain is not clear on {results['dataset']['prompts']} prompts"
+        if not above and delta["high"] >= 0:
+            line += "; the interval includes 0"
+        lines.append(line + ".")
+    return lines or ["Only the base policy was evaluated."]
+
+
+def results_markdown(results: dict) -> str:
+    s, d = results["settings"], results["dataset"]
+    decoding = "greedy" if s["greedy"] else f"sampling at temperature {s['temperature']} (top_k {s['top_k']}, top_p {s['top_p']}), seed {results['seed']}"
+    lines = [
+        "# Policy comparison",
+        "",
+        f"{d['prompts']} held-out prompts and {d['pairs']} held-out pairs (the first of the test split of dataset={d['name']}); "
+        f"model={results['model']}; "
+        f"judge reward model {results['judge']['run_dir']}; {decoding}; up to {s['max_new_tokens']} new tokens; "
+        f"{int(round(s['confidence'] * 100))}% percentile-bootstrap intervals ({s['bootstrap_samples']} resamples).",
+        "",
+        *_table(HEADLINE_COLUMNS, headline_rows(results)),
+        "",
+        "Accuracy: implicit-reward accuracy on the held-out pairs; (LL) = length-normalised log-likelihood accuracy (the base policy).",
+        "",
+        "## Gold score against base",
+        "",
+        *gold_against_base(results),
+        "",
+        "## All metrics",
+        "",
+        *_table(FULL_COLUMNS, full_rows(results)),
+        "",
+    ]
+    if results["gold"]:
+        families = sorted({f for p in results["policies"].values() for f in p.get("gold_by_family", {})})
+        lines += ["## Gold score per family", ""]
+        lines += _table(["Method", *families], [[n, *(_num(p["gold_by_family"].get(f)) for f in families)] for n, p in results["policies"].items()])
+        lines.append("")
+    if results["checkpoints"]:
+        lines += ["## PPO checkpoints", ""]
+        lines += _table(["Policy", "Step", "Avg reward", "Gold score", "KL / response"],
+                        [[c["policy"], str(c["step"]), _num(c["avg_reward"]), _num(c.get("gold_score")), _num(c["kl"], 2)] for c in results["checkpoints"]])
+        lines.append("")
+    lines += ["## Runs", ""]
+    lines += _table(["Method", "Run directory", "Reference"], [[n, p["run_dir"] or "–", p["reference"]] for n, p in results["policies"].items()])
+    lines += ["", f"Wall time {results['wall_time_s']:.0f} s ({', '.join(f'{k} {v:.0f} s' for k, v in results['time_s'].items())}); "
+              f"peak RSS {results['peak_rss_mb']:.0f} MB.", ""]
+    if results.get("plots"):
+        lines += ["## Plots", "", *(f"![{Path(p).stem}]({p})" for p in results["plots"]), ""]
+    lines += ["## Definitions", "", DEFINITIONS]
+    return "\n".join(lines)
+
+
+def write_jsonl(path: Path, rows: list[dict]) -> None:
+    with open(path, "w", encoding="utf-8") as handle:
+        for row in rows:
+            handle.write(json.dumps(row) + "\n")
+
+
+def flat_metrics(results: dict) -> dict[str, float]:
+    """``<policy>/<metric>`` scalars for metrics.jsonl and the W&B summary."""
+    flat = {}
+    for name, p in results["policies"].items():
+        for key, value in p.items():
+            if isinstance(value, dict) and "mean" in value:
+                flat[f"{name}/{key}"] = value["mean"]
+            elif isinstance(value, (int, float)) and not isinstance(value, bool):
+                flat[f"{name}/{key}"] = value
+    return flat
+
+
+def sample_table(samples: list[dict], policies: list[str], rows: int, gold: bool) -> tuple[list[str], list[list]]:
+    """Generations side by side for the same prompts: prompt, chosen, then each policy's response and scores."""
+    columns = ["prompt", "family", "chosen"]
+    for name in policies:
+        columns += [name, f"{name} rm"] + ([f"{name} gold"] if gold else [])
+    data = []
+    for s in samples[:rows]:
+        row = [s["prompt"], s["family"], s["chosen"]]
+        for name in policies:
+            row += [s[name]["response"], round(s[name]["rm"], 4)] + ([s[name]["gold"]] if gold else [])
+        data.append(row)
+    return columns, data
+
+
+def log_to_wandb(tracker, results: dict, samples: list[dict], rows: int, run_dir: Path) -> None:
+    """metrics.jsonl + W&B: the flat metrics, the results table, the side-by-side samples, the plots."""
+    flat = flat_metrics(results)
+    tracker.log(flat, step=0)
+    tracker.log_table("results", FULL_COLUMNS, full_rows(results), step=0)
+    columns, data = sample_table(samples, list(results["policies"]), rows, results["gold"])
+    tracker.log_table("samples", columns, data, step=0)
+    tracker.set_summary(flat)
+    run = tracker.wandb_run
+    if run is None:
+        return
+    try:
+        import wandb
+
+        run.log({f"plots/{Path(p).stem}": wandb.Image(str(run_dir / p)) for p in results.get("plots", [])}, step=0)
+    except Exception as err:  # W&B must never fail the evaluation
+        log.warning("W&B plots not logged (%s)", err)

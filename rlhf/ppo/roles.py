@@ -1,0 +1,348 @@
+"""The four PPO roles as adapters and heads on one copy of the base weights (or on separate models).
+
+    role       share_base=true: one base, adapters switched          share_base=false: a model per role
+    ---------  ----------------------------------------------------  ------------------------------------------
+    policy     LoRA adapter "policy" + the LM head, trainable         causal LM + LoRA "policy"
+               (a copy of algo.init_adapter when one is given)
+    reference  the same model with adapters disabled                  a second causal LM, frozen
+               (adapter "reference" = init_adapter, frozen)           (+ init_adapter, frozen)
+    reward     adapter "reward" = the rm run's LoRA, + its score       the rm run's model (rm.load_reward_model),
+               head as a linear layer; frozen                          on whatever base that run used
+    value      adapter "value" + a linear head, both trainable and     a sequence classifier holding a trainable
+               initialised from the reward role                        copy of the rm adapter and head
+
+The rm adapter was trained on LlamaForSequenceClassification with LoRA on the same base modules
+(model.layers.*), so its LoRA weights load onto the causal LM unchanged; its ``score`` head
+becomes a separate ``nn.Linear``. A role is (model, adapter to activate, head); every forward
+runs the decoder with position ids from the attention mask and applies the head to the last
+hidden state, so no role needs a second copy of the base.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import shutil
+import tempfile
+from contextlib import contextmanager, nullcontext
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from types import SimpleNamespace
+
+import torch
+from peft import LoraConfig, PeftModel, get_peft_model, set_peft_model_state_dict
+from safetensors import safe_open
+from safetensors.torch import save_file
+from torch import nn
+from transformers import GenerationConfig
+
+from rlhf.algos import rm
+from rlhf.config import ModelSettings, from_node
+from rlhf.errors import ConfigError, ModelLoadError
+from rlhf.job import Job
+from rlhf.models import (
+    add_adapter,
+    load_adapter,
+    load_causal_lm,
+    load_reward_backbone,
+    lora_config,
+)
+from rlhf.reward_scoring import score_conversations
+from rlhf.runs import ADAPTER, load_run_config
+
+log = logging.getLogger(__name__)
+
+OFF = "<adapters disabled>"  # Role.adapter value: run the base with every adapter switched off
+ADAPTER_WEIGHTS = "adapter_model.safetensors"
+SCORE_KEY = "base_model.model.score.weight"  # where a saved SEQ_CLS adapter keeps the score head
+VALUE_HEAD = "value_head.safetensors"
+
+
+def position_ids(attention_mask: torch.Tensor) -> torch.Tensor:
+    """attention_mask [B, L] (0/1, left padding allowed) -> [B, L] positions counting real tokens only."""
+    return (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
+
+
+def _base(model: nn.Module) -> nn.Module:
+    """The transformers model under a PeftModel (adapters injected), or the model itself."""
+    return model.get_base_model() if isinstance(model, PeftModel) else model
+
+
+def _decoder(model: nn.Module) -> nn.Module:
+    """The transformer body (LlamaModel) of a causal LM or sequence classifier, adapters included."""
+    return _base(model).get_decoder()
+
+
+def _adapter_params(model: nn.Module, adapter: str) -> dict[str, nn.Parameter]:
+    """Parameters of one named PEFT adapter (LoRA matrices and modules_to_save copies)."""
+    return {name: p for name, p in model.named_parameters() if f".{adapter}." in name}
+
+
+def same_base(a: ModelSettings, b: ModelSettings) -> bool:
+    """Whether two model configs load the same weights and tokenizer (the cache location does not matter)."""
+    strip = lambda m: {k: v for k, v in asdict(m).items() if k != "cache_dir"}  # noqa: E731
+    return strip(a) == strip(b)
+
+
+@dataclass
+class Role:
+    model: nn.Module  # a PeftModel or a plain transformers model
+    adapter: str | None  # adapter to activate; OFF = adapters disabled; None = use the model as it is
+    head: nn.Module | None  # last hidden state [..., H] -> LM logits [..., V] or a scalar [..., 1]
+
+
+class _SharedRewardModel(nn.Module):
+    """The shared base's reward role seen as a sequence classifier: ``.logits`` [B, 1] read at the last
+    real token. It lets one function (reward_scoring.score_conversations) score both layouts."""
+
+    def __init__(self, hidden_fn, head: nn.Module):
+        super().__init__()
+        self.head = head
+        self._hidden_fn = hidden_fn  # a bound method of Roles; a plain attribute, not a submodule
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor):
+        hidden = self._hidden_fn("reward", input_ids, attention_mask)
+        positions = torch.arange(attention_mask.shape[1], device=attention_mask.device)
+        last = (attention_mask.long() * positions).argmax(-1)  # rightmost real token, either padding side
+        return SimpleNamespace(logits=self.head(hidden[torch.arange(len(last), device=last.device), last]))
+
+
+class Roles:
+    """Policy, reference, value (and, on a shared base, reward) forwards; reward scoring; saving."""
+
+    def __init__(self, tokenizer, roles: dict[str, Role], reward_model: nn.Module | None, reward_tokenizer,
+                 trainable: dict[str, nn.Parameter], shared: bool):
+        """``reward_model`` None: score with the shared base's "reward" role."""
+        self.tokenizer = tokenizer
+        self.roles = roles
+        self.reward_model = reward_model if reward_model is not None else _SharedRewardModel(self.hidden, roles["reward"].head)
+        self.reward_tokenizer = reward_tokenizer
+        self.trainable = trainable
+        self.shared = shared
+        self._trainable_ids = {id(p) for p in trainable.values()}
+        models = [r.model for r in roles.values()] + [self.reward_model] + [r.head for r in roles.values() if r.head is not None]
+        self._modules = list({id(m): m for m in models}.values())
+        # Dropout off for good (p=0, eval mode): the PPO ratio must compare like with like.
+        for module in self._modules:
+            module.eval()
+            for sub in module.modules():
+                if isinstance(sub, nn.Dropout):
+                    sub.p = 0.0
+        self._fix_grad_flags()
+        self.checkpointing = False
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.roles["policy"].model.parameters()).device
+
+    def _fix_grad_flags(self) -> None:
+        # PEFT's set_adapter / disable_adapter flip requires_grad of adapter weights; only ours train.
+        for module in self._modules:
+            for p in module.parameters():
+                p.requires_grad_(id(p) in self._trainable_ids)
+
+    def enable_gradient_checkpointing(self) -> None:
+        """Recompute activations in the backward pass of the trainable roles (less memory, ~30% more compute)."""
+        for role in self.roles.values():
+            if any(id(p) in self._trainable_ids for p in role.model.parameters()):
+                _base(role.model).gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        self.checkpointing = True
+
+    @contextmanager
+    def grad_passes(self):
+        """Around forward+backward passes: transformers checkpoints only in train mode, which is safe here
+        because every dropout has p=0. Generation and scoring stay in eval mode (and keep their KV cache).
+        Run each backward inside ``active(role)`` of its forward: checkpointed layers recompute the forward
+        during backward with whichever adapter is active then."""
+        if self.checkpointing:
+            for module in self._modules:
+                module.train()
+        try:
+            yield
+        finally:
+            for module in self._modules:
+                module.eval()
+
+    @contextmanager
+    def active(self, name: str):
+        """Switch the role's model to the role's adapter for the duration of the block."""
+        role = self.roles[name]
+        if role.adapter == OFF:
+            switch = role.model.disable_adapter()
+        else:
+            if role.adapter is not None:
+                role.model.set_adapter(role.adapter)
+            switch = nullcontext()
+        try:
+            with switch:
+                self._fix_grad_flags()
+                yield role
+        finally:
+            self._fix_grad_flags()
+
+    def hidden(self, name: str, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """[B, L] ids and mask -> the role's last hidden state [B, L, H]."""
+        with self.active(name) as role:
+            out = _decoder(role.model)(
+                input_ids=input_ids,
+                attention_mask=attention_mask,
+                position_ids=position_ids(attention_mask),
+                use_cache=False,
+            )
+        return out.last_hidden_state
+
+    def response_head(self, name: str, input_ids: torch.Tensor, attention_mask: torch.Tensor, prompt_len: int) -> torch.Tensor:
+        """input_ids/attention_mask [B, P+T] = [left-padded prompt | response], P = prompt_len ->
+        the role's head on the T states that predict (policy, reference) or value (value) the response
+        tokens: [B, T, V] logits or [B, T, 1]. The state at i predicts token i+1, hence P-1 .. P+T-2."""
+        hidden = self.hidden(name, input_ids, attention_mask)
+        return self.roles[name].head(hidden[:, prompt_len - 1 : -1])
+
+    @torch.no_grad()
+    def generate(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, config: GenerationConfig) -> torch.Tensor:
+        """Sample with the policy: [B, P] left-padded prompts -> [B, P + T] (T <= max_new_tokens)."""
+        with self.active("policy") as role:
+            return role.model.generate(input_ids=input_ids, attention_mask=attention_mask, generation_config=config)
+
+    def scores(self, conversations: list[list[dict]], batch_size: int, max_length: int) -> torch.Tensor:
+        """Reward-model scores [N] of full conversations, rendered exactly as in the rm run's training."""
+        return score_conversations(self.reward_model, self.reward_tokenizer, conversations, batch_size, max_length).to(self.device)
+
+    def save(self, out: Path) -> None:
+        """The policy adapter in PEFT format at ``out`` (+ tokenizer); the value adapter and head in out/value/."""
+        out = Path(out)
+        with tempfile.TemporaryDirectory(dir=out.parent, prefix=out.name + ".tmp-") as tmp:
+            policy = self.roles["policy"].model
+            policy.save_pretrained(tmp, selected_adapters=["policy"], safe_serialization=True)
+            value = self.roles["value"].model
+            if self.shared:
+                value.save_pretrained(tmp, selected_adapters=["value"], safe_serialization=True)
+                save_file({"weight": self.roles["value"].head.weight.detach().contiguous()}, str(Path(tmp) / "value" / VALUE_HEAD))
+            else:  # a sequence classifier whose head is saved with its adapter
+                value.save_pretrained(Path(tmp) / "value", safe_serialization=True)
+            if out.exists():
+                shutil.rmtree(out)
+            # PEFT writes a named adapter into a subfolder; the policy goes to the top of out/.
+            shutil.move(str(Path(tmp) / "policy"), out)
+            shutil.move(str(Path(tmp) / "value"), out / "value")
+        self.tokenizer.save_pretrained(out)
+
+
+# --------------------------------------------------------------------------- building
+
+
+def _place(model: nn.Module, job: Job) -> nn.Module:
+    """On a GPU box put the model on it (4-bit models are placed by their loader)."""
+    if torch.cuda.is_available() and not job.hardware.load_in_4bit:
+        return model.to("cuda")
+    return model
+
+
+def _with_policy_adapter(lm, job: Job, init_adapter: Path | None, reference_copy: bool) -> PeftModel:
+    """A PeftModel with a trainable adapter "policy": fresh LoRA, or a copy of ``init_adapter``
+    (then, with ``reference_copy``, a frozen second copy named "reference")."""
+    if init_adapter is None:
+        return get_peft_model(lm, lora_config(job.lora, "CAUSAL_LM"), adapter_name="policy")
+    model = PeftModel.from_pretrained(lm, str(init_adapter), adapter_name="policy", is_trainable=True)
+    if reference_copy:
+        model.load_adapter(str(init_adapter), adapter_name="reference", is_trainable=False)
+    return model
+
+
+def read_reward_adapter(adapter_dir: Path) -> tuple[LoraConfig, dict[str, torch.Tensor], torch.Tensor]:
+    """(LoRA config for a causal LM, LoRA weights, score weight [1, H]) of an rm run's adapter/."""
+    weights = Path(adapter_dir) / ADAPTER_WEIGHTS
+    if not weights.is_file():
+        raise ConfigError(f"{adapter_dir} has no {ADAPTER_WEIGHTS}: point algo.reward_model at a finished rm run")
+    config = copy.deepcopy(LoraConfig.from_pretrained(str(adapter_dir)))
+    config.task_type, config.modules_to_save, config.inference_mode = "CAUSAL_LM", None, False
+    with safe_open(str(weights), "pt") as handle:
+        keys = list(handle.keys())
+        if SCORE_KEY not in keys:
+            raise ConfigError(f"{adapter_dir} holds no reward head ({SCORE_KEY}): is it an rm run's adapter?")
+        lora = {k: handle.get_tensor(k) for k in keys if ".lora_" in k}
+        score = handle.get_tensor(SCORE_KEY)
+    return config, lora, score
+
+
+def _load_lora(model: PeftModel, config: LoraConfig, weights: dict[str, torch.Tensor], name: str) -> None:
+    model.add_adapter(name, config)
+    result = set_peft_model_state_dict(model, weights, adapter_name=name)
+    missing = [k for k in result.missing_keys if f".{name}." in k]
+    if missing or result.unexpected_keys:
+        raise ModelLoadError(
+            f"the reward adapter does not fit this base as adapter '{name}' (missing {missing[:2]}, "
+            f"unexpected {list(result.unexpected_keys)[:2]}): train the reward model on the same model, or set algo.share_base=false"
+        )
+
+
+def _linear_head(weight: torch.Tensor, like: nn.Module, trainable: bool) -> nn.Linear:
+    reference = next(like.parameters())
+    head = nn.Linear(weight.shape[1], weight.shape[0], bias=False, dtype=reference.dtype, device=reference.device)
+    with torch.no_grad():
+        head.weight.copy_(weight)
+    head.weight.requires_grad_(trainable)
+    return head
+
+
+def build_roles(job: Job, rm_dir: Path, share_base: bool, init_adapter: Path | None) -> Roles:
+    """Load the four roles; ``rm_dir`` is a finished rm run, ``init_adapter`` an adapter directory or None."""
+    if not job.lora.enabled:
+        raise ConfigError(f"lora={job.lora.name}: PPO trains LoRA adapters for the policy and value roles; pick lora=r16 (or r8, r64)")
+    path, tokenizer = job.model_path, job.tokenizer
+    lm = load_causal_lm(path, job.model, job.hardware, tokenizer)
+    policy = _place(_with_policy_adapter(lm, job, init_adapter, reference_copy=share_base), job)
+    lm_head = _base(policy).get_output_embeddings()
+    if share_base:
+        roles = _shared_roles(tokenizer, policy, lm_head, rm_dir, init_adapter)
+    else:
+        roles = _separate_roles(job, path, tokenizer, policy, lm_head, rm_dir, init_adapter)
+    if job.hardware.gradient_checkpointing:
+        roles.enable_gradient_checkpointing()
+    return roles
+
+
+def _shared_roles(tokenizer, model: PeftModel, lm_head, rm_dir: Path, init_adapter: Path | None) -> Roles:
+    config, lora, score = read_reward_adapter(rm_dir / ADAPTER)
+    for name in ("reward", "value"):
+        _load_lora(model, config, lora, name)
+    model.set_adapter("policy")
+    reward_head = _linear_head(score, model, trainable=False)
+    value_head = _linear_head(score, model, trainable=True)
+    roles = {
+        "policy": Role(model, "policy", lm_head),
+        "reference": Role(model, "reference" if init_adapter else OFF, lm_head),
+        "reward": Role(model, "reward", reward_head),
+        "value": Role(model, "value", value_head),
+    }
+    trainable = {
+        **{f"policy:{n}": p for n, p in _adapter_params(model, "policy").items()},
+        **{f"value:{n}": p for n, p in _adapter_params(model, "value").items()},
+        "value:head.weight": value_head.weight,
+    }
+    return Roles(tokenizer, roles, reward_model=None, reward_tokenizer=tokenizer, trainable=trainable, shared=True)
+
+
+def _separate_roles(job: Job, path: str, tokenizer, policy: PeftModel, lm_head, rm_dir: Path, init_adapter: Path | None) -> Roles:
+    reference = _place(load_causal_lm(path, job.model, job.hardware, tokenizer), job)
+    if init_adapter is not None:
+        reference = _place(load_adapter(reference, init_adapter), job)
+    reward_tokenizer, reward = rm.load_reward_model(rm_dir, job.hardware)
+    reward = _place(reward, job)
+    backbone = load_reward_backbone(path, job.model, job.hardware, tokenizer)
+    if same_base(from_node(ModelSettings, load_run_config(rm_dir).model, "model"), job.model):
+        value = load_adapter(backbone, rm_dir / ADAPTER, trainable=True)
+    else:
+        log.warning("the reward model is on another base: the value adapter and head start fresh, not from it")
+        value = add_adapter(backbone, job.lora, "SEQ_CLS", modules_to_save=["score"])
+    value = _place(value, job)
+    roles = {
+        "policy": Role(policy, "policy", lm_head),
+        "reference": Role(reference, None, _base(reference).get_output_embeddings()),
+        "value": Role(value, None, _base(value).score),
+    }
+    trainable = {
+        **{f"policy:{n}": p for n, p in _adapter_params(policy, "policy").items()},
+        **{f"value:{n}": p for n, p in _adapter_params(value, "default").items()},
+    }
+    return Roles(tokenizer, roles, reward, reward_tokenizer, trainable, shared=False)

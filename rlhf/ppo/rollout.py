@@ -1,0 +1,172 @@
+"""Rollouts: prompts -> sampled responses -> per-token log-probs, values and reward-model scores.
+
+Shapes: B prompts in a batch, P prompt columns (left padding), T response columns (right padding
+after the first EOS), V vocabulary. Every forward gets position ids from its attention mask
+(roles.position_ids), so left padding never shifts positions.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from transformers import GenerationConfig
+
+from rlhf.ppo.roles import Roles
+from rlhf.ppo_math import contains_eos, entropy_from_logits, gather_logprobs, response_mask_after_eos, truncate_after_eos
+
+
+@dataclass(frozen=True)
+class Sampling:
+    """How responses are drawn (from conf/algo/ppo.yaml; greedy for a deterministic evaluation)."""
+
+    max_prompt_length: int
+    max_new_tokens: int
+    temperature: float
+    top_k: int
+    top_p: float
+    greedy: bool = False
+
+
+@dataclass
+class Rollout:
+    """B prompts and the policy's responses to them."""
+
+    prompts: list[list[dict]]  # prompt messages, as in the preference data
+    prompt_ids: torch.Tensor  # [B, P] long, left-padded
+    prompt_mask: torch.Tensor  # [B, P] 0/1
+    responses: torch.Tensor  # [B, T] long, pad after the first EOS
+    mask: torch.Tensor  # [B, T] bool: real response tokens, up to and including EOS
+    has_eos: torch.Tensor  # [B] bool: the response ended by itself (not cut at max_new_tokens)
+    texts: list[str]  # decoded responses, without EOS
+
+    def __len__(self) -> int:
+        return len(self.prompts)
+
+    def conversations(self) -> list[list[dict]]:
+        """Prompt + response as messages: what the reward model and the gold judge read."""
+        return [prompt + [{"role": "assistant", "content": text}] for prompt, text in zip(self.prompts, self.texts)]
+
+    def joined(self, rows: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor, int]:
+        """([prompt | response] ids [b, P'+T], attention mask [b, P'+T], P') for the selected rows.
+
+        Prompt columns that are padding in every selected row are dropped (P' <= P): less compute,
+        and the position ids from the mask make the result identical.
+        """
+        prompt_ids, prompt_mask, responses, mask = self.prompt_ids, self.prompt_mask, self.responses, self.mask
+        if rows is not None:
+            prompt_ids, prompt_mask, responses, mask = prompt_ids[rows], prompt_mask[rows], responses[rows], mask[rows]
+        first = int(prompt_mask.any(0).float().argmax())  # first column with a real token in some row
+        prompt_ids, prompt_mask = prompt_ids[:, first:], prompt_mask[:, first:]
+        input_ids = torch.cat([prompt_ids, responses], 1)
+        attention_mask = torch.cat([prompt_mask.long(), mask.long()], 1)
+        return input_ids, attention_mask, prompt_ids.shape[1]
+
+
+def prompt_indices(n_prompts: int, batch_size: int, iteration: int, seed: int) -> list[int]:
+    """Prompts of 1-based ``iteration``: consecutive slices of the prompt set, reshuffled every pass.
+
+    A pure function of its arguments, so a resumed run draws exactly the prompts it would have.
+    """
+    start, out = (iteration - 1) * batch_size, []
+    while len(out) < batch_size:
+        epoch, offset = divmod(start + len(out), n_prompts)
+        order = torch.randperm(n_prompts, generator=torch.Generator().manual_seed(seed + epoch)).tolist()
+        out += order[offset : offset + batch_size - len(out)]
+    return out
+
+
+def encode_prompts(tokenizer, prompts: list[list[dict]], max_length: int, device) -> tuple[torch.Tensor, torch.Tensor]:
+    """Chat-template the prompts with the assistant turn opened; left padding, left truncation (keep the end)."""
+    texts = [tokenizer.apply_chat_template(p, add_generation_prompt=True, tokenize=False) for p in prompts]
+    sides = tokenizer.padding_side, tokenizer.truncation_side
+    tokenizer.padding_side = tokenizer.truncation_side = "left"
+    try:
+        batch = tokenizer(texts, padding=True, truncation=True, max_length=max_length, add_special_tokens=False, return_tensors="pt")
+    finally:
+        tokenizer.padding_side, tokenizer.truncation_side = sides
+    return batch["input_ids"].to(device), batch["attention_mask"].to(device)
+
+
+def generation_config(tokenizer, sampling: Sampling) -> GenerationConfig:
+    """Plain sampling from softmax(logits / temperature) (top_k=0 and top_p=1 switch those filters off),
+    stopping at EOS; nothing from the model's own generation defaults."""
+    common = dict(max_new_tokens=sampling.max_new_tokens, eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id)
+    if sampling.greedy:
+        return GenerationConfig(do_sample=False, **common)
+    return GenerationConfig(do_sample=True, temperature=sampling.temperature, top_k=sampling.top_k, top_p=sampling.top_p, **common)
+
+
+@torch.no_grad()
+def sample(roles: Roles, prompts: list[list[dict]], sampling: Sampling, batch_size: int | None = None) -> Rollout:
+    """Step 1 of PPO: the policy answers each prompt (in generation chunks of ``batch_size``)."""
+    tokenizer = roles.tokenizer
+    prompt_ids, prompt_mask = encode_prompts(tokenizer, prompts, sampling.max_prompt_length, roles.device)
+    config = generation_config(tokenizer, sampling)
+    step = batch_size or len(prompts)
+    chunks = []
+    for start in range(0, len(prompts), step):
+        ids, mask = prompt_ids[start : start + step], prompt_mask[start : start + step]
+        chunks.append(roles.generate(ids, mask, config)[:, ids.shape[1] :])
+    width = max(c.shape[1] for c in chunks)
+    pad = tokenizer.pad_token_id
+    responses = torch.cat([torch.nn.functional.pad(c, (0, width - c.shape[1]), value=pad) for c in chunks])
+    eos = tokenizer.eos_token_id
+    # Generation pads only after EOS, so a row without EOS is real up to the length limit.
+    mask = response_mask_after_eos(responses, eos)
+    has_eos = contains_eos(responses, eos)
+    responses = truncate_after_eos(responses, eos, pad)
+    lengths = mask.sum(1) - has_eos.long()  # decode without the EOS token
+    texts = [tokenizer.decode(row[:n], skip_special_tokens=True) for row, n in zip(responses.tolist(), lengths.tolist())]
+    return Rollout(list(prompts), prompt_ids, prompt_mask, responses, mask, has_eos, texts)
+
+
+def _micro_batches(n: int, size: int):
+    for start in range(0, n, size):
+        yield torch.arange(start, min(start + size, n))
+
+
+def response_logprobs(roles: Roles, role: str, rollout: Rollout, rows: torch.Tensor, temperature: float,
+                      with_entropy: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Log-probs [b, T] of the sampled response tokens under ``role`` (policy or reference), from
+    logits / temperature as in sampling; optionally the entropy [b, T] of that distribution."""
+    input_ids, attention_mask, prompt_len = rollout.joined(rows)
+    logits = roles.response_head(role, input_ids, attention_mask, prompt_len) / temperature
+    logprobs = gather_logprobs(logits, rollout.responses[rows])
+    if not with_entropy:
+        return logprobs, None
+    return logprobs, torch.cat([entropy_from_logits(row) for row in logits.split(1)])  # row by row: less memory
+
+
+def response_values(roles: Roles, rollout: Rollout, rows: torch.Tensor) -> torch.Tensor:
+    """Value estimates [b, T]: V of the state before each response token."""
+    input_ids, attention_mask, prompt_len = rollout.joined(rows)
+    return roles.response_head("value", input_ids, attention_mask, prompt_len).squeeze(-1).float()
+
+
+@dataclass
+class Scored:
+    """What the frozen roles and the old policy say about a rollout (all [B, T] except scores [B])."""
+
+    logprobs: torch.Tensor
+    ref_logprobs: torch.Tensor
+    entropy: torch.Tensor
+    values: torch.Tensor
+    scores: torch.Tensor  # raw reward-model scores
+
+
+@torch.no_grad()
+def score_rollout(roles: Roles, rollout: Rollout, temperature: float, micro_batch: int, reward_max_length: int,
+                  with_values: bool = True) -> Scored:
+    """Step 2 of PPO: old-policy and reference log-probs, values and reward-model scores, in micro batches."""
+    parts: dict[str, list[torch.Tensor]] = {"logprobs": [], "ref_logprobs": [], "entropy": [], "values": []}
+    for rows in _micro_batches(len(rollout), micro_batch):
+        logprobs, entropy = response_logprobs(roles, "policy", rollout, rows, temperature, with_entropy=True)
+        parts["logprobs"].append(logprobs)
+        parts["entropy"].append(entropy)
+        parts["ref_logprobs"].append(response_logprobs(roles, "reference", rollout, rows, temperature)[0])
+        if with_values:
+            parts["values"].append(response_values(roles, rollout, rows))
+    cat = {k: torch.cat(v) if v else torch.zeros_like(rollout.mask, dtype=torch.float) for k, v in parts.items()}
+    scores = roles.scores(rollout.conversations(), micro_batch, reward_max_length)
+    return Scored(scores=scores, **cat)

@@ -1,0 +1,85 @@
+"""The pure metric functions on cases with known answers."""
+
+import numpy as np
+import pytest
+
+from rlhf.evaluation import metrics as M
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_bootstrap_interval_contains_the_mean_and_is_reproducible(seed):
+    values = np.random.default_rng(seed).normal(loc=seed, scale=2.0, size=40)
+    interval = M.bootstrap_interval(values, n_samples=500, confidence=0.95, seed=7)
+    assert interval.low <= interval.mean <= interval.high
+    assert interval.mean == pytest.approx(values.mean())
+    assert interval.low < interval.high and interval.n == 40
+    assert M.bootstrap_interval(values, n_samples=500, confidence=0.95, seed=7) == interval
+    wider = M.bootstrap_interval(values, n_samples=500, confidence=0.99, seed=7)
+    assert wider.low <= interval.low and wider.high >= interval.high
+
+
+def test_bootstrap_interval_of_constant_and_single_values_is_a_point():
+    assert M.bootstrap_interval([0.3, 0.3, 0.3]) == M.Interval(0.3, 0.3, 0.3, 3)
+    assert M.bootstrap_interval([1.5]) == M.Interval(1.5, 1.5, 1.5, 1)
+    with pytest.raises(ValueError):
+        M.bootstrap_interval([])
+
+
+def test_identical_responses_give_win_rate_one_half():
+    scores = [0.1, -0.4, 0.9, 0.9]
+    assert M.win_rate(scores, scores) == 0.5
+    assert M.pairwise_wins(scores, scores).tolist() == [0.5] * 4
+
+
+def test_win_rate_counts_ties_as_one_half():
+    # win, tie, loss, win -> (1 + 0.5 + 0 + 1) / 4
+    assert M.win_rate([2.0, 1.0, 0.0, 3.0], [1.0, 1.0, 1.0, 2.0]) == pytest.approx(0.625)
+    with pytest.raises(ValueError):
+        M.win_rate([1.0], [1.0, 2.0])
+
+
+def test_policy_equal_to_reference_has_implicit_reward_accuracy_one_half():
+    logps_chosen, logps_rejected = [-10.0, -3.0, -8.0], [-4.0, -9.0, -8.5]
+    margins = M.implicit_reward_margins(logps_chosen, logps_chosen, logps_rejected, logps_rejected)
+    assert margins.tolist() == [0.0, 0.0, 0.0]
+    assert M.margin_accuracy(margins) == 0.5
+
+
+def test_implicit_reward_margins_by_hand():
+    # pair 1: chosen gained 2 nats over ref, rejected lost 1 -> margin 3; pair 2: chosen lost 1, rejected gained 1 -> -2
+    margins = M.implicit_reward_margins([-8.0, -6.0], [-10.0, -5.0], [-11.0, -4.0], [-10.0, -5.0])
+    assert margins.tolist() == [3.0, -2.0]
+    assert M.margin_accuracy(margins) == 0.5
+    assert M.margin_accuracy([1.0, 2.0, -1.0, 0.0]) == pytest.approx((1 + 1 + 0 + 0.5) / 4)
+
+
+def test_length_normalised_margins_by_hand():
+    # chosen: -10 over 5 tokens = -2 per token; rejected: -9 over 3 = -3 per token -> +1 (chosen wins despite a lower sum)
+    margins = M.length_normalised_margins([-10.0], [5], [-9.0], [3])
+    assert margins.tolist() == [pytest.approx(1.0)]
+    assert M.margin_accuracy(margins) == 1.0
+
+
+def test_distinct_n():
+    assert M.distinct_n(["a b a b"], 2) == pytest.approx(2 / 3)  # (a b), (b a), (a b)
+    assert M.distinct_n(["the cat sat", "the cat ran"], 2) == pytest.approx(3 / 4)
+    assert M.distinct_n(["Hello hello HELLO"], 1) == pytest.approx(1 / 3)  # lower-cased
+    assert M.distinct_n(["one", ""], 2) == 0.0
+    assert M.distinct_n(["x y z w"], 2) == 1.0
+
+
+def test_kl_summary():
+    zero = M.kl_summary([0.0, 0.0, 0.0])
+    assert (zero["mean"], zero["low"], zero["high"], zero["negative_share"]) == (0.0, 0.0, 0.0, 0.0)
+    some = M.kl_summary([1.0, -0.5, 2.0, 0.5], n_samples=300)
+    assert some["mean"] == pytest.approx(0.75) and some["negative_share"] == 0.25 and some["max"] == 2.0
+    assert some["low"] <= some["mean"] <= some["high"]
+
+
+def test_reward_hacking_flag():
+    # the constructed case: the judge RM likes the policy more than base, the gold judge likes it less
+    assert M.reward_hacking(reward=0.8, base_reward=0.2, gold=-0.1, base_gold=0.3) is True
+    assert M.reward_hacking(reward=0.8, base_reward=0.2, gold=0.5, base_gold=0.3) is False  # a real gain
+    assert M.reward_hacking(reward=0.1, base_reward=0.2, gold=-0.1, base_gold=0.3) is False  # just worse
+    assert M.reward_hacking(reward=0.8, base_reward=0.2, gold=0.25, base_gold=0.3, margin=0.1) is False  # within the margin
+    assert M.reward_hacking(reward=0.8, base_reward=0.2, gold=None, base_gold=None) is None  # no gold judge

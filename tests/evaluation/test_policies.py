@@ -1,0 +1,111 @@
+"""Resolving the compared policies and the judge: skips, errors that name the bad value and the fix."""
+
+import json
+import logging
+
+import pytest
+
+from rlhf.config import ModelSettings, from_node
+from rlhf.errors import ConfigError
+from rlhf.evaluation.policies import ppo_checkpoints, resolve_judge, resolve_policies, resolve_policy
+from rlhf.runs import point_latest
+from tests.evaluation.helpers import make_policy_run, make_rm_run, tiny_evaluate
+
+
+@pytest.fixture
+def tiny_model(tmp_path) -> ModelSettings:
+    return from_node(ModelSettings, tiny_evaluate(tmp_path).model, "model")
+
+
+def test_missing_default_latest_links_are_skipped_with_a_warning(tmp_path, tiny_model, caplog):
+    outputs = tmp_path / "outputs"
+    cfg = tiny_evaluate(outputs)
+    policies = {"base": "base", "dpo": f"{outputs}/latest/dpo", "ppo": f"{outputs}/latest/ppo"}
+    assert dict(cfg.policies) == policies  # the defaults point at outputs_root/latest
+    with caplog.at_level(logging.WARNING):
+        specs = resolve_policies(policies, tiny_model, outputs)
+    assert [s.name for s in specs] == ["base"] and specs[0].is_base
+    assert "policies.dpo" in caplog.text and "algo=dpo" in caplog.text
+
+
+def test_explicit_missing_latest_link_is_an_error(tmp_path, tiny_model):
+    outputs = tmp_path / "outputs"
+    with pytest.raises(ConfigError, match=r"policies\.dpo=.*nothing is there"):
+        resolve_policies({"dpo": f"{outputs}/latest/dpo"}, tiny_model, outputs, explicit={"dpo"})
+
+
+def test_null_leaves_a_policy_out_and_nothing_left_is_an_error(tmp_path, tiny_model):
+    with pytest.raises(ConfigError, match="no policies to compare"):
+        resolve_policies({"base": None, "dpo": None}, tiny_model, tmp_path)
+
+
+def test_a_path_that_is_not_a_run_directory_is_an_error(tmp_path, tiny_model):
+    plain = tmp_path / "plain"
+    plain.mkdir()
+    with pytest.raises(ConfigError, match=rf"policies\.sft={plain}: not a run directory \(no summary.json\); point it at"):
+        resolve_policies({"sft": str(plain)}, tiny_model, tmp_path / "outputs")
+    with pytest.raises(ConfigError, match=r"policies\.x=.*nothing is there"):
+        resolve_policies({"x": str(tmp_path / "nope")}, tiny_model, tmp_path / "outputs")
+
+
+def test_unfinished_rm_and_other_base_runs_are_refused(tmp_path, tiny_model):
+    run = make_rm_run(tmp_path / "rm", with_weights=False)
+    with pytest.raises(ConfigError, match=r"policies\.dpo=.*reward model run, not a policy; judge with it instead"):
+        resolve_policy("dpo", str(run), tiny_model)
+    other = make_policy_run(tmp_path / "other", model="smollm2_135m")
+    with pytest.raises(ConfigError, match=r"base is model=smollm2_135m.*add model=smollm2_135m"):
+        resolve_policy("dpo", str(other), tiny_model)
+    failed = make_policy_run(tmp_path / "failed")
+    (failed / "summary.json").write_text(json.dumps({"status": "failed", "algo": "dpo"}))
+    with pytest.raises(ConfigError, match="did not finish"):
+        resolve_policy("dpo", str(failed), tiny_model)
+
+
+def test_full_weight_runs_are_refused(tmp_path, tiny_model):
+    run = make_policy_run(tmp_path / "full")
+    (run / "adapter" / "adapter_config.json").unlink()
+    with pytest.raises(ConfigError, match="holds full weights, not a LoRA adapter"):
+        resolve_policy("dpo", str(run), tiny_model)
+
+
+def test_latest_links_and_init_adapters_resolve(tmp_path, tiny_model):
+    outputs = tmp_path / "outputs"
+    sft = make_policy_run(outputs / "sft" / "a", algo="sft", random_b=True)
+    dpo = make_policy_run(outputs / "dpo" / "b", init_adapter=sft)  # a run dir: its adapter/ is the reference
+    point_latest(outputs, "dpo", dpo)
+    (spec,) = resolve_policies({"dpo": f"{outputs}/latest/dpo"}, tiny_model, outputs)
+    assert spec.run_dir == dpo.resolve() and spec.algo == "dpo"
+    assert spec.adapter == dpo.resolve() / "adapter" and spec.reference == (sft / "adapter").resolve()
+    assert resolve_policy("sft", str(sft), tiny_model).reference is None  # the base
+    gone = make_policy_run(outputs / "dpo" / "c", init_adapter=tmp_path / "deleted")
+    with pytest.raises(ConfigError, match=r"algo\.init_adapter=.*deleted.*holds no adapter"):
+        resolve_policy("dpo", str(gone), tiny_model)
+
+
+def test_judge_on_another_base_is_an_error(tmp_path, tiny_model):
+    judge = make_rm_run(tmp_path / "rm", model="smollm2_135m", with_weights=False)
+    with pytest.raises(ConfigError, match=rf"judge={judge}: that reward model is on model=smollm2_135m, the policies are on model=tiny_llama"):
+        resolve_judge(str(judge), tiny_model, tmp_path)
+    with pytest.raises(ConfigError, match=r"judge=.*latest/rm: no reward model there; train one"):
+        resolve_judge(None, tiny_model, tmp_path)
+    dpo = make_policy_run(tmp_path / "dpo")
+    with pytest.raises(ConfigError, match="is a 'dpo' run, expected an 'rm' run"):
+        resolve_judge(str(dpo), tiny_model, tmp_path)
+
+
+def test_ppo_checkpoints_skip_the_final_one(tmp_path, tiny_model):
+    run = make_policy_run(tmp_path / "ppo", algo="ppo")
+    (run / "summary.json").write_text(json.dumps({"status": "finished", "algo": "ppo", "iterations": 8}))
+    for step in (4, 8):
+        make_policy_run(tmp_path / "tmp" / str(step))
+        (run / "checkpoints" / f"step-{step:06d}").mkdir(parents=True)
+        (tmp_path / "tmp" / str(step) / "adapter").rename(run / "checkpoints" / f"step-{step:06d}" / "adapter")
+    spec = resolve_policy("ppo", str(run), tiny_model)
+    assert ppo_checkpoints(spec) == [(4, run.resolve() / "checkpoints" / "step-000004" / "adapter")]
+
+
+def test_policy_names_and_values_are_checked(tmp_path, tiny_model):
+    with pytest.raises(ConfigError, match=r"policies\.beta0=\{'1': 'x'\}: give 'base', a run directory or null"):
+        resolve_policies({"beta0": {"1": "x"}}, tiny_model, tmp_path)
+    with pytest.raises(ConfigError, match="use letters, digits"):
+        resolve_policies({"a b": "base"}, tiny_model, tmp_path)

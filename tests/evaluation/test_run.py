@@ -1,0 +1,118 @@
+"""The comparison end to end on a tiny Llama with constructed policies whose answers are known:
+a policy equal to its reference (KL 0, implicit-reward accuracy 0.5, the same samples as base), one that
+differs, and one that equals its init adapter (the reference is that adapter, not the base)."""
+
+import json
+
+import numpy as np
+import pytest
+from omegaconf import open_dict
+
+from rlhf.errors import ConfigError
+from rlhf.evaluation.run import evaluate
+from rlhf.evaluation.tables import HEADLINE_COLUMNS
+from tests.evaluation.helpers import make_policy_run, make_rm_run, tiny_evaluate
+
+PNGS = ("scores.png", "reward_vs_kl.png", "training_curves.png")
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory, model_cache):
+    root = tmp_path_factory.mktemp("runs")
+    sft = make_policy_run(root / "sft", algo="sft", random_b=True, seed=3)
+    (sft / "metrics.jsonl").write_text("".join(json.dumps({"step": s, "loss": 2.0 / s}) + "\n" for s in range(1, 6)))
+    return {
+        "judge": make_rm_run(root / "rm"),
+        "same": make_policy_run(root / "same"),  # B = 0: the policy is its reference, the base
+        "diff": make_policy_run(root / "diff", algo="ppo", random_b=True, seed=5),
+        "initref": make_policy_run(root / "initref", init_adapter=sft, adapter_from=sft / "adapter"),
+        "sft": sft,
+    }
+
+
+def evaluation_cfg(tmp_path, runs, policies, **extra):
+    cfg = tiny_evaluate(tmp_path / "outputs", judge=str(runs["judge"]), **extra)
+    with open_dict(cfg):
+        cfg.policies = policies
+    return cfg
+
+
+@pytest.fixture(scope="module")
+def results(tmp_path_factory, runs):
+    out = tmp_path_factory.mktemp("evaluation")
+    policies = {"base": "base", "same": str(runs["same"]), "diff": str(runs["diff"]), "initref": str(runs["initref"])}
+    return out, evaluate(evaluation_cfg(out, runs, policies), out / "run")
+
+
+def test_writes_the_files_with_the_headline_table(results):
+    out, res = results
+    run = out / "run"
+    for name in ("results.json", "results.md", "samples.jsonl", "metrics.jsonl", *PNGS):
+        assert (run / name).is_file() and (run / name).stat().st_size > 0, name
+    assert json.loads((run / "results.json").read_text())["policies"].keys() == {"base", "same", "diff", "initref"}
+    md = (run / "results.md").read_text()
+    lines = md.splitlines()
+    header = lines.index("| " + " | ".join(HEADLINE_COLUMNS) + " |")
+    assert [line.split(" | ")[0].strip("| ") for line in lines[header + 2 : header + 6]] == ["base", "same", "diff", "initref"]
+    for section in ("## Gold score against base", "## All metrics", "## Gold score per family", "## Definitions"):
+        assert section in md
+    samples = [json.loads(line) for line in (run / "samples.jsonl").read_text().splitlines()]
+    assert len(samples) == 6 and {"prompt", "chosen", "base", "same", "diff", "initref"} <= samples[0].keys()
+
+
+def test_policy_equal_to_its_reference_has_kl_zero_and_accuracy_one_half(results):
+    _, res = results
+    same = res["policies"]["same"]
+    assert same["reference"] == "base" and same["accuracy_kind"] == "implicit reward"
+    assert same["kl"]["mean"] == pytest.approx(0.0, abs=1e-6) and same["kl"]["max"] == pytest.approx(0.0, abs=1e-6)
+    assert same["accuracy"] == 0.5  # every pair ties
+
+
+def test_identical_responses_give_win_rate_one_half(results):
+    out, res = results
+    samples = [json.loads(line) for line in (out / "run" / "samples.jsonl").read_text().splitlines()]
+    assert [s["same"]["response"] for s in samples] == [s["base"]["response"] for s in samples]  # same seed, same model
+    same = res["policies"]["same"]
+    assert same["win_rate_vs_base_rm"]["mean"] == 0.5 and same["win_rate_vs_base_gold"]["mean"] == 0.5
+    assert same["gold_delta_vs_base"]["mean"] == 0.0 and same["reward_hacking"] is False
+
+
+def test_reference_is_the_init_adapter_when_the_run_started_from_one(results, runs):
+    _, res = results
+    initref = res["policies"]["initref"]
+    assert initref["reference"] == str((runs["sft"] / "adapter").resolve())
+    assert initref["kl"]["max"] == pytest.approx(0.0, abs=1e-6) and initref["accuracy"] == 0.5
+    diff = res["policies"]["diff"]  # a random adapter against the base: it moved
+    assert abs(diff["kl"]["mean"]) > 1e-3 and diff["accuracy_kind"] == "implicit reward"
+
+
+def test_base_metrics(results):
+    _, res = results
+    base = res["policies"]["base"]
+    assert base["algo"] == "base" and base["kl"]["mean"] == 0.0
+    assert base["accuracy_kind"] == "length-normalised log-likelihood" and base["accuracy"] == base["ll_accuracy"]
+    assert "win_rate_vs_base_rm" not in base and "reward_hacking" not in base
+    for p in res["policies"].values():
+        for key in ("avg_reward", "gold_score", "win_rate_vs_chosen_rm", "win_rate_vs_chosen_gold"):
+            assert p[key]["low"] <= p[key]["mean"] <= p[key]["high"], key
+        assert 0 <= p["eos_rate"] <= 1 and 0 < p["length"] <= 6 and 0 <= p["distinct_2"] <= 1
+        assert set(p["gold_by_family"]) <= {"arithmetic", "facts", "advice", "harmful"}
+
+
+def test_empty_prompt_set_is_an_error(tmp_path, runs):
+    cfg = evaluation_cfg(tmp_path, runs, {"base": "base"}, **{"evaluation.n_prompts": "0"})
+    with pytest.raises(ConfigError, match=r"evaluation\.n_prompts=0 is out of range: must be >= 1"):
+        evaluate(cfg, tmp_path / "run")
+
+
+def test_greedy_base_only_run_with_wandb_offline(tmp_path, runs, monkeypatch):
+    monkeypatch.delenv("WANDB_MODE", raising=False)
+    monkeypatch.delenv("WANDB_API_KEY", raising=False)
+    cfg = evaluation_cfg(tmp_path, runs, {"base": "base", "sft": str(runs["sft"])},
+                         **{"logger": "wandb", "logger.mode": "offline", "evaluation.greedy": "true", "evaluation.n_pairs": "0"})
+    res = evaluate(cfg, tmp_path / "run")
+    assert res["policies"]["sft"]["accuracy"] is None  # n_pairs=0 skips the pairs
+    assert list((tmp_path / "run" / "wandb").glob("offline-run-*"))
+    again = evaluate(cfg, tmp_path / "run2")  # greedy: the same responses every time
+    assert again["policies"]["sft"]["avg_reward"] == res["policies"]["sft"]["avg_reward"]
+    assert np.isfinite(res["policies"]["sft"]["kl"]["mean"])

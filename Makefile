@@ -30,7 +30,7 @@ pipeline: install ## rm -> dpo -> ppo -> evaluate on the defaults, then print th
 	$(PY) train.py algo=dpo $(ARGS) $(DPO_ARGS)
 	$(PY) train.py algo=ppo $(ARGS) $(PPO_ARGS)
 	$(PY) evaluate.py $(EVAL_ARGS)
-	@cat outputs/latest/evaluate/results.md
+	@cat "$$(ls -td outputs/evaluate/*/ | head -1)results.md"
 
 rm: install ## Train a reward model (ARGS="..." for overrides)
 	$(PY) train.py algo=rm $(ARGS)

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import torch
 
-from rlhf.config import HardwareSettings
+from rlhf.config import HardwareSettings, check
 
 
 def common_training_args(algo, hardware: HardwareSettings, run_dir: Path, seed: int) -> dict:
@@ -40,3 +40,27 @@ def common_training_args(algo, hardware: HardwareSettings, run_dir: Path, seed: 
         disable_tqdm=True,
         dataloader_num_workers=0,
     )
+
+
+def check_trainer_settings(algo) -> None:
+    """Range checks shared by every TRL-based algorithm's Settings (the fields common_training_args reads,
+    plus max_length, eval_batch_size and, where the algorithm has one, max_prompt_length)."""
+    check(0 < algo.learning_rate < 1, "algo.learning_rate", algo.learning_rate, "must be in (0, 1), e.g. 3e-4 for LoRA")
+    check(0 <= algo.warmup_ratio < 1, "algo.warmup_ratio", algo.warmup_ratio, "must be in [0, 1)")
+    check(algo.weight_decay >= 0, "algo.weight_decay", algo.weight_decay, "must be >= 0")
+    check(algo.num_train_epochs > 0, "algo.num_train_epochs", algo.num_train_epochs, "must be > 0")
+    check(algo.max_steps == -1 or algo.max_steps >= 1, "algo.max_steps", algo.max_steps, "must be >= 1, or -1 for epochs")
+    check(algo.batch_size >= 1, "algo.batch_size", algo.batch_size, "must be >= 1")
+    check(algo.max_length >= 16, "algo.max_length", algo.max_length, "must be >= 16 tokens")
+    check(algo.max_grad_norm > 0, "algo.max_grad_norm", algo.max_grad_norm, "must be > 0")
+    check(algo.logging_steps >= 1, "algo.logging_steps", algo.logging_steps, "must be >= 1")
+    check(algo.eval_batch_size >= 1, "algo.eval_batch_size", algo.eval_batch_size, "must be >= 1")
+    max_prompt_length = getattr(algo, "max_prompt_length", None)
+    if max_prompt_length is not None:
+        check(
+            1 <= max_prompt_length < algo.max_length,
+            "algo.max_prompt_length",
+            max_prompt_length,
+            f"must be >= 1 and < algo.max_length={algo.max_length}, so every example keeps response tokens "
+            f"(e.g. algo.max_prompt_length={algo.max_length // 2})",
+        )

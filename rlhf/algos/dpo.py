@@ -35,7 +35,7 @@ from rlhf.models import load_adapter, load_causal_lm, load_tokenizer, lora_confi
 from rlhf.reward_scoring import pair_metrics
 from rlhf.runs import ADAPTER, SUMMARY, load_run_config, resolve_run_dir
 from rlhf.tracking import TrackerCallback
-from rlhf.trainer_args import common_training_args
+from rlhf.trainer_args import check_trainer_settings, common_training_args
 
 __all__ = ["Settings", "LOSS_TYPES", "Policy", "build", "make_trainer", "fit", "train", "resolve_init_adapter", "implicit_rewards"]
 
@@ -98,25 +98,9 @@ class Settings:
             )
         if self.loss_type == "exo_pair":
             check(self.label_smoothing > 0, "algo.label_smoothing", self.label_smoothing, "exo_pair needs > 0 (the EXO paper uses 1e-3)")
-        check(0 < self.learning_rate < 1, "algo.learning_rate", self.learning_rate, "must be in (0, 1), e.g. 5e-4 for LoRA")
-        check(0 <= self.warmup_ratio < 1, "algo.warmup_ratio", self.warmup_ratio, "must be in [0, 1)")
-        check(self.weight_decay >= 0, "algo.weight_decay", self.weight_decay, "must be >= 0")
-        check(self.num_train_epochs > 0, "algo.num_train_epochs", self.num_train_epochs, "must be > 0")
-        check(self.max_steps == -1 or self.max_steps >= 1, "algo.max_steps", self.max_steps, "must be >= 1, or -1 for epochs")
-        check(self.batch_size >= 1, "algo.batch_size", self.batch_size, "must be >= 1")
-        check(self.max_length >= 16, "algo.max_length", self.max_length, "must be >= 16 tokens")
-        check(
-            1 <= self.max_prompt_length < self.max_length,
-            "algo.max_prompt_length",
-            self.max_prompt_length,
-            f"must be >= 1 and < algo.max_length={self.max_length}, so every pair keeps response tokens "
-            f"(e.g. algo.max_prompt_length={self.max_length // 2})",
-        )
+        check_trainer_settings(self)
         if self.init_adapter is not None:
             check(bool(self.init_adapter.strip()), "algo.init_adapter", self.init_adapter, "give a path, or null to start from the base")
-        check(self.max_grad_norm > 0, "algo.max_grad_norm", self.max_grad_norm, "must be > 0")
-        check(self.logging_steps >= 1, "algo.logging_steps", self.logging_steps, "must be >= 1")
-        check(self.eval_batch_size >= 1, "algo.eval_batch_size", self.eval_batch_size, "must be >= 1")
 
 
 def resolve_init_adapter(path: str, model: ModelSettings | None = None, key: str = "algo.init_adapter", algo: str = "sft") -> Path:

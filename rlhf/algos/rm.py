@@ -13,13 +13,13 @@ from pathlib import Path
 from datasets import Dataset
 from trl import RewardConfig, RewardTrainer
 
-from rlhf.config import HardwareSettings, ModelSettings, check, from_node
+from rlhf.config import HardwareSettings, ModelSettings, from_node
 from rlhf.job import Job
 from rlhf.models import add_adapter, load_adapter, load_reward_backbone, load_tokenizer, model_directory
 from rlhf.runs import ADAPTER, load_run_config
 from rlhf.reward_scoring import pair_metrics, score_conversations
 from rlhf.tracking import TrackerCallback
-from rlhf.trainer_args import common_training_args
+from rlhf.trainer_args import check_trainer_settings, common_training_args
 
 __all__ = ["Settings", "train", "build", "fit", "evaluate_pairs", "load_reward_model"]
 
@@ -44,16 +44,7 @@ class Settings:
     eval_batch_size: int
 
     def __post_init__(self):
-        check(0 < self.learning_rate < 1, "algo.learning_rate", self.learning_rate, "must be in (0, 1), e.g. 3e-4")
-        check(0 <= self.warmup_ratio < 1, "algo.warmup_ratio", self.warmup_ratio, "must be in [0, 1)")
-        check(self.weight_decay >= 0, "algo.weight_decay", self.weight_decay, "must be >= 0")
-        check(self.num_train_epochs > 0, "algo.num_train_epochs", self.num_train_epochs, "must be > 0")
-        check(self.max_steps == -1 or self.max_steps >= 1, "algo.max_steps", self.max_steps, "must be >= 1, or -1 for epochs")
-        check(self.batch_size >= 1, "algo.batch_size", self.batch_size, "must be >= 1")
-        check(self.max_length >= 16, "algo.max_length", self.max_length, "must be >= 16 tokens")
-        check(self.max_grad_norm > 0, "algo.max_grad_norm", self.max_grad_norm, "must be > 0")
-        check(self.logging_steps >= 1, "algo.logging_steps", self.logging_steps, "must be >= 1")
-        check(self.eval_batch_size >= 1, "algo.eval_batch_size", self.eval_batch_size, "must be >= 1")
+        check_trainer_settings(self)
 
 
 def preference_dataset(examples: list[dict]) -> Dataset:

@@ -16,12 +16,11 @@ from dataclasses import dataclass
 from datasets import Dataset
 from trl import SFTConfig, SFTTrainer
 
-from rlhf.config import check
 from rlhf.job import Job
 from rlhf.logprobs import response_logprobs, truncate_prompt
 from rlhf.models import add_adapter, load_causal_lm, load_tokenizer, model_directory
 from rlhf.tracking import TrackerCallback
-from rlhf.trainer_args import common_training_args
+from rlhf.trainer_args import check_trainer_settings, common_training_args
 
 __all__ = ["Settings", "build", "make_trainer", "fit", "train", "sft_dataset", "evaluate_nll"]
 
@@ -46,23 +45,7 @@ class Settings:
     eval_batch_size: int
 
     def __post_init__(self):
-        check(0 < self.learning_rate < 1, "algo.learning_rate", self.learning_rate, "must be in (0, 1), e.g. 2e-4 for LoRA")
-        check(0 <= self.warmup_ratio < 1, "algo.warmup_ratio", self.warmup_ratio, "must be in [0, 1)")
-        check(self.weight_decay >= 0, "algo.weight_decay", self.weight_decay, "must be >= 0")
-        check(self.num_train_epochs > 0, "algo.num_train_epochs", self.num_train_epochs, "must be > 0")
-        check(self.max_steps == -1 or self.max_steps >= 1, "algo.max_steps", self.max_steps, "must be >= 1, or -1 for epochs")
-        check(self.batch_size >= 1, "algo.batch_size", self.batch_size, "must be >= 1")
-        check(self.max_length >= 16, "algo.max_length", self.max_length, "must be >= 16 tokens")
-        check(
-            1 <= self.max_prompt_length < self.max_length,
-            "algo.max_prompt_length",
-            self.max_prompt_length,
-            f"must be >= 1 and < algo.max_length={self.max_length}, so every example keeps response tokens "
-            f"(e.g. algo.max_prompt_length={self.max_length // 2})",
-        )
-        check(self.max_grad_norm > 0, "algo.max_grad_norm", self.max_grad_norm, "must be > 0")
-        check(self.logging_steps >= 1, "algo.logging_steps", self.logging_steps, "must be >= 1")
-        check(self.eval_batch_size >= 1, "algo.eval_batch_size", self.eval_batch_size, "must be >= 1")
+        check_trainer_settings(self)
 
 
 def sft_dataset(tokenizer, examples: list[dict], max_prompt_length: int) -> Dataset:

@@ -15,8 +15,16 @@ Each iteration, for a batch of training prompts:
 
 The roles (policy, reference, reward, value) are in rlhf/ppo/roles.py, the tensor math in
 rlhf/ppo_math.py. Held-out prompts are evaluated before and after training (rm score, gold score,
-KL); a checkpoint every ``save_every`` iterations lets ``algo.resume=<run dir>`` continue a killed run.
-Defaults and the reasons for them are in conf/algo/ppo.yaml.
+KL). Defaults and the reasons for them are in conf/algo/ppo.yaml.
+
+Resuming a killed run (SIGKILL, out of memory, preemption): run the same command again with
+
+    python train.py algo=ppo ... algo.resume=RUN_DIR hydra.run.dir=RUN_DIR
+
+It restores the newest checkpoint in RUN_DIR/checkpoints/ (written every ``save_every``
+iterations: adapters, value head, optimizer, scheduler, KL controller, RNG states, step), drops the
+metrics.jsonl rows logged after it, and continues as if never stopped. A run that died of a Python
+exception has a summary.json (status "failed"), which run_experiment refuses to overwrite: delete it.
 """
 
 from __future__ import annotations
@@ -32,6 +40,7 @@ import torch
 from transformers import get_scheduler
 
 from rlhf.config import ModelSettings, check, check_choice, from_node
+from rlhf.data.gold_judge import gold_score_batch
 from rlhf.errors import ConfigError
 from rlhf.job import Job
 from rlhf.ppo import checkpoint
@@ -207,8 +216,10 @@ def resume_checkpoint(job: Job, settings: Settings) -> Path | None:
 
 
 def ppo_iteration(roles: Roles, optimizer, scheduler, kl_controller, prompts: list[list[dict]], settings: Settings,
-                  micro_batch: int, reward_max_length: int) -> tuple[dict[str, float], Rollout, torch.Tensor]:
-    """Steps 1-5 on one batch of prompts; returns (step-6 metrics, the rollout, its raw scores)."""
+                  micro_batch: int, reward_max_length: int, with_gold: bool = False) -> tuple[dict[str, float], Rollout, torch.Tensor]:
+    """Steps 1-5 on one batch of prompts; returns (step-6 metrics, the rollout, its raw scores).
+    ``with_gold``: also log the gold judge's mean score of the rollout (synthetic data only), which
+    shows reward hacking as a gap between objective/scores and objective/gold_score."""
     times = {}
     clock = time.perf_counter()
 
@@ -260,6 +271,8 @@ def ppo_iteration(roles: Roles, optimizer, scheduler, kl_controller, prompts: li
         **{f"time/{phase}": seconds for phase, seconds in times.items()},
         "time/iteration": sum(times.values()),
     }
+    if with_gold:
+        metrics["objective/gold_score"] = sum(gold_score_batch(rollout.prompts, rollout.texts)) / len(rollout)
     return metrics, rollout, old.scores
 
 
@@ -382,7 +395,7 @@ def fit(job: Job, settings: Settings, roles: Roles, rm_dir: Path) -> dict:
     final_eval = None
     for step in range(start_step + 1, settings.iterations + 1):
         batch = [train_prompts[i] for i in prompt_indices(len(train_prompts), settings.batch_size, step, job.seed)]
-        metrics, rollout, scores = ppo_iteration(roles, optimizer, scheduler, kl_controller, batch, settings, micro, reward_max_length)
+        metrics, rollout, scores = ppo_iteration(roles, optimizer, scheduler, kl_controller, batch, settings, micro, reward_max_length, with_gold)
         if step == settings.iterations:
             final_eval = held_out("final", step)
             metrics.update({f"eval/{k}": v for k, v in final_eval.items()})

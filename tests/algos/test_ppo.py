@@ -175,7 +175,7 @@ def test_run_writes_metrics_samples_and_checkpoint(outputs, straight_run):
     for key in ("objective/kl", "objective/entropy", "objective/rlhf_reward", "objective/scores", "policy/approxkl",
                 "policy/clipfrac", "value/clipfrac", "value/vpred", "loss/policy", "loss/value", "policy/ratio_mean",
                 "policy/ratio_max", "response/length", "response/eos_rate", "perf/tokens_per_s", "objective/beta",
-                "time/rollout", "time/score", "time/update"):
+                "time/rollout", "time/score", "time/update", "objective/gold_score"):
         assert key in rows[1], key
     assert rows[0]["eval/rm_score"] == summary["rm_score_start"] and rows[4]["eval/rm_score"] == summary["rm_score_final"]
     samples = [json.loads(line) for line in (run_dir / "eval_samples.jsonl").read_text().splitlines()]

@@ -26,10 +26,10 @@ test-slow: install ## Run the slow end-to-end tests on the real default model (m
 	$(PY) -m pytest -q -m slow
 
 pipeline: install ## rm -> dpo -> ppo -> evaluate on the defaults, then print the results table (ARGS go to every stage)
-	$(PY) train.py algo=rm $(ARGS) $(RM_ARGS)
-	$(PY) train.py algo=dpo $(ARGS) $(DPO_ARGS)
-	$(PY) train.py algo=ppo $(ARGS) $(PPO_ARGS)
-	$(PY) evaluate.py $(EVAL_ARGS)
+	TIMEFORMAT='pipeline: rm took %0R s'; time $(PY) train.py algo=rm $(ARGS) $(RM_ARGS)
+	TIMEFORMAT='pipeline: dpo took %0R s'; time $(PY) train.py algo=dpo $(ARGS) $(DPO_ARGS)
+	TIMEFORMAT='pipeline: ppo took %0R s'; time $(PY) train.py algo=ppo $(ARGS) $(PPO_ARGS)
+	TIMEFORMAT='pipeline: evaluate took %0R s'; time $(PY) evaluate.py $(EVAL_ARGS)
 	@cat "$$(ls -td outputs/evaluate/*/ | head -1)results.md"
 
 rm: install ## Train a reward model (ARGS="..." for overrides)

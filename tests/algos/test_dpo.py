@@ -281,3 +281,29 @@ def test_full_fine_tuning_from_an_init_adapter_merges_it_into_policy_and_referen
     for model in (policy.model, policy.ref_model):
         got, _ = preference_logprobs(model, tokenizer, pairs, 4, settings.max_length, settings.max_prompt_length)
         assert torch.allclose(got, expected, atol=1e-3)
+
+
+class _UniformLM(torch.nn.Module):
+    """Logits all zero over a vocabulary of 4: every token has log-prob -log 4."""
+
+    def __init__(self):
+        super().__init__()
+        self.weight = torch.nn.Parameter(torch.zeros(1))
+
+    def forward(self, input_ids, attention_mask=None, use_cache=False, logits_to_keep=0):
+        logits = torch.zeros(*input_ids.shape, 4)
+        return type("Out", (), {"logits": logits[:, -logits_to_keep:] if logits_to_keep else logits})()
+
+
+def test_completion_log_probs_by_hand():
+    from rlhf.logprobs import completion_logprobs
+
+    prompts = [[1, 2, 3], [1], [1, 2, 3, 1, 2]]
+    completions = [[1, 2], [3, 3, 3, 3], [2]]
+    logps, counts = completion_logprobs(_UniformLM(), prompts, completions, pad_token_id=0, batch_size=2, max_length=None)
+    log4 = torch.log(torch.tensor(4.0))
+    assert counts.tolist() == [2, 4, 1]  # input order, whatever the length-sorted batching did
+    assert torch.allclose(logps, -counts * log4)
+    # max_length keeps the start: the second sequence (1 + 4 tokens) loses the last completion token
+    logps, counts = completion_logprobs(_UniformLM(), prompts, completions, pad_token_id=0, batch_size=8, max_length=4)
+    assert counts.tolist() == [1, 3, 0] and torch.allclose(logps, -counts * log4)

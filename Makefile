@@ -4,6 +4,7 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 ARGS ?=
+PEER_VENV ?= $(VENV)/peer-trl-1.12
 
 .DEFAULT_GOAL := help
 
@@ -53,7 +54,18 @@ compare: install ## Rank the jobs of a sweep: make compare SWEEP=multirun_sweeps
 config: install ## Print the resolved train config (ARGS="algo=dpo ...")
 	$(PY) train.py $(ARGS) --cfg job --resolve
 
+bench: install ## Benchmarks into bench/results/: rm/dpo steps vs direct TRL, PPO phases, share_base (ARGS="--repeats 1 model=tiny_llama")
+	$(PY) bench/run_all.py $(ARGS)
+
+$(PEER_VENV)/.installed: bench/peer-requirements.txt
+	test -x $(PEER_VENV)/bin/python || $(PYTHON) -m venv $(PEER_VENV)
+	$(PEER_VENV)/bin/python -m pip install --quiet -r bench/peer-requirements.txt
+	touch $@
+
+bench-peer: install $(PEER_VENV)/.installed ## Our PPO vs TRL 1.12's PPOTrainer in a second venv (.venv/peer-trl-1.12, trl==1.12.0), same settings, one run
+	$(PY) bench/ppo_iteration.py --configs shared,peer --peer-python $(PEER_VENV)/bin/python $(ARGS)
+
 clean: ## Remove run outputs (keeps .venv and the model cache)
 	rm -rf outputs multirun_sweeps
 
-.PHONY: help install test test-slow pipeline rm sft dpo ppo evaluate compare config clean
+.PHONY: help install test test-slow pipeline rm sft dpo ppo evaluate compare config bench bench-peer clean

@@ -1,4 +1,5 @@
-"""Train a reward model, SFT, DPO or PPO policy: `python train.py algo=rm|sft|dpo|ppo [overrides]`."""
+"""Train a reward model, SFT, DPO or PPO policy: `python train.py algo=rm|sft|dpo|ppo [overrides]`;
+continue a stopped run with `python train.py resume=<run dir>|latest`."""
 
 import logging
 import sys
@@ -11,6 +12,8 @@ from omegaconf import DictConfig
 
 from rlhf.errors import RlhfError
 from rlhf.experiment import RunContext, run_experiment
+from rlhf.resume import rewrite_resume_args
+from rlhf.stopping import Interrupted
 
 log = logging.getLogger("train")
 
@@ -38,6 +41,10 @@ def main(cfg: DictConfig) -> float | None:
             # One failed job must not stop the sweep: its summary.json records the error, the rest run on.
             print(f"error: job {hydra_cfg.job.num} failed: {err}", file=sys.stderr, flush=True)
             return float("nan")  # what sweepers such as Optuna read as a failed trial
+        if isinstance(err, Interrupted):
+            # A clean stop on SIGTERM / SIGINT: the checkpoint is saved, the message says how to resume.
+            print(f"stopped: {err}", file=sys.stderr, flush=True)
+            sys.exit(err.exit_code)
         if isinstance(err, RlhfError):
             # A user error: one line that names the bad value and the fix, no traceback.
             print(f"error: {err}", file=sys.stderr, flush=True)
@@ -47,5 +54,14 @@ def main(cfg: DictConfig) -> float | None:
     return summary.get(cfg.optimized_metric)
 
 
-if __name__ == "__main__":
+def cli() -> None:
+    try:
+        sys.argv = rewrite_resume_args(sys.argv)  # resume=<run dir>: Hydra must load that run's config and directory
+    except RlhfError as err:
+        print(f"error: {err}", file=sys.stderr, flush=True)
+        sys.exit(2)
     main()
+
+
+if __name__ == "__main__":
+    cli()

@@ -187,8 +187,10 @@ class LoggerSettings:
     entity: str | None
     group: str | None
     mode: str | None
+    init_timeout: float
 
     def __post_init__(self):
         check_choice("logger.name", self.name, ("wandb", "none"))
         if self.mode is not None:
             check_choice("logger.mode", self.mode, ("online", "offline", "disabled"))
+        check(self.init_timeout > 0, "logger.init_timeout", self.init_timeout, "must be > 0 seconds (the wait for the W&B server)")

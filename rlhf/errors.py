@@ -15,3 +15,7 @@ class DataError(RlhfError):
 
 class ModelLoadError(RlhfError):
     """Weights or a tokenizer could not be loaded from where the config points."""
+
+
+class NumericError(RlhfError):
+    """Too many updates in a row had a NaN/inf loss, reward or gradient norm (each one was skipped)."""

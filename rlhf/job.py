@@ -28,6 +28,8 @@ class Job:
     outputs_root: Path
     tracker: Tracker
     seed: int
+    resume: bool = False  # continue from the newest checkpoint in run_dir (train.py resume=...)
+    max_nonfinite_updates: int = 3  # consecutive skipped NaN/inf updates before the run stops
 
     @property
     def adapter_dir(self) -> Path:

@@ -68,3 +68,22 @@ def load_summary(run_dir: Path) -> dict:
 def load_run_config(run_dir: Path) -> DictConfig:
     """The resolved config Hydra saved for that run."""
     return OmegaConf.load(Path(run_dir) / CONFIG)
+
+
+def truncate_jsonl(path: Path, keep) -> int:
+    """Keep the rows of a JSON-lines file for which ``keep(row)`` holds (a killed run got further than
+    its checkpoint); returns how many were dropped. Rewritten through a temporary file and a rename."""
+    path = Path(path)
+    if not path.is_file():
+        return 0
+    lines = [line for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    kept = [line for line in lines if keep(json.loads(line))]
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text("".join(line + "\n" for line in kept), encoding="utf-8")
+    os.replace(tmp, path)
+    return len(lines) - len(kept)
+
+
+def truncate_metrics(path: Path, step: int) -> int:
+    """Drop metrics.jsonl rows logged after ``step``, the checkpoint a run resumes from."""
+    return truncate_jsonl(path, lambda row: row["step"] <= step)

@@ -1,7 +1,9 @@
 """Run logging: metrics.jsonl in the run directory always, W&B when it is available.
 
-W&B runs offline into the run directory unless WANDB_API_KEY is set or the mode says otherwise.
-Any W&B failure (not installed, no key, no network) is one warning; local logging carries on.
+W&B runs offline into the run directory unless an API key is found (WANDB_API_KEY, or ``wandb login``'s
+entry in ~/.netrc) or the mode says otherwise. W&B trouble never stops training: no key with
+mode=online logs offline (``wandb sync`` later); an unreachable server (bounded by logger.init_timeout),
+W&B failing to import or to log each give one warning, and metrics.jsonl carries on.
 """
 
 from __future__ import annotations
@@ -9,10 +11,12 @@ from __future__ import annotations
 import json
 import logging
 import math
+import netrc
 import os
 import re
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from transformers import TrainerCallback
 
@@ -20,16 +24,48 @@ from rlhf.config import LoggerSettings
 
 log = logging.getLogger(__name__)
 
-_SECRET_KEY = re.compile(r"(api[_-]?key|token|secret|password)", re.IGNORECASE)
+_SECRET_KEY = re.compile(r"(api[_-]?key|token|secret|passw(or)?d|credential|private[_-]?key)", re.IGNORECASE)
+# Tokenizer settings whose names contain "token" but whose values are vocabulary entries, not credentials.
+_SPECIAL_TOKENS = re.compile(r"^(pad|bos|eos|unk|sep|cls|mask)_token$", re.IGNORECASE)
+
+
+def _is_secret(key: Any, value: Any) -> bool:
+    key = str(key)
+    return isinstance(value, str) and bool(_SECRET_KEY.search(key)) and not _SPECIAL_TOKENS.match(key)
 
 
 def redact_secrets(config: Any) -> Any:
     """A copy of a nested config with values under secret-looking keys replaced (never log credentials)."""
     if isinstance(config, dict):
-        return {k: ("<redacted>" if _SECRET_KEY.search(str(k)) and isinstance(v, str) else redact_secrets(v)) for k, v in config.items()}
+        return {k: ("<redacted>" if _is_secret(k, v) else redact_secrets(v)) for k, v in config.items()}
     if isinstance(config, list):
         return [redact_secrets(v) for v in config]
     return config
+
+
+# The W&B cloud's API hosts: older wandb logs in to the first, wandb >= 0.31 to the second (both accept either).
+_CLOUD_HOSTS = ("api.wandb.ai", "api.forge.coreweave.com")
+
+
+def wandb_hosts() -> tuple[str, ...]:
+    """Host names ``wandb login`` may have written into ~/.netrc for the configured server."""
+    base_url = os.environ.get("WANDB_BASE_URL")
+    return (urlsplit(base_url).netloc,) if base_url else _CLOUD_HOSTS
+
+
+def wandb_key_found() -> bool:
+    """Whether W&B has credentials: WANDB_API_KEY (or an identity token file), or a ~/.netrc entry for the host.
+
+    Checked before wandb.init, which without a key prompts for one (or fails after a wait).
+    """
+    if os.environ.get("WANDB_API_KEY") or os.environ.get("WANDB_IDENTITY_TOKEN_FILE"):
+        return True
+    path = os.environ.get("NETRC") or os.path.expanduser("~/.netrc")  # where wandb and curl look
+    try:
+        entries = netrc.netrc(path)
+    except (OSError, netrc.NetrcParseError):  # no file, unreadable or malformed: no key from it
+        return False
+    return any((entry := entries.authenticators(host)) and entry[2] for host in wandb_hosts())
 
 
 def wandb_mode(settings: LoggerSettings) -> str:
@@ -38,7 +74,23 @@ def wandb_mode(settings: LoggerSettings) -> str:
         return "disabled"
     if settings.mode is not None:
         return settings.mode
-    return "online" if os.environ.get("WANDB_API_KEY") else "offline"
+    return "online" if wandb_key_found() else "offline"
+
+
+def _fix_for(err: Exception, settings: LoggerSettings) -> str:
+    """What the user can do about a failed wandb.init."""
+    if isinstance(err, ImportError):
+        return "To use W&B: pip install wandb; to silence this: logger=none"
+    return (
+        f"Without a reachable server set logger.mode=offline (then `wandb sync`); "
+        f"for a slow one raise logger.init_timeout (now {settings.init_timeout:g}s)"
+    )
+
+
+def _first_line(err: Exception) -> str:
+    # wandb's messages can span lines; a warning stays one line.
+    text = str(err).strip()
+    return f"{type(err).__name__}: {text.splitlines()[0] if text else ''}"
 
 
 def _plain(value: Any) -> Any:
@@ -64,6 +116,14 @@ class Tracker:
 
     def _start_wandb(self, settings: LoggerSettings, mode: str, **init_kwargs) -> None:
         os.environ.setdefault("WANDB_SILENT", "true")
+        if mode == "online" and not wandb_key_found():
+            # wandb.init would prompt for a key, or wait and fail; offline keeps the run for `wandb sync`.
+            log.warning(
+                "logger.mode=online but no W&B API key was found (WANDB_API_KEY, or a ~/.netrc entry for %s from `wandb login`): "
+                "W&B logs offline into %s; upload it later with `wandb sync %s/wandb/offline-run-*`",
+                " or ".join(wandb_hosts()), self.run_dir / "wandb", self.run_dir,
+            )  # fmt: skip
+            mode = "offline"
         try:
             import wandb
 
@@ -72,12 +132,13 @@ class Tracker:
                 entity=settings.entity,
                 dir=str(self.run_dir),
                 mode=mode,
-                settings=wandb.Settings(init_timeout=60, console="off"),
+                # init_timeout bounds the wait for an unreachable server.
+                settings=wandb.Settings(init_timeout=settings.init_timeout, console="off"),
                 **init_kwargs,
             )
             self._wandb = wandb
         except Exception as err:  # W&B must never stop training
-            log.warning("W&B is off for this run (%s: %s); metrics go to %s only", type(err).__name__, err, self.metrics_path)
+            log.warning("W&B is off for this run (%s); metrics go to %s only. %s", _first_line(err), self.metrics_path, _fix_for(err, settings))
             self._run = None
 
     @property

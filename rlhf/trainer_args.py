@@ -13,7 +13,8 @@ def common_training_args(algo, hardware: HardwareSettings, run_dir: Path, seed: 
     """Keyword arguments for a TRL *Config (a TrainingArguments subclass).
 
     ``algo`` is an algorithm's settings with learning_rate, lr_scheduler_type, warmup_ratio,
-    weight_decay, num_train_epochs, max_steps, batch_size, max_grad_norm and logging_steps.
+    weight_decay, num_train_epochs, max_steps, batch_size, max_grad_norm, logging_steps, save_every and
+    keep_checkpoints (resumable checkpoints in run_dir/checkpoints, see rlhf/trainer_loop.py).
     """
     micro, accumulation = hardware.accumulation_steps(algo.batch_size, "algo.batch_size")
     return dict(
@@ -28,13 +29,16 @@ def common_training_args(algo, hardware: HardwareSettings, run_dir: Path, seed: 
         max_steps=algo.max_steps,
         max_grad_norm=algo.max_grad_norm,
         logging_steps=algo.logging_steps,
-        save_strategy="no",
+        save_strategy="steps",
+        save_steps=algo.save_every,
+        save_total_limit=algo.keep_checkpoints,
         eval_strategy="no",
         report_to="none",  # our Tracker logs to W&B, so one run holds everything
         seed=seed,
         data_seed=seed,
         bf16=hardware.bf16,  # TRL turns bf16 on when left unset; on CPU it must be explicit
-        gradient_checkpointing=hardware.gradient_checkpointing,
+        # transformers 5 renamed gradient_checkpointing; the old name (TRL defaults it to True) still mirrors this
+        activation_checkpointing=hardware.gradient_checkpointing,
         optim=hardware.optim,
         use_cpu=not torch.cuda.is_available(),
         disable_tqdm=True,
@@ -54,6 +58,8 @@ def check_trainer_settings(algo) -> None:
     check(algo.max_length >= 16, "algo.max_length", algo.max_length, "must be >= 16 tokens")
     check(algo.max_grad_norm > 0, "algo.max_grad_norm", algo.max_grad_norm, "must be > 0")
     check(algo.logging_steps >= 1, "algo.logging_steps", algo.logging_steps, "must be >= 1")
+    check(algo.save_every >= 1, "algo.save_every", algo.save_every, "must be >= 1 optimizer steps between checkpoints")
+    check(algo.keep_checkpoints >= 1, "algo.keep_checkpoints", algo.keep_checkpoints, "must be >= 1")
     check(algo.eval_batch_size >= 1, "algo.eval_batch_size", algo.eval_batch_size, "must be >= 1")
     max_prompt_length = getattr(algo, "max_prompt_length", None)
     if max_prompt_length is not None:

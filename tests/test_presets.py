@@ -50,3 +50,17 @@ def test_grid_preset_sweeps_beta_and_rank():
     cfg = compose_with_hydra(["sweep=dpo_beta_lora_grid"])
     assert cfg.algo.name == "dpo"
     assert dict(cfg.hydra.sweeper.params) == {"algo.beta": "0.05,0.1,0.3", "lora": "r8,r16"}
+
+
+def test_llama2_ppo_preset_uses_the_n_plus_settings_from_the_sft_policy():
+    cfg = compose_with_hydra(["experiment=llama2_7b_hh_ppo"])
+    algo = cfg.algo
+    assert (algo.kl_coef, algo.temperature, algo.ppo_epochs, algo.batch_size) == (0.05, 0.7, 4, 512)
+    assert (algo.gamma, algo.lam, algo.cliprange, algo.vf_coef) == (1.0, 0.95, 0.2, 0.1)
+    assert algo.init_adapter == "outputs/latest/sft" and cfg.optimized_metric == "rm_score_final"
+
+
+def test_ppo_kl_grid_sweeps_the_kl_coefficient():
+    cfg = compose_with_hydra(["sweep=ppo_kl_grid"])
+    assert cfg.algo.name == "ppo"
+    assert dict(cfg.hydra.sweeper.params) == {"algo.kl_coef": "0.01,0.05,0.1,0.2"}

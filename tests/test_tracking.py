@@ -2,34 +2,75 @@
 
 import dataclasses
 import json
+import logging
 import sys
+import time
+
+import pytest
 
 from rlhf.config import LoggerSettings
-from rlhf.tracking import Tracker, redact_secrets, wandb_mode
+from rlhf.errors import ConfigError
+from rlhf.tracking import Tracker, redact_secrets, wandb_key_found, wandb_mode
 
-WANDB = LoggerSettings(name="wandb", project="rlhf-tests", entity=None, group=None, mode=None)
+WANDB = LoggerSettings(name="wandb", project="rlhf-tests", entity=None, group=None, mode=None, init_timeout=60)
+NONE = LoggerSettings(name="none", project=None, entity=None, group=None, mode="disabled", init_timeout=60)
+
+
+def reset_wandb() -> None:
+    # wandb reads the environment once per process; without a reset a later test would reach the server
+    # (and base URL) an earlier test's environment named.
+    wandb = sys.modules.get("wandb")
+    if wandb is not None:
+        wandb.teardown()
+
+
+@pytest.fixture(autouse=True)
+def no_wandb_credentials(tmp_path, monkeypatch):
+    """No key from the environment or the real ~/.netrc; W&B's own files stay under tmp_path."""
+    for name in ("WANDB_API_KEY", "WANDB_IDENTITY_TOKEN_FILE", "WANDB_MODE", "WANDB_BASE_URL"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("NETRC", str(tmp_path / "no-netrc"))
+    monkeypatch.setenv("WANDB_CONFIG_DIR", str(tmp_path / "wandb-config"))
+    reset_wandb()
+    yield
+    reset_wandb()
+
+
+def tracker_warnings(caplog) -> list[str]:
+    return [r.getMessage() for r in caplog.records if r.name.startswith("rlhf") and r.levelno == logging.WARNING]
+
+
+def metrics_rows(run_dir) -> list[dict]:
+    return [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
 
 
 def test_metrics_jsonl_gets_one_object_per_step(tmp_path):
-    tracker = Tracker(tmp_path, LoggerSettings("none", None, None, None, "disabled"), config={}, job_type="rm", group="g", tags=[])
+    tracker = Tracker(tmp_path, NONE, config={}, job_type="rm", group="g", tags=[])
     tracker.log({"loss": 0.5}, step=1)
     tracker.log({"loss": float("nan")}, step=2)
     tracker.finish()
-    rows = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
-    assert rows == [{"step": 1, "loss": 0.5}, {"step": 2, "loss": "nan"}]
+    assert metrics_rows(tmp_path) == [{"step": 1, "loss": 0.5}, {"step": 2, "loss": "nan"}]
 
 
-def test_mode_is_offline_without_a_key_and_online_with_one(monkeypatch):
-    monkeypatch.delenv("WANDB_API_KEY", raising=False)
-    assert wandb_mode(WANDB) == "offline"
+def test_mode_is_offline_without_a_key_and_online_with_one(tmp_path, monkeypatch):
+    assert not wandb_key_found() and wandb_mode(WANDB) == "offline"
     monkeypatch.setenv("WANDB_API_KEY", "x" * 40)
     assert wandb_mode(WANDB) == "online"
-    assert wandb_mode(LoggerSettings("none", None, None, None, "disabled")) == "disabled"
+    assert wandb_mode(NONE) == "disabled"
+    assert wandb_mode(dataclasses.replace(WANDB, mode="offline")) == "offline"
 
 
-def test_offline_run_writes_into_the_run_directory(tmp_path, monkeypatch):
-    monkeypatch.delenv("WANDB_API_KEY", raising=False)
-    monkeypatch.delenv("WANDB_MODE", raising=False)
+@pytest.mark.parametrize("host", ["api.wandb.ai", "api.forge.coreweave.com"])  # older / newer wandb's login
+def test_a_wandb_login_netrc_entry_counts_as_a_key_for_its_host_only(tmp_path, monkeypatch, host):
+    netrc = tmp_path / "netrc"
+    netrc.write_text(f"machine {host}\n  login user\n  password {'k' * 40}\n")
+    monkeypatch.setenv("NETRC", str(netrc))
+    assert wandb_key_found() and wandb_mode(WANDB) == "online"
+    monkeypatch.setenv("WANDB_BASE_URL", "https://wandb.example.org")  # a self-hosted server: no entry for it
+    assert not wandb_key_found()
+
+
+def test_offline_run_writes_into_the_run_directory(tmp_path):
     tracker = Tracker(tmp_path, WANDB, config={"a": 1}, job_type="rm", group="g", tags=["t"])
     assert tracker.wandb_run is not None
     tracker.log({"loss": 1.0}, step=1)
@@ -37,18 +78,62 @@ def test_offline_run_writes_into_the_run_directory(tmp_path, monkeypatch):
     assert list((tmp_path / "wandb").glob("offline-run-*"))
 
 
-def test_wandb_failing_to_import_or_init_keeps_local_logging(tmp_path, monkeypatch):
+def test_online_without_a_key_logs_offline_with_one_warning(tmp_path, caplog):
+    # wandb.init online without a key prompts or fails; the run must go on, offline, for `wandb sync` later.
+    tracker = Tracker(tmp_path, dataclasses.replace(WANDB, mode="online"), config={}, job_type="rm", group="g", tags=[])
+    assert tracker.wandb_run is not None
+    tracker.log({"loss": 1.0}, step=1)
+    tracker.finish()
+    assert list((tmp_path / "wandb").glob("offline-run-*"))
+    [warning] = tracker_warnings(caplog)
+    assert "no W&B API key was found" in warning and "wandb sync" in warning
+    assert metrics_rows(tmp_path) == [{"step": 1, "loss": 1.0}]
+
+
+def test_unreachable_server_gives_one_warning_and_local_logging(tmp_path, monkeypatch, caplog):
+    monkeypatch.setenv("WANDB_BASE_URL", "http://127.0.0.1:9")  # the discard port: nothing listens
+    monkeypatch.setenv("WANDB_API_KEY", "x" * 40)
+    started = time.monotonic()
+    settings = dataclasses.replace(WANDB, mode="online", init_timeout=5)
+    tracker = Tracker(tmp_path, settings, config={}, job_type="rm", group="g", tags=[])
+    assert time.monotonic() - started < 30  # bounded by init_timeout, not wandb's default minutes
+    assert tracker.wandb_run is None
+    tracker.log({"loss": 1.0}, step=2)
+    tracker.finish()
+    assert metrics_rows(tmp_path) == [{"step": 2, "loss": 1.0}]
+    [warning] = tracker_warnings(caplog)
+    assert "W&B is off for this run" in warning and "logger.init_timeout" in warning
+
+
+def test_wandb_failing_to_import_or_init_keeps_local_logging(tmp_path, monkeypatch, caplog):
     monkeypatch.setitem(sys.modules, "wandb", None)  # import wandb now raises ImportError
     tracker = Tracker(tmp_path, dataclasses.replace(WANDB, mode="offline"), config={}, job_type="rm", group="g", tags=[])
     assert tracker.wandb_run is None
     tracker.log({"loss": 1.0}, step=3)
-    assert json.loads((tmp_path / "metrics.jsonl").read_text()) == {"step": 3, "loss": 1.0}
+    assert metrics_rows(tmp_path) == [{"step": 3, "loss": 1.0}]
+    [warning] = tracker_warnings(caplog)
+    assert "ModuleNotFoundError" in warning and "pip install wandb" in warning
+
+
+def test_init_timeout_must_be_positive():
+    with pytest.raises(ConfigError, match=r"logger.init_timeout=0 is out of range: must be > 0"):
+        dataclasses.replace(WANDB, init_timeout=0)
 
 
 def test_secrets_are_redacted_from_logged_config():
-    config = {"logger": {"api_key": "abc", "project": "p"}, "hub_token": "hf_x", "nested": [{"password": "pw"}]}
+    config = {
+        "logger": {"api_key": "abc", "wandb_api_key": "w" * 40, "project": "p"},
+        "hub_token": "hf_x",
+        "hf_token": "hf_y",
+        "nested": [{"password": "pw", "client_secret": "s"}],
+        "model": {"pad_token": "<|endoftext|>", "eos_token": "</s>"},  # vocabulary entries, not credentials
+        "algo": {"max_new_tokens": 48},
+    }
     assert redact_secrets(config) == {
-        "logger": {"api_key": "<redacted>", "project": "p"},
+        "logger": {"api_key": "<redacted>", "wandb_api_key": "<redacted>", "project": "p"},
         "hub_token": "<redacted>",
-        "nested": [{"password": "<redacted>"}],
+        "hf_token": "<redacted>",
+        "nested": [{"password": "<redacted>", "client_secret": "<redacted>"}],
+        "model": {"pad_token": "<|endoftext|>", "eos_token": "</s>"},
+        "algo": {"max_new_tokens": 48},
     }

@@ -35,6 +35,7 @@ from rlhf.models import load_adapter, load_causal_lm, load_tokenizer, lora_confi
 from rlhf.reward_scoring import pair_metrics
 from rlhf.runs import ADAPTER, SUMMARY, load_run_config, resolve_run_dir
 from rlhf.tracking import TrackerCallback
+from rlhf.trainer_loop import run_trainer
 from rlhf.trainer_args import check_trainer_settings, common_training_args
 
 __all__ = ["Settings", "LOSS_TYPES", "Policy", "build", "make_trainer", "fit", "train", "resolve_init_adapter", "implicit_rewards"]
@@ -85,6 +86,8 @@ class Settings:
     init_adapter: str | None
     max_grad_norm: float
     logging_steps: int
+    save_every: int
+    keep_checkpoints: int
     eval_batch_size: int
 
     def __post_init__(self):
@@ -209,7 +212,7 @@ def make_trainer(job: Job, settings: Settings, policy: Policy, examples: list[di
 def fit(job: Job, settings: Settings, policy: Policy) -> DPOTrainer:
     """Train on the job's train split; the trained policy is ``trainer.model``."""
     trainer = make_trainer(job, settings, policy)
-    trainer.train()
+    run_trainer(trainer, job)
     return trainer
 
 

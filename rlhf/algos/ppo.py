@@ -17,14 +17,11 @@ The roles (policy, reference, reward, value) are in rlhf/ppo/roles.py, the tenso
 rlhf/ppo_math.py. Held-out prompts are evaluated before and after training (rm score, gold score,
 KL). Defaults and the reasons for them are in conf/algo/ppo.yaml.
 
-Resuming a killed run (SIGKILL, out of memory, preemption): run the same command again with
-
-    python train.py algo=ppo ... algo.resume=RUN_DIR hydra.run.dir=RUN_DIR
-
+Resuming a killed run (SIGKILL, out of memory, preemption): ``python train.py resume=RUN_DIR``.
 It restores the newest checkpoint in RUN_DIR/checkpoints/ (written every ``save_every``
 iterations: adapters, value head, optimizer, scheduler, KL controller, RNG states, step), drops the
-metrics.jsonl rows logged after it, and continues as if never stopped. A run that died of a Python
-exception has a summary.json (status "failed"), which run_experiment refuses to overwrite: delete it.
+metrics.jsonl rows logged after it, and continues as if never stopped. SIGTERM / SIGINT save a
+checkpoint after the current iteration and stop (rlhf/stopping.py).
 """
 
 from __future__ import annotations
@@ -32,6 +29,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+import warnings
 from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,10 +37,12 @@ from pathlib import Path
 import torch
 from transformers import get_scheduler
 
+from rlhf import stopping
 from rlhf.config import ModelSettings, check, check_choice, from_node
 from rlhf.data.gold_judge import gold_score_batch
 from rlhf.errors import ConfigError
 from rlhf.job import Job
+from rlhf.nonfinite import NonFiniteCounter, is_finite, numeric_error
 from rlhf.ppo import checkpoint
 from rlhf.ppo.evaluation import evaluate
 from rlhf.ppo.roles import Roles, build_roles, same_base
@@ -59,7 +59,7 @@ from rlhf.ppo_math import (
     policy_loss,
     value_loss,
 )
-from rlhf.runs import ADAPTER, load_run_config, resolve_run_dir
+from rlhf.runs import ADAPTER, load_run_config, resolve_run_dir, truncate_jsonl, truncate_metrics
 
 __all__ = ["Settings", "train", "build", "fit"]
 
@@ -79,7 +79,6 @@ class Settings:
     reward_model: str | None
     init_adapter: str | None
     share_base: bool
-    resume: str | None
     # schedule and optimizer
     iterations: int
     batch_size: int
@@ -118,6 +117,7 @@ class Settings:
     sample_every: int
     sample_rows: int
     save_every: int
+    keep_checkpoints: int
     eval_prompts: int
     eval_greedy: bool
     kl_bound: float
@@ -159,6 +159,7 @@ class Settings:
         check(self.sample_every >= 1, "algo.sample_every", self.sample_every, "must be >= 1")
         check(self.sample_rows >= 1, "algo.sample_rows", self.sample_rows, "must be >= 1")
         check(self.save_every >= 1, "algo.save_every", self.save_every, "must be >= 1")
+        check(self.keep_checkpoints >= 1, "algo.keep_checkpoints", self.keep_checkpoints, "must be >= 1")
         check(self.eval_prompts >= 1, "algo.eval_prompts", self.eval_prompts, "must be >= 1")
         check(self.kl_bound > 0, "algo.kl_bound", self.kl_bound, "must be > 0 (nats per response)")
 
@@ -195,20 +196,13 @@ def init_adapter_dir(value: str | None) -> Path | None:
     raise ConfigError(f"algo.init_adapter={value}: no PEFT adapter there (adapter_config.json); point it at an sft run directory or its adapter/")
 
 
-def resume_checkpoint(job: Job, settings: Settings) -> Path | None:
-    if settings.resume is None:
+def resume_checkpoint(job: Job) -> Path | None:
+    """The newest checkpoint to continue from when the job resumes (train.py resume=...), else None."""
+    if not job.resume:
         return None
-    if Path(settings.resume).resolve() != Path(job.run_dir).resolve():
-        raise ConfigError(
-            f"algo.resume={settings.resume}: a resumed run continues in its own directory, but this one writes to "
-            f"{job.run_dir}; add hydra.run.dir={settings.resume} to the command"
-        )
     found = checkpoint.latest(job.run_dir)
     if found is None:
-        raise ConfigError(
-            f"algo.resume={settings.resume}: no checkpoint in {Path(settings.resume) / checkpoint.CHECKPOINTS} "
-            f"(it stopped before algo.save_every={settings.save_every} iterations): start the run afresh"
-        )
+        raise ConfigError(f"resume={job.run_dir}: no complete checkpoint in {job.run_dir / checkpoint.CHECKPOINTS}; start the run afresh")
     return found
 
 
@@ -217,9 +211,13 @@ def resume_checkpoint(job: Job, settings: Settings) -> Path | None:
 
 def ppo_iteration(roles: Roles, optimizer, scheduler, kl_controller, prompts: list[list[dict]], settings: Settings,
                   micro_batch: int, reward_max_length: int, with_gold: bool = False) -> tuple[dict[str, float], Rollout, torch.Tensor]:
-    """Steps 1-5 on one batch of prompts; returns (step-6 metrics, the rollout, its raw scores).
+    """Steps 1-5 on one batch of prompts; returns (step-6 metrics, the rollout, its raw scores [B]).
     ``with_gold``: also log the gold judge's mean score of the rollout (synthetic data only), which
-    shows reward hacking as a gap between objective/scores and objective/gold_score."""
+    shows reward hacking as a gap between objective/scores and objective/gold_score.
+
+    A NaN/inf score, log-prob or value skips the whole update (step 5): metrics
+    ``nonfinite/iteration_skipped`` = 1 and ``nonfinite/skipped_updates`` = every minibatch update;
+    ``objective/scores`` is then the mean of the finite scores."""
     times = {}
     clock = time.perf_counter()
 
@@ -238,7 +236,6 @@ def ppo_iteration(roles: Roles, optimizer, scheduler, kl_controller, prompts: li
     rewards, kl = per_token_rewards(scores, old.logprobs, old.ref_logprobs, rollout.mask, beta, settings.kl_estimator)
     kl_per_response = kl.sum(1).mean().item()
     rlhf_reward = rewards.sum(1).mean().item()
-    kl_controller.update(kl_per_response, len(rollout))
 
     # 4. advantages: GAE over the response tokens; whitening.
     if settings.whiten_rewards:
@@ -248,8 +245,16 @@ def ppo_iteration(roles: Roles, optimizer, scheduler, kl_controller, prompts: li
         advantages = masked_whiten(advantages, rollout.mask)
     times["advantages"], clock = time.perf_counter() - clock, time.perf_counter()
 
-    # 5. update: PPO epochs over shuffled minibatches.
-    stats = ppo_update(roles, optimizer, scheduler, rollout, old, advantages, returns, settings, micro_batch)
+    # 5. update: PPO epochs over shuffled minibatches. A NaN/inf raw score (reward_clip would hide an
+    #    inf), log-prob or value poisons every minibatch and the KL controller: skip them all, count it.
+    if is_finite(old.scores, rewards, advantages, returns):
+        kl_controller.update(kl_per_response, len(rollout))
+        stats = ppo_update(roles, optimizer, scheduler, rollout, old, advantages, returns, settings, micro_batch)
+    else:
+        updates = settings.ppo_epochs * settings.num_mini_batches
+        log.warning("NaN/inf in the scores, log-probs or values of this rollout: its %d updates are skipped", updates)
+        _skip_updates(optimizer, scheduler, updates)
+        stats = {"nonfinite/skipped_updates": float(updates), "nonfinite/iteration_skipped": 1.0}
     times["update"] = time.perf_counter() - clock
 
     # 6. log
@@ -260,7 +265,7 @@ def ppo_iteration(roles: Roles, optimizer, scheduler, kl_controller, prompts: li
         "objective/entropy": (old.entropy * mask).sum(1).mean().item(),
         "objective/non_score_reward": -beta * kl_per_response,
         "objective/rlhf_reward": rlhf_reward,
-        "objective/scores": old.scores.mean().item(),
+        "objective/scores": _finite_mean(old.scores),
         "objective/beta": beta,
         **stats,
         "response/length": mask.sum(1).mean().item(),
@@ -280,28 +285,63 @@ def ppo_update(roles: Roles, optimizer, scheduler, rollout: Rollout, old, advant
                returns: torch.Tensor, settings: Settings, micro_batch: int) -> dict[str, float]:
     """Step 5: ``ppo_epochs`` x ``num_mini_batches`` optimizer steps, each accumulated over micro batches.
 
-    The policy and value losses use different adapters, so each gets its own forward and backward
-    (they share no trainable weights: the sum's gradient is the same, the peak memory is lower).
+    rollout [B rows], advantages / returns [B, T]. The policy and value losses use different adapters,
+    so each gets its own forward and backward (they share no trainable weights: the sum's gradient is
+    the same, the peak memory is lower). A minibatch whose loss or gradient norm is NaN/inf is skipped
+    (no optimizer step, its stats left out) and counted in ``nonfinite/skipped_updates``;
+    ``nonfinite/iteration_skipped`` is 1 when every minibatch was.
     """
     params = list(roles.trainable.values())
     size = len(rollout) // settings.num_mini_batches
     sums, ratio_max, grad_norms = defaultdict(float), 0.0, []
-    n = 0
+    n = skipped = 0
     for _ in range(settings.ppo_epochs):
         order = torch.randperm(len(rollout))
         for minibatch in order.split(size):
             optimizer.zero_grad(set_to_none=True)
+            parts = []  # (stats, ratio max) of each micro batch
             for rows in minibatch.split(micro_batch):
                 with roles.grad_passes():
-                    step_stats, step_ratio_max = _policy_and_value_backward(roles, rollout, old, advantages, returns, settings, rows, len(minibatch))
+                    parts.append(_policy_and_value_backward(roles, rollout, old, advantages, returns, settings, rows, len(minibatch)))
+            grad_norm = torch.nn.utils.clip_grad_norm_(params, settings.max_grad_norm).item()
+            # A NaN/inf would reach the weights and AdamW's moments for good: drop this update instead.
+            if not is_finite(grad_norm, *(stats[k] for stats, _ in parts for k in ("loss/policy", "loss/value"))):
+                skipped += 1
+                _skip_updates(optimizer, scheduler, 1)
+                continue
+            for step_stats, step_ratio_max in parts:
                 for key, value in step_stats.items():
                     sums[key] += value
                 ratio_max = max(ratio_max, step_ratio_max)
                 n += 1
-            grad_norms.append(torch.nn.utils.clip_grad_norm_(params, settings.max_grad_norm).item())
+            grad_norms.append(grad_norm)
             optimizer.step()
             scheduler.step()
-    return {**{k: v / n for k, v in sums.items()}, "policy/ratio_max": ratio_max, "perf/grad_norm": sum(grad_norms) / len(grad_norms)}
+    if skipped:
+        log.warning("%d of %d minibatch updates skipped: NaN/inf loss or gradient norm", skipped, skipped + len(grad_norms))
+    nan = float("nan")
+    return {
+        **{k: v / n for k, v in sums.items()},
+        "policy/ratio_max": ratio_max if n else nan,
+        "perf/grad_norm": sum(grad_norms) / len(grad_norms) if grad_norms else nan,
+        "nonfinite/skipped_updates": float(skipped),
+        "nonfinite/iteration_skipped": float(not grad_norms),
+    }
+
+
+def _skip_updates(optimizer, scheduler, count: int) -> None:
+    """Skip ``count`` optimizer updates: drop the gradients (weights and AdamW state stay as they are) but
+    step the scheduler, so the learning-rate schedule keeps its length (and a resumed run its place)."""
+    optimizer.zero_grad(set_to_none=True)
+    with warnings.catch_warnings():  # torch warns if the very first update is the skipped one; intended
+        warnings.filterwarnings("ignore", message="Detected call of `lr_scheduler.step\\(\\)` before")
+        for _ in range(count):
+            scheduler.step()
+
+
+def _finite_mean(values: torch.Tensor) -> float:
+    """Mean of the finite entries of ``values`` [B] (NaN when there are none)."""
+    return values[torch.isfinite(values)].float().mean().item()
 
 
 def _policy_and_value_backward(roles: Roles, rollout: Rollout, old, advantages: torch.Tensor, returns: torch.Tensor,
@@ -343,7 +383,7 @@ def _sample_table(rollout: Rollout, scores: torch.Tensor, rows: int, step: int) 
 def build(job: Job, settings: Settings) -> tuple[Roles, Path]:
     """(roles, rm run directory), after the cheap checks that can fail with a one-line ConfigError."""
     rm_dir = reward_model_dir(job, settings)
-    resume_checkpoint(job, settings)
+    resume_checkpoint(job)
     micro_batch_size(job, settings)
     return build_roles(job, rm_dir, settings.share_base, init_adapter_dir(settings.init_adapter)), rm_dir
 
@@ -362,7 +402,8 @@ def train(job: Job, settings: Settings) -> dict:
 
 def fit(job: Job, settings: Settings, roles: Roles, rm_dir: Path) -> dict:
     """The training loop on built roles (start evaluation or resume, iterations, final evaluation, save)."""
-    resume_from = resume_checkpoint(job, settings)
+    resume_from = resume_checkpoint(job)
+    stop = stopping.current()
     micro = micro_batch_size(job, settings)
     optimizer = torch.optim.AdamW(roles.trainable.values(), lr=settings.learning_rate, eps=settings.adam_eps, weight_decay=0.0)
     updates = settings.iterations * settings.ppo_epochs * settings.num_mini_batches
@@ -384,8 +425,8 @@ def fit(job: Job, settings: Settings, roles: Roles, rm_dir: Path) -> dict:
     if resume_from is not None:
         state = checkpoint.restore(resume_from, roles, optimizer, scheduler, kl_controller)
         start_step, start_eval = state["step"], state["start_eval"]
-        dropped = checkpoint.truncate_metrics(job.tracker.metrics_path, start_step)
-        checkpoint.truncate_jsonl(samples_path, lambda row: row["when"] == "start")  # the final evaluation is redone
+        dropped = truncate_metrics(job.tracker.metrics_path, start_step)
+        truncate_jsonl(samples_path, lambda row: row["when"] == "start")  # the final evaluation is redone
         log.info("resumed from %s (step %d); dropped %d metric rows logged after it", resume_from, start_step, dropped)
     else:
         start_step = 0
@@ -393,9 +434,17 @@ def fit(job: Job, settings: Settings, roles: Roles, rm_dir: Path) -> dict:
         job.tracker.log({f"eval/{k}": v for k, v in start_eval.items()}, step=0)
 
     final_eval = None
+    nonfinite = NonFiniteCounter(job.max_nonfinite_updates)  # iterations in a row whose update was skipped
     for step in range(start_step + 1, settings.iterations + 1):
         batch = [train_prompts[i] for i in prompt_indices(len(train_prompts), settings.batch_size, step, job.seed)]
         metrics, rollout, scores = ppo_iteration(roles, optimizer, scheduler, kl_controller, batch, settings, micro, reward_max_length, with_gold)
+        nonfinite.record(not metrics["nonfinite/iteration_skipped"])
+        metrics["nonfinite/skipped_iterations"] = nonfinite.skipped
+        if nonfinite.exhausted:  # skipped updates changed no weights: this checkpoint is the last good state
+            job.tracker.log(metrics, step=step)
+            checkpoint.save(job.run_dir, step, roles, optimizer, scheduler, kl_controller, {"start_eval": start_eval},
+                            keep=settings.keep_checkpoints)
+            raise numeric_error(nonfinite.consecutive, step, job.run_dir / checkpoint.CHECKPOINTS, nonfinite.patience)
         if step == settings.iterations:
             final_eval = held_out("final", step)
             metrics.update({f"eval/{k}": v for k, v in final_eval.items()})
@@ -404,8 +453,11 @@ def fit(job: Job, settings: Settings, roles: Roles, rm_dir: Path) -> dict:
                  metrics["objective/kl"], metrics["response/length"], metrics["time/iteration"])
         if step % settings.sample_every == 0 or step == settings.iterations:
             job.tracker.log_table("samples", ["step", "prompt", "response", "score"], _sample_table(rollout, scores, settings.sample_rows, step), step)
-        if step % settings.save_every == 0 or step == settings.iterations:
-            checkpoint.save(job.run_dir, step, roles, optimizer, scheduler, kl_controller, {"start_eval": start_eval})
+        if step % settings.save_every == 0 or step == settings.iterations or stop.requested:
+            saved = checkpoint.save(job.run_dir, step, roles, optimizer, scheduler, kl_controller, {"start_eval": start_eval},
+                                    keep=settings.keep_checkpoints)
+            if stop.requested:
+                raise stop.interrupted(job.run_dir, step, saved)
     if final_eval is None:  # resumed from the last checkpoint: only the evaluation was missing
         final_eval = held_out("final", settings.iterations)
 

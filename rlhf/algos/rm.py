@@ -19,6 +19,7 @@ from rlhf.models import add_adapter, load_adapter, load_reward_backbone, load_to
 from rlhf.runs import ADAPTER, load_run_config
 from rlhf.reward_scoring import pair_metrics, score_conversations
 from rlhf.tracking import TrackerCallback
+from rlhf.trainer_loop import run_trainer
 from rlhf.trainer_args import check_trainer_settings, common_training_args
 
 __all__ = ["Settings", "train", "build", "fit", "evaluate_pairs", "load_reward_model"]
@@ -41,6 +42,8 @@ class Settings:
     center_rewards_coefficient: float | None
     max_grad_norm: float
     logging_steps: int
+    save_every: int
+    keep_checkpoints: int
     eval_batch_size: int
 
     def __post_init__(self):
@@ -79,7 +82,7 @@ def fit(job: Job, settings: Settings, tokenizer, model) -> int:
         processing_class=tokenizer,
         callbacks=[TrackerCallback(job.tracker)],
     )
-    trainer.train()
+    run_trainer(trainer, job)
     return trainer.state.global_step
 
 

@@ -20,6 +20,7 @@ from rlhf.job import Job
 from rlhf.logprobs import response_logprobs, truncate_prompt
 from rlhf.models import add_adapter, load_causal_lm, load_tokenizer, model_directory
 from rlhf.tracking import TrackerCallback
+from rlhf.trainer_loop import run_trainer
 from rlhf.trainer_args import check_trainer_settings, common_training_args
 
 __all__ = ["Settings", "build", "make_trainer", "fit", "train", "sft_dataset", "evaluate_nll"]
@@ -42,6 +43,8 @@ class Settings:
     max_prompt_length: int
     max_grad_norm: float
     logging_steps: int
+    save_every: int
+    keep_checkpoints: int
     eval_batch_size: int
 
     def __post_init__(self):
@@ -83,7 +86,7 @@ def make_trainer(job: Job, settings: Settings, tokenizer, model, examples: list[
 def fit(job: Job, settings: Settings, tokenizer, model) -> int:
     """Train ``model`` in place on the job's train split; returns the number of optimizer steps."""
     trainer = make_trainer(job, settings, tokenizer, model)
-    trainer.train()
+    run_trainer(trainer, job)
     return trainer.state.global_step
 
 

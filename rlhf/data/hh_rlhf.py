@@ -11,6 +11,11 @@ import re
 _TURN = re.compile(r"\n\n(Human|Assistant):[ ]?")
 _ROLE = {"Human": "user", "Assistant": "assistant"}
 
+# A row longer than this (chosen + rejected, in characters) is dropped as ``too_long``: no model's context
+# window holds it, and truncating it would silently change the preference.
+# Real HH rows are a few thousand characters.
+MAX_ROW_CHARS = 200_000
+
 
 def parse_transcript(text: str) -> list[dict[str, str]]:
     """Split an HH transcript into chat messages ``[{"role": "user"|"assistant", "content": str}]``.
@@ -29,9 +34,11 @@ def to_preference_example(chosen: str, rejected: str) -> tuple[dict | None, str 
     """Turn one HH row into ``{"prompt": [...], "chosen": [msg], "rejected": [msg]}``.
 
     Returns ``(example, None)``, or ``(None, reason)`` for a row that cannot be used; the reasons are
-    the counting keys logged by the loaders: ``no_final_assistant_turn``, ``empty_response``,
-    ``chosen_equals_rejected``, ``prompts_differ``, ``empty_prompt``.
+    the counting keys logged by the loaders: ``too_long`` (over :data:`MAX_ROW_CHARS`),
+    ``no_final_assistant_turn``, ``empty_response``, ``chosen_equals_rejected``, ``prompts_differ``, ``empty_prompt``.
     """
+    if len(chosen) + len(rejected) > MAX_ROW_CHARS:
+        return None, "too_long"  # checked first: no point parsing megabytes we will drop
     chosen_msgs = parse_transcript(chosen)
     rejected_msgs = parse_transcript(rejected)
     for msgs in (chosen_msgs, rejected_msgs):

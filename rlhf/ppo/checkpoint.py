@@ -4,12 +4,12 @@ A checkpoint holds the policy and value adapters (PEFT format under adapter/, us
 evaluate.py reads them for learning curves) and state.pt: every trainable tensor by name, optimizer,
 scheduler, KL controller, RNG states, the step and the start-of-run evaluation. It is written to a
 hidden temporary folder and renamed, so a run killed while saving leaves the previous checkpoint
-intact. Every checkpoint keeps its adapters; only the newest keeps state.pt (what resuming needs).
+intact. Every checkpoint keeps its adapters (evaluate.py plots them); only the newest ``keep`` keep
+state.pt, what resuming needs.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import random
 import re
@@ -29,7 +29,9 @@ _NAME = re.compile(r"^step-(\d+)$")
 
 
 def rng_state() -> dict[str, Any]:
-    state = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+    """Every RNG's state in types ``torch.load(weights_only=True)`` accepts (numpy's key array as a list)."""
+    name, keys, pos, has_gauss, cached = np.random.get_state()
+    state = {"python": random.getstate(), "numpy": (name, keys.tolist(), pos, has_gauss, cached), "torch": torch.get_rng_state()}
     if torch.cuda.is_available():
         state["cuda"] = torch.cuda.get_rng_state_all()
     return state
@@ -37,14 +39,16 @@ def rng_state() -> dict[str, Any]:
 
 def set_rng_state(state: dict[str, Any]) -> None:
     random.setstate(state["python"])
-    np.random.set_state(state["numpy"])
+    name, keys, pos, has_gauss, cached = state["numpy"]
+    np.random.set_state((name, np.asarray(keys, dtype=np.uint32), pos, has_gauss, cached))
     torch.set_rng_state(state["torch"])
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
-def save(run_dir: Path, step: int, roles: Roles, optimizer, scheduler, kl_controller, extra: dict[str, Any]) -> Path:
-    """Write the checkpoint of ``step`` (iterations 1..step done); older ones keep only their adapters."""
+def save(run_dir: Path, step: int, roles: Roles, optimizer, scheduler, kl_controller, extra: dict[str, Any], keep: int = 1) -> Path:
+    """Write the checkpoint of ``step`` (iterations 1..step done); beyond the newest ``keep``, older ones
+    keep only their adapters."""
     root = Path(run_dir) / CHECKPOINTS
     root.mkdir(parents=True, exist_ok=True)
     final, tmp = root / f"step-{step:06d}", root / f".step-{step:06d}.tmp"
@@ -65,9 +69,9 @@ def save(run_dir: Path, step: int, roles: Roles, optimizer, scheduler, kl_contro
     )
     shutil.rmtree(final, ignore_errors=True)
     os.replace(tmp, final)
-    for old in root.iterdir():
-        if old != final and _NAME.match(old.name):
-            (old / STATE).unlink(missing_ok=True)
+    with_state = sorted((int(m.group(1)), p) for p in root.iterdir() if (m := _NAME.match(p.name)) and (p / STATE).is_file())
+    for _, old in with_state[:-keep]:
+        (old / STATE).unlink()
     return final
 
 
@@ -80,7 +84,7 @@ def latest(run_dir: Path) -> Path | None:
 
 def restore(path: Path, roles: Roles, optimizer, scheduler, kl_controller) -> dict[str, Any]:
     """Load a checkpoint into live objects (weights, optimizer, scheduler, KL, RNG); returns its state dict."""
-    state = torch.load(Path(path) / STATE, map_location="cpu", weights_only=False)  # our own file: RNG states are not tensors
+    state = torch.load(Path(path) / STATE, map_location="cpu", weights_only=True)  # no pickled code, even from a copied run
     saved, live = set(state["trainable"]), set(roles.trainable)
     if saved != live:
         odd = sorted(saved ^ live)[:2]
@@ -96,22 +100,3 @@ def restore(path: Path, roles: Roles, optimizer, scheduler, kl_controller) -> di
     kl_controller.load_state_dict(state["kl_controller"])
     set_rng_state(state["rng"])
     return state
-
-
-def truncate_jsonl(path: Path, keep) -> int:
-    """Keep the rows of a JSON-lines file for which ``keep(row)`` holds (a killed run got further than
-    its checkpoint); returns how many were dropped. Rewritten through a temporary file and a rename."""
-    path = Path(path)
-    if not path.is_file():
-        return 0
-    lines = [line for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
-    kept = [line for line in lines if keep(json.loads(line))]
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text("".join(line + "\n" for line in kept), encoding="utf-8")
-    os.replace(tmp, path)
-    return len(lines) - len(kept)
-
-
-def truncate_metrics(path: Path, step: int) -> int:
-    """Drop metrics.jsonl rows logged after ``step``, the checkpoint a run resumes from."""
-    return truncate_jsonl(path, lambda row: row["step"] <= step)

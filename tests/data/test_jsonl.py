@@ -26,9 +26,9 @@ def test_reads_plain_and_gzipped_rows(tmp_path):
     "content, message",
     [
         ([json.dumps(ROW), "this is not json"], r"bad\.jsonl:2 is not valid JSON"),
-        (["[1, 2]"], r"bad\.jsonl:1 is a JSON list"),
+        (["[1, 2]"], r"bad\.jsonl:1 is a JSON array"),
         ([json.dumps({"rejected": "x"})], r"bad\.jsonl:1 has no 'chosen' field"),
-        ([json.dumps({"chosen": 3, "rejected": "x"})], r"bad\.jsonl:1 field 'chosen' is a int"),
+        ([json.dumps({"chosen": 3, "rejected": "x"})], r"bad\.jsonl:1 field 'chosen' is a JSON number"),
         (["", "  "], r"bad\.jsonl has no rows"),
     ],
 )

@@ -1,0 +1,94 @@
+"""`python train.py resume=<run dir>|latest`: continue a stopped run in its own directory, with its saved config.
+
+Hydra picks the run directory and composes the config before our code runs, so the command line is
+rewritten first: the run's resolved ``.hydra/config.yaml`` becomes the primary config and
+``hydra.run.dir`` the run's directory. Dotted overrides still apply (``algo.max_steps=200`` extends a
+run); group overrides (``lora=r8``) would build a different model than the checkpoint holds, so they
+are refused. Each algorithm then loads its newest checkpoint (see :func:`rlhf.runs.truncate_metrics`).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from rlhf.errors import ConfigError
+from rlhf.runs import CONFIG, SUMMARY
+
+CHECKPOINTS = "checkpoints"
+# Checkpoint folder names: transformers Trainer (rm, sft, dpo) and our PPO loop.
+CHECKPOINT_PATTERNS = ("checkpoint-*", "step-*")
+
+
+def has_checkpoint(run_dir: Path) -> bool:
+    root = Path(run_dir) / CHECKPOINTS
+    return any(p.is_dir() for pattern in CHECKPOINT_PATTERNS for p in root.glob(pattern))
+
+
+def run_status(run_dir: Path) -> str | None:
+    """summary.json's status, or None for a run killed before it wrote one."""
+    path = Path(run_dir) / SUMMARY
+    if not path.is_file():
+        return None
+    try:
+        return json.loads(path.read_text(encoding="utf-8")).get("status")
+    except (OSError, json.JSONDecodeError):
+        return None
+
+
+def _option(args: list[str], key: str) -> str | None:
+    values = [a.split("=", 1)[1] for a in args if a.startswith(f"{key}=")]
+    return values[-1] if values else None
+
+
+def latest_unfinished_run(outputs_root: Path, algo: str | None) -> Path:
+    """The newest run directory under ``outputs_root/<algo>/`` that has a checkpoint and did not finish."""
+    pattern = f"{algo}/*" if algo else "*/*"
+    found = [d for d in Path(outputs_root).glob(pattern) if d.is_dir() and run_status(d) != "finished" and has_checkpoint(d)]
+    if not found:
+        where = Path(outputs_root) / (algo or "<algo>")
+        raise ConfigError(f"resume=latest: no unfinished run with a checkpoint under {where}/; give resume=<run dir>")
+    return max(found, key=lambda d: (d / CHECKPOINTS).stat().st_mtime)
+
+
+def resumable_run_dir(value: str, outputs_root: Path, algo: str | None) -> Path:
+    """The run directory ``resume=<value>`` names, checked: a train.py run, not finished, with a checkpoint."""
+    run_dir = latest_unfinished_run(outputs_root, algo) if value == "latest" else Path(value)
+    if not (run_dir / CONFIG).is_file():
+        raise ConfigError(f"resume={value}: {run_dir} is not a train.py run directory (no {CONFIG}); point it at outputs/<algo>/<timestamp>")
+    if run_status(run_dir) == "finished":
+        raise ConfigError(f"resume={value}: the run in {run_dir} finished; nothing to resume (start a new run instead)")
+    if not has_checkpoint(run_dir):
+        raise ConfigError(
+            f"resume={value}: {run_dir} has no checkpoint (it stopped before the first algo.save_every steps); start it afresh"
+        )
+    return run_dir.resolve()
+
+
+def rewrite_resume_args(argv: list[str]) -> list[str]:
+    """``argv`` unchanged without ``resume=``; else the arguments that make Hydra continue that run."""
+    args = argv[1:]
+    value = _option(args, "resume")
+    if value in (None, "null"):
+        return argv
+    if any(a in ("-m", "--multirun") for a in args):
+        raise ConfigError("resume= continues one run; it cannot be combined with -m (multirun)")
+    run_dir = resumable_run_dir(value, Path(_option(args, "outputs_root") or "outputs"), _option(args, "algo"))
+    rest = [a for a in args if not a.startswith(("resume=", "algo=", "outputs_root="))]
+    groups = [a for a in rest if not a.startswith("-") and "." not in a.split("=", 1)[0].lstrip("+~")]
+    if groups:
+        raise ConfigError(
+            f"resume={value} continues with the run's saved config ({run_dir / CONFIG}), so {' '.join(groups)} cannot change it: "
+            f"drop it, set dotted keys instead (e.g. algo.max_steps=200), or start a new run"
+        )
+    return [argv[0], f"--config-path={run_dir / CONFIG.parent}", f"--config-name={CONFIG.stem}",
+            f"hydra.run.dir={run_dir}", f"++resume={run_dir}", *rest]
+
+
+def check_resume_target(resume: str | None, run_dir: Path) -> bool:
+    """Whether this job resumes; a resume target other than the job's own directory is a config error."""
+    if resume in (None, "null"):
+        return False
+    if Path(resume).resolve() != Path(run_dir).resolve():
+        raise ConfigError(f"resume={resume}: a resumed run continues in its own directory, not {run_dir}; use python train.py resume={resume}")
+    return True

@@ -1,0 +1,89 @@
+"""Clean stops: SIGTERM / SIGINT ask the training loop to checkpoint and exit, instead of dying mid-step.
+
+The handler only sets a flag; the loops (a Trainer callback, the PPO loop) look at it after each
+optimizer step or iteration, save a checkpoint and raise :class:`Interrupted`, whose message says how
+to resume. A second Ctrl-C while the first is being handled stops at once, as users expect.
+"""
+
+from __future__ import annotations
+
+import signal
+import threading
+from contextlib import contextmanager
+from pathlib import Path
+
+from transformers import TrainerCallback
+
+from rlhf.errors import RlhfError
+
+
+class Interrupted(RlhfError):
+    """The run stopped on a signal after saving a checkpoint; ``exit_code`` is 128 + the signal number."""
+
+    def __init__(self, message: str, signal_number: int):
+        super().__init__(message)
+        self.exit_code = 128 + signal_number
+
+
+class StopRequest:
+    """Which signal asked the run to stop, if any (set from the signal handler)."""
+
+    def __init__(self):
+        self.signal_number: int | None = None
+
+    @property
+    def requested(self) -> bool:
+        return self.signal_number is not None
+
+    def interrupted(self, run_dir: Path, step: int, checkpoint: Path | None) -> Interrupted:
+        name = signal.Signals(self.signal_number).name
+        saved = f"checkpoint {checkpoint}" if checkpoint else "no checkpoint"
+        return Interrupted(
+            f"stopped by {name} after step {step}, {saved}; resume with: python train.py resume={run_dir}",
+            self.signal_number,
+        )
+
+
+_current: StopRequest | None = None
+
+
+def current() -> StopRequest:
+    """The stop request of the running job (a fresh, never-set one outside :func:`handle_stop_signals`)."""
+    return _current if _current is not None else StopRequest()
+
+
+@contextmanager
+def handle_stop_signals():
+    """Within the block, SIGTERM and SIGINT set the job's StopRequest instead of killing the process."""
+    global _current
+    request = StopRequest()
+    if threading.current_thread() is not threading.main_thread():  # signal handlers need the main thread
+        yield request
+        return
+
+    def on_signal(number, frame):
+        if request.requested and number == signal.SIGINT:
+            raise KeyboardInterrupt  # a second Ctrl-C: stop now
+        request.signal_number = number
+
+    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
+    _current = request
+    try:
+        yield request
+    finally:
+        _current = None
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+class StopOnSignal(TrainerCallback):
+    """Makes a transformers Trainer save a checkpoint and stop after the step in which a signal came."""
+
+    def __init__(self, request: StopRequest):
+        self.request = request
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if self.request.requested:
+            control.should_save = True
+            control.should_training_stop = True
+        return control

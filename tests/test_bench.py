@@ -1,0 +1,77 @@
+"""The benchmark scripts: their arithmetic (fast), and one tiny end-to-end `make bench` run (slow)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from tests.conftest import REPO
+
+sys.path.insert(0, str(REPO))
+
+from bench import common, steptimer, trainer_steps  # noqa: E402
+
+
+def test_spread_and_show():
+    stats = common.spread([3.0, 1.0, 2.0, None])
+    assert stats == {"min": 1.0, "median": 2.0, "max": 3.0, "n": 3}
+    assert common.show(stats) == "2.00 (1.00-3.00)"
+    assert common.show(common.spread([1.5])) == "1.50"
+    assert common.spread([]) is None and common.show(None) == "-"
+
+
+def test_ratio_and_verdict():
+    assert common.ratio(1.0, 2.0) == 0.5
+    assert common.ratio(None, 2.0) is None and common.ratio(1.0, 0) is None
+    assert common.verdict(0.5, 0.5) == "0.50x (met, target <= 0.5x)"
+    assert common.verdict(1.2, 1.05) == "1.20x (NOT met, target <= 1.05x)"
+
+
+def test_table_is_markdown():
+    assert common.table(["a", "b"], [[1, None]]).splitlines() == ["| a | b |", "|---|---|", "| 1 | - |"]
+
+
+def test_per_step_skips_warm_up_and_differences_tokens():
+    # num_tokens is cumulative: 100 after step 1 (warm-up), then +50 per step.
+    record = {"step_s": [9.0, 1.0, 1.2, 0.8], "num_tokens": {"1": 100.0, "2": 150.0, "3": 200.0, "4": 250.0}}
+    timed = steptimer.per_step(record, skip=1)
+    assert timed["step_s"] == [1.0, 1.2, 0.8]
+    assert timed["tokens_per_step"] == 50.0
+
+
+def test_flops_factor():
+    # 6NT for a trained forward + backward; DPO adds the reference forward (2NT) unless precomputed.
+    assert trainer_steps.flops_factor("rm", False) == 6
+    assert trainer_steps.flops_factor("dpo", False) == 8
+    assert trainer_steps.flops_factor("dpo", True) == 6
+
+
+def test_save_results_merges_sections(tmp_path, monkeypatch):
+    monkeypatch.setattr(common, "RESULTS", tmp_path)
+    monkeypatch.setattr(common, "machine_info", lambda: {"hostname": "test"})
+    common.save_results("a", {"x": 1})
+    path = common.save_results("b", {"y": 2})
+    data = json.loads(path.read_text())
+    assert data["a"]["x"] == 1 and data["b"]["y"] == 2 and data["machine"] == {"hostname": "test"}
+    assert path.parent == tmp_path and path.name.endswith(".json")
+
+
+@pytest.mark.slow
+def test_make_bench_at_tiny_scale(tmp_path):
+    """The whole `make bench` path on the tiny model: every script runs and writes its section."""
+    env = {**os.environ, "RLHF_BENCH_RESULTS": str(tmp_path)}
+    done = subprocess.run(
+        [sys.executable, str(REPO / "bench" / "run_all.py"), "--repeats", "1", "--steps", "2", "--iterations", "2", "model=tiny_llama"],
+        cwd=REPO, env=env, capture_output=True, text=True, timeout=900,
+    )
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    (results,) = tmp_path.glob("*.json")
+    data = json.loads(results.read_text())
+    assert data["machine"]["fp32_matmul_gflops"] > 0
+    assert set(data["trainer_steps"]["ratios"]) >= {"rm", "dpo"}
+    assert data["ppo_iteration"]["ratios"]["shared_vs_separate"]["peak_rss"] > 0
+    assert "| config |" in done.stdout

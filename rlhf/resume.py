@@ -13,9 +13,8 @@ import json
 from pathlib import Path
 
 from rlhf.errors import ConfigError
-from rlhf.runs import CONFIG, SUMMARY
+from rlhf.runs import CHECKPOINTS, CONFIG, SUMMARY
 
-CHECKPOINTS = "checkpoints"
 # Checkpoint folder names: transformers Trainer (rm, sft, dpo) and our PPO loop.
 CHECKPOINT_PATTERNS = ("checkpoint-*", "step-*")
 

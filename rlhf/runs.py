@@ -14,6 +14,7 @@ from rlhf.errors import ConfigError
 
 SUMMARY = "summary.json"
 ADAPTER = "adapter"
+CHECKPOINTS = "checkpoints"  # resumable checkpoints of every algorithm
 CONFIG = Path(".hydra") / "config.yaml"
 
 

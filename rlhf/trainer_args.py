@@ -7,6 +7,7 @@ from pathlib import Path
 import torch
 
 from rlhf.config import HardwareSettings, check
+from rlhf.runs import CHECKPOINTS
 
 
 def common_training_args(algo, hardware: HardwareSettings, run_dir: Path, seed: int) -> dict:
@@ -18,7 +19,7 @@ def common_training_args(algo, hardware: HardwareSettings, run_dir: Path, seed: 
     """
     micro, accumulation = hardware.accumulation_steps(algo.batch_size, "algo.batch_size")
     return dict(
-        output_dir=str(Path(run_dir) / "checkpoints"),
+        output_dir=str(Path(run_dir) / CHECKPOINTS),
         per_device_train_batch_size=micro,
         gradient_accumulation_steps=accumulation,
         learning_rate=algo.learning_rate,

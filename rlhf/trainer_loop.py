@@ -20,8 +20,7 @@ from rlhf import stopping
 from rlhf.errors import ConfigError
 from rlhf.job import Job
 from rlhf.nonfinite import NonFiniteGuard
-from rlhf.resume import CHECKPOINTS
-from rlhf.runs import truncate_metrics
+from rlhf.runs import CHECKPOINTS, truncate_metrics
 
 log = logging.getLogger(__name__)
 

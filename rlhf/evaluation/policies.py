@@ -27,7 +27,7 @@ from transformers import GenerationConfig
 from rlhf.config import ModelSettings, from_node
 from rlhf.errors import ConfigError
 from rlhf.ppo.roles import position_ids, same_base
-from rlhf.runs import ADAPTER, SUMMARY, load_run_config, load_summary, resolve_run_dir
+from rlhf.runs import ADAPTER, CHECKPOINTS, SUMMARY, load_run_config, load_summary, resolve_run_dir
 
 log = logging.getLogger(__name__)
 
@@ -173,7 +173,7 @@ def ppo_checkpoints(spec: PolicySpec) -> list[tuple[int, Path]]:
         return []
     final = spec.summary.get("iterations")
     found = []
-    for path in sorted((spec.run_dir / "checkpoints").glob("step-*")):
+    for path in sorted((spec.run_dir / CHECKPOINTS).glob("step-*")):
         match = _CHECKPOINT.match(path.name)
         if match and (path / ADAPTER / "adapter_config.json").is_file() and int(match.group(1)) != final:
             found.append((int(match.group(1)), path / ADAPTER))

@@ -22,8 +22,8 @@ import torch
 
 from rlhf.errors import ConfigError
 from rlhf.ppo.roles import Roles
+from rlhf.runs import CHECKPOINTS
 
-CHECKPOINTS = "checkpoints"
 STATE = "state.pt"
 _NAME = re.compile(r"^step-(\d+)$")
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -71,3 +72,28 @@ def check_trainer_settings(algo) -> None:
             f"must be >= 1 and < algo.max_length={algo.max_length}, so every example keeps response tokens "
             f"(e.g. algo.max_prompt_length={algo.max_length // 2})",
         )
+
+
+@dataclass(frozen=True)
+class TrainerSettings:
+    """The fields every TRL-based algorithm's Settings shares (conf/algo/{rm,sft,dpo}.yaml); each
+    algorithm subclasses it with its own fields and checks, calling ``super().__post_init__()``."""
+
+    name: str
+    optimized_metric: str
+    learning_rate: float
+    lr_scheduler_type: str
+    warmup_ratio: float
+    weight_decay: float
+    num_train_epochs: float
+    max_steps: int
+    batch_size: int
+    max_length: int
+    max_grad_norm: float
+    logging_steps: int
+    save_every: int
+    keep_checkpoints: int
+    eval_batch_size: int
+
+    def __post_init__(self):
+        check_trainer_settings(self)

@@ -36,7 +36,7 @@ from rlhf.reward_scoring import pair_metrics
 from rlhf.runs import ADAPTER, SUMMARY, load_run_config, resolve_run_dir
 from rlhf.tracking import TrackerCallback
 from rlhf.trainer_loop import run_trainer
-from rlhf.trainer_args import check_trainer_settings, common_training_args
+from rlhf.trainer_args import TrainerSettings, common_training_args
 
 __all__ = ["Settings", "LOSS_TYPES", "Policy", "build", "make_trainer", "fit", "train", "resolve_init_adapter", "implicit_rewards"]
 
@@ -65,30 +65,15 @@ SMOOTHED_LOSS_TYPES = ("robust", "exo_pair", "aot", "aot_unpaired")
 
 
 @dataclass(frozen=True)
-class Settings:
-    """conf/algo/dpo.yaml"""
+class Settings(TrainerSettings):
+    """conf/algo/dpo.yaml: the shared trainer fields (TrainerSettings) and these."""
 
-    name: str
-    optimized_metric: str
     beta: float
     loss_type: str
     label_smoothing: float
-    learning_rate: float
-    lr_scheduler_type: str
-    warmup_ratio: float
-    weight_decay: float
-    num_train_epochs: float
-    max_steps: int
-    batch_size: int
-    max_length: int
     max_prompt_length: int
     precompute_ref_log_probs: bool
     init_adapter: str | None
-    max_grad_norm: float
-    logging_steps: int
-    save_every: int
-    keep_checkpoints: int
-    eval_batch_size: int
 
     def __post_init__(self):
         check(self.beta > 0, "algo.beta", self.beta, "must be > 0 (e.g. 0.1); it scales the implicit reward beta * log(pi / pi_ref)")
@@ -101,7 +86,7 @@ class Settings:
             )
         if self.loss_type == "exo_pair":
             check(self.label_smoothing > 0, "algo.label_smoothing", self.label_smoothing, "exo_pair needs > 0 (the EXO paper uses 1e-3)")
-        check_trainer_settings(self)
+        super().__post_init__()
         if self.init_adapter is not None:
             check(bool(self.init_adapter.strip()), "algo.init_adapter", self.init_adapter, "give a path, or null to start from the base")
 

@@ -20,34 +20,16 @@ from rlhf.runs import ADAPTER, load_run_config
 from rlhf.reward_scoring import pair_metrics, score_conversations
 from rlhf.tracking import TrackerCallback
 from rlhf.trainer_loop import run_trainer
-from rlhf.trainer_args import check_trainer_settings, common_training_args
+from rlhf.trainer_args import TrainerSettings, common_training_args
 
 __all__ = ["Settings", "train", "build", "fit", "evaluate_pairs", "load_reward_model"]
 
 
 @dataclass(frozen=True)
-class Settings:
-    """conf/algo/rm.yaml"""
+class Settings(TrainerSettings):
+    """conf/algo/rm.yaml: the shared trainer fields (TrainerSettings) and these."""
 
-    name: str
-    optimized_metric: str
-    learning_rate: float
-    lr_scheduler_type: str
-    warmup_ratio: float
-    weight_decay: float
-    num_train_epochs: float
-    max_steps: int
-    batch_size: int
-    max_length: int
     center_rewards_coefficient: float | None
-    max_grad_norm: float
-    logging_steps: int
-    save_every: int
-    keep_checkpoints: int
-    eval_batch_size: int
-
-    def __post_init__(self):
-        check_trainer_settings(self)
 
 
 def preference_dataset(examples: list[dict]) -> Dataset:

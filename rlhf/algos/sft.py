@@ -21,34 +21,16 @@ from rlhf.logprobs import response_logprobs, truncate_prompt
 from rlhf.models import add_adapter, load_causal_lm, load_tokenizer, model_directory
 from rlhf.tracking import TrackerCallback
 from rlhf.trainer_loop import run_trainer
-from rlhf.trainer_args import check_trainer_settings, common_training_args
+from rlhf.trainer_args import TrainerSettings, common_training_args
 
 __all__ = ["Settings", "build", "make_trainer", "fit", "train", "sft_dataset", "evaluate_nll"]
 
 
 @dataclass(frozen=True)
-class Settings:
-    """conf/algo/sft.yaml"""
+class Settings(TrainerSettings):
+    """conf/algo/sft.yaml: the shared trainer fields (TrainerSettings) and these."""
 
-    name: str
-    optimized_metric: str
-    learning_rate: float
-    lr_scheduler_type: str
-    warmup_ratio: float
-    weight_decay: float
-    num_train_epochs: float
-    max_steps: int
-    batch_size: int
-    max_length: int
     max_prompt_length: int
-    max_grad_norm: float
-    logging_steps: int
-    save_every: int
-    keep_checkpoints: int
-    eval_batch_size: int
-
-    def __post_init__(self):
-        check_trainer_settings(self)
 
 
 def sft_dataset(tokenizer, examples: list[dict], max_prompt_length: int) -> Dataset:

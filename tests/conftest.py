@@ -31,14 +31,24 @@ def model_cache(tmp_path_factory) -> Path:
         os.environ["RLHF_CACHE_DIR"] = previous
 
 
-def compose_train(overrides: list[str] | None = None, outputs_root: Path | None = None) -> DictConfig:
-    """conf/train.yaml composed as train.py would, with overrides; outputs go under ``outputs_root``."""
+def compose_config(config_name: str, overrides: list[str] | None = None, outputs_root: Path | None = None) -> DictConfig:
+    """conf/<config_name>.yaml composed as its entry point would, with overrides; outputs under ``outputs_root``."""
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-        cfg = compose(config_name="train", overrides=list(overrides or []))
+        cfg = compose(config_name=config_name, overrides=list(overrides or []))
     if outputs_root is not None:
         with open_dict(cfg):
             cfg.outputs_root = str(outputs_root)
     return cfg
+
+
+def compose_train(overrides: list[str] | None = None, outputs_root: Path | None = None) -> DictConfig:
+    """conf/train.yaml composed as train.py would."""
+    return compose_config("train", overrides, outputs_root)
+
+
+def as_overrides(base: dict[str, str], extra: dict[str, str]) -> list[str]:
+    """``key=value`` overrides from defaults and the test's changes to them."""
+    return [f"{k}={v}" for k, v in {**base, **extra}.items()]
 
 
 def tiny_overrides(**extra: str) -> list[str]:
@@ -52,8 +62,7 @@ def tiny_overrides(**extra: str) -> list[str]:
         "algo.batch_size": "4",
         "algo.logging_steps": "1",
     }
-    base.update(extra)
-    return [f"{k}={v}" for k, v in base.items()]
+    return as_overrides(base, extra)
 
 
 @pytest.fixture

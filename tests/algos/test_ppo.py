@@ -17,7 +17,7 @@ from rlhf.ppo.roles import OFF
 from rlhf.ppo.rollout import prompt_indices, response_logprobs, response_values, sample
 from rlhf.reward_scoring import score_conversations
 from tests.algos.helpers import make_job
-from tests.conftest import compose_train, tiny_overrides
+from tests.conftest import as_overrides, compose_train, tiny_overrides
 
 
 @pytest.fixture(scope="module")
@@ -59,8 +59,7 @@ def ppo_overrides(**extra: str) -> list[str]:
         "algo.save_every": "1",
         "algo.sample_every": "1",
     }
-    base.update(extra)
-    return [f"{k}={v}" for k, v in base.items()]
+    return as_overrides(base, extra)
 
 
 def setup(outputs, tmp_path, **extra):

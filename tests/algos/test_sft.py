@@ -22,12 +22,17 @@ def settings_of(cfg) -> sft.Settings:
     return from_node(sft.Settings, cfg.algo, "algo")
 
 
-def test_labels_mask_the_prompt_and_keep_the_response(tmp_path):
+def sft_trainer(tmp_path):
+    """(job, settings, tokenizer, model, trainer) of a tiny SFT run, built but not trained."""
     cfg = sft_cfg(tmp_path)
     job = make_job(cfg, tmp_path / "run")
     settings = settings_of(cfg)
     tokenizer, model = sft.build(job)
-    trainer = sft.make_trainer(job, settings, tokenizer, model)
+    return job, settings, tokenizer, model, sft.make_trainer(job, settings, tokenizer, model)
+
+
+def test_labels_mask_the_prompt_and_keep_the_response(tmp_path):
+    job, settings, tokenizer, model, trainer = sft_trainer(tmp_path)
     examples = job.data.train[:4]
     batch = trainer.data_collator([trainer.train_dataset[i] for i in range(4)])
     for row, ex in enumerate(examples):
@@ -43,11 +48,7 @@ def test_labels_mask_the_prompt_and_keep_the_response(tmp_path):
 
 
 def test_trl_loss_is_the_mean_response_token_nll(tmp_path):
-    cfg = sft_cfg(tmp_path)
-    job = make_job(cfg, tmp_path / "run")
-    settings = settings_of(cfg)
-    tokenizer, model = sft.build(job)
-    trainer = sft.make_trainer(job, settings, tokenizer, model)
+    job, settings, tokenizer, model, trainer = sft_trainer(tmp_path)
     batch = trainer.data_collator([trainer.train_dataset[i] for i in range(4)])
     model.eval()
     with torch.no_grad():

@@ -4,26 +4,20 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig, OmegaConf, open_dict
 from peft import LoraConfig, get_peft_model
 
 from rlhf.config import HardwareSettings, ModelSettings, from_node
 from rlhf.models import load_causal_lm, load_reward_backbone, load_tokenizer, model_directory
 from rlhf.runs import ADAPTER, CONFIG, write_json_atomic
-from tests.conftest import CONF_DIR, compose_train, tiny_overrides
+from tests.conftest import compose_config, compose_train, tiny_overrides
 
 TARGETS = ["q_proj", "v_proj"]
 
 
 def compose_evaluate(overrides: list[str] | None = None, outputs_root: Path | None = None) -> DictConfig:
     """conf/evaluate.yaml composed as evaluate.py would."""
-    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-        cfg = compose(config_name="evaluate", overrides=list(overrides or []))
-    if outputs_root is not None:
-        with open_dict(cfg):
-            cfg.outputs_root = str(outputs_root)
-    return cfg
+    return compose_config("evaluate", overrides, outputs_root)
 
 
 def tiny_evaluate(outputs_root: Path, **extra: str) -> DictConfig:

@@ -30,8 +30,9 @@ from transformers import (
 )
 
 from rlhf.chat_templates import CHAT_TEMPLATES
-from rlhf.config import HardwareSettings, LoraSettings, ModelSettings
+from rlhf.config import HardwareSettings, LoraSettings, ModelSettings, from_node
 from rlhf.errors import ConfigError, ModelLoadError
+from rlhf.runs import ADAPTER, load_run_config
 
 log = logging.getLogger(__name__)
 
@@ -218,3 +219,13 @@ def add_adapter(backbone: PreTrainedModel, lora: LoraSettings, task_type: str, m
 def load_adapter(backbone: PreTrainedModel, adapter_dir: str | Path, trainable: bool = False) -> PeftModel:
     """Put a saved PEFT adapter (safetensors) onto ``backbone``."""
     return PeftModel.from_pretrained(backbone, str(adapter_dir), is_trainable=trainable)
+
+
+def load_reward_model(run_dir: Path, hardware: HardwareSettings):
+    """(tokenizer, frozen reward model) of a finished rm run, on the base its config names."""
+    model = from_node(ModelSettings, load_run_config(run_dir).model, "model")
+    path = model_directory(model)
+    tokenizer = load_tokenizer(path, model)
+    reward = load_adapter(load_reward_backbone(path, model, hardware, tokenizer), Path(run_dir) / ADAPTER)
+    reward.eval()
+    return tokenizer, reward

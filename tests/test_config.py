@@ -1,6 +1,9 @@
 """Every option of every config group composes and passes its schema; bad values give ConfigError."""
 
+from pathlib import Path
+
 import pytest
+from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
 from rlhf.config import (
@@ -97,3 +100,12 @@ def test_batch_must_split_into_micro_batches():
     assert hardware.accumulation_steps(2, "algo.batch_size") == (2, 1)
     with pytest.raises(ConfigError, match=r"algo\.batch_size=8 is not divisible by hardware\.micro_batch_size=3"):
         hardware.accumulation_steps(8, "algo.batch_size")
+
+
+@pytest.mark.parametrize("config_name,subdir", [("train", "rm"), ("evaluate", "evaluate")])
+def test_run_directories_go_under_outputs_root(tmp_path, config_name, subdir):
+    """outputs_root moves the runs themselves, not only the latest/ links that point at them."""
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        cfg = compose(config_name=config_name, overrides=[f"outputs_root={tmp_path}"], return_hydra_config=True)
+    run_dir = Path(OmegaConf.to_container(cfg.hydra.run, resolve=True)["dir"])
+    assert run_dir.parent == tmp_path / subdir

@@ -8,21 +8,18 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from pathlib import Path
 
 from datasets import Dataset
 from trl import RewardConfig, RewardTrainer
 
-from rlhf.config import HardwareSettings, ModelSettings, from_node
 from rlhf.job import Job
-from rlhf.models import add_adapter, load_adapter, load_reward_backbone, load_tokenizer, model_directory
-from rlhf.runs import ADAPTER, load_run_config
+from rlhf.models import add_adapter, load_reward_backbone, load_reward_model
 from rlhf.reward_scoring import pair_metrics, score_conversations
 from rlhf.tracking import TrackerCallback
 from rlhf.trainer_loop import run_trainer
 from rlhf.trainer_args import TrainerSettings, common_training_args
 
-__all__ = ["Settings", "train", "build", "fit", "evaluate_pairs", "load_reward_model"]
+__all__ = ["Settings", "train", "build", "fit", "evaluate_pairs", "load_reward_model"]  # load_reward_model lives in rlhf.models (no TRL import for PPO and evaluation)
 
 
 @dataclass(frozen=True)
@@ -81,13 +78,3 @@ def train(job: Job, settings: Settings) -> dict:
             handle.write(json.dumps({"family": ex["family"], "chosen": c, "rejected": r}) + "\n")
     job.tracker.log(metrics, step=steps)
     return {**metrics, "train_steps": steps, "eval_pairs": len(job.data.test)}
-
-
-def load_reward_model(run_dir: Path, hardware: HardwareSettings):
-    """(tokenizer, frozen reward model) of a finished rm run, on the base its config names."""
-    model = from_node(ModelSettings, load_run_config(run_dir).model, "model")
-    path = model_directory(model)
-    tokenizer = load_tokenizer(path, model)
-    reward = load_adapter(load_reward_backbone(path, model, hardware, tokenizer), Path(run_dir) / ADAPTER)
-    reward.eval()
-    return tokenizer, reward

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from rlhf.algos.rm import load_reward_model
+from rlhf.models import load_reward_model
 from rlhf.config import DatasetSettings, HardwareSettings, LoggerSettings, ModelSettings, check, from_node
 from rlhf.data.gold_judge import gold_score_batch
 from rlhf.data.preference import load_preference_splits

@@ -6,7 +6,7 @@
                (a copy of algo.init_adapter when one is given)
     reference  the same model with adapters disabled                  a second causal LM, frozen
                (adapter "reference" = init_adapter, frozen)           (+ init_adapter, frozen)
-    reward     adapter "reward" = the rm run's LoRA, + its score       the rm run's model (rm.load_reward_model),
+    reward     adapter "reward" = the rm run's LoRA, + its score       the rm run's model (load_reward_model),
                head as a linear layer; frozen                          on whatever base that run used
     value      adapter "value" + a linear head, both trainable and     a sequence classifier holding a trainable
                initialised from the reward role                        copy of the rm adapter and head
@@ -36,7 +36,6 @@ from safetensors.torch import save_file
 from torch import nn
 from transformers import GenerationConfig
 
-from rlhf.algos import rm
 from rlhf.config import ModelSettings, from_node
 from rlhf.errors import ConfigError, ModelLoadError
 from rlhf.job import Job
@@ -45,6 +44,7 @@ from rlhf.models import (
     load_adapter,
     load_causal_lm,
     load_reward_backbone,
+    load_reward_model,
     lora_config,
 )
 from rlhf.reward_scoring import score_conversations
@@ -327,7 +327,7 @@ def _separate_roles(job: Job, path: str, tokenizer, policy: PeftModel, lm_head, 
     reference = _place(load_causal_lm(path, job.model, job.hardware, tokenizer), job)
     if init_adapter is not None:
         reference = _place(load_adapter(reference, init_adapter), job)
-    reward_tokenizer, reward = rm.load_reward_model(rm_dir, job.hardware)
+    reward_tokenizer, reward = load_reward_model(rm_dir, job.hardware)
     reward = _place(reward, job)
     backbone = load_reward_backbone(path, job.model, job.hardware, tokenizer)
     if same_base(from_node(ModelSettings, load_run_config(rm_dir).model, "model"), job.model):

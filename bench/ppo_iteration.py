@@ -34,7 +34,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script:
 
 from bench import common  # noqa: E402
 
-CONFIGS = ("shared", "separate", "peer")
+CONFIGS = ("shared", "separate", "shared_bf16", "peer")  # shared_bf16: share_base=true under bf16 autocast (hardware.bf16)
 PHASES = ("time/iteration", "time/rollout", "time/score", "time/update", "perf/tokens_per_s", "perf/gen_tokens_per_s", "response/length")
 
 
@@ -106,7 +106,8 @@ def run_once(name: str, repeat: int, args: argparse.Namespace, root: Path, overr
         summary = common.read_json(out / "summary.json")
         rows = [{**r, "time/update": r["time/update_and_other"]} for r in summary["iterations"]]
     else:
-        run_dir = common.train([*overrides, f"algo.share_base={str(name == 'shared').lower()}"], root, label)
+        precision = ["hardware.bf16=true"] if name.endswith("_bf16") else []
+        run_dir = common.train([*overrides, f"algo.share_base={str(name.startswith('shared')).lower()}", *precision], root, label)
         summary = common.read_json(run_dir / "summary.json")
         # update = advantages (GAE, whitening: milliseconds) + the PPO epochs, as the peer's "rest of the iteration"
         rows = [{**r, "time/update": r["time/update"] + r.get("time/advantages", 0.0)} if "time/update" in r else r
@@ -120,14 +121,14 @@ def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0], formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
     parser.add_argument("--repeats", type=int, default=3, help="runs of each configuration (default 3)")
     parser.add_argument("--iterations", "--steps", type=int, default=4, help="PPO iterations per run; the first is warm-up (default 4)")
-    parser.add_argument("--configs", default=None, help="comma-separated, of: shared, separate, peer (default shared,separate; + peer with --peer-python)")
+    parser.add_argument("--configs", default=None, help="comma-separated, of: shared, separate, shared_bf16, peer (default shared,separate,shared_bf16; + peer with --peer-python)")
     parser.add_argument("--peer-python", default=None, help="python of the trl==1.12.0 virtualenv (make bench-peer builds it)")
     parser.add_argument("--reward-model", default=None, help="a finished rm run directory on the same model (default: train a short one)")
     parser.add_argument("--rm-steps", type=int, default=4, help="steps of the benchmark's own reward model (default 4)")
     parser.add_argument("--keep", action="store_true", help="keep the temporary run directories and logs (path printed)")
     parser.add_argument("overrides", nargs="*", help="Hydra overrides for every run, e.g. model=tiny_llama")
     args = parser.parse_args(argv)
-    names = [n.strip() for n in (args.configs or ("shared,separate,peer" if args.peer_python else "shared,separate")).split(",") if n.strip()]
+    names = [n.strip() for n in (args.configs or ("shared,separate,shared_bf16,peer" if args.peer_python else "shared,separate,shared_bf16")).split(",") if n.strip()]
     if sorted(set(names) - set(CONFIGS)):
         parser.error(f"unknown --configs {sorted(set(names) - set(CONFIGS))}: valid are {', '.join(CONFIGS)}")
     if "peer" in names and not args.peer_python:
@@ -156,7 +157,8 @@ def main(argv: list[str] | None = None) -> dict:
 
     keys = (*PHASES, "peak_rss_mb", "wall_time_s")
     results = {name: {key: common.spread(r[key] for r in runs[name]) for key in keys} | {"runs": runs[name]} for name in names}
-    label = {"shared": "ours, share_base=true", "separate": "ours, share_base=false", "peer": "TRL 1.12 PPOTrainer"}
+    label = {"shared": "ours, share_base=true", "separate": "ours, share_base=false", "shared_bf16": "ours, share_base=true, bf16 autocast",
+             "peer": "TRL 1.12 PPOTrainer"}
     rows = [[label[n], *(common.show(results[n][k]) for k in ("time/iteration", "time/rollout", "time/score", "time/update")),
              common.show(results[n]["perf/tokens_per_s"], 1), common.show(results[n]["perf/gen_tokens_per_s"], 1),
              common.show(results[n]["peak_rss_mb"], 0)] for n in names]
@@ -173,6 +175,9 @@ def main(argv: list[str] | None = None) -> dict:
     if "shared" in names and "peer" in names:
         measured["shared_vs_peer"] = r = ratios("shared", "peer")
         lines.append(["ours (shared) / TRL 1.12 PPOTrainer", common.verdict(r["time"], 0.7), common.verdict(r["peak_rss"], 0.5)])
+    if "shared" in names and "shared_bf16" in names:
+        measured["bf16_vs_fp32"] = r = ratios("shared_bf16", "shared")
+        lines.append(["bf16 autocast / fp32 (share_base=true)", f"{r['time']:.2f}x", f"{r['peak_rss']:.2f}x"])
     if "separate" in names and "peer" in names:
         measured["separate_vs_peer"] = r = ratios("separate", "peer")
         lines.append(["ours (separate) / TRL 1.12 PPOTrainer", f"{r['time']:.2f}x", f"{r['peak_rss']:.2f}x"])

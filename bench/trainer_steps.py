@@ -42,8 +42,10 @@ CONFIGS = {
     "dpo_direct": ("dpo", "direct", []),
     "dpo_precompute_ours": ("dpo", "ours", ["algo.precompute_ref_log_probs=true"]),
     "dpo_precompute_direct": ("dpo", "direct", ["algo.precompute_ref_log_probs=true"]),
+    "rm_ours_bf16": ("rm", "ours", ["hardware.bf16=true"]),  # bf16 autocast on the same profile (= hardware=cpu_bf16 on CPU)
+    "dpo_ours_bf16": ("dpo", "ours", ["hardware.bf16=true"]),
 }
-DEFAULT_CONFIGS = "rm_ours,rm_direct,dpo_ours,dpo_direct,dpo_precompute_ours"
+DEFAULT_CONFIGS = "rm_ours,rm_direct,dpo_ours,dpo_direct,dpo_precompute_ours,rm_ours_bf16,dpo_ours_bf16"
 HELD_OUT_PAIRS = 32
 
 
@@ -157,6 +159,13 @@ def main(argv: list[str] | None = None) -> dict:
     if ratio_rows:
         print("\nOverhead of the framework (ours / direct TRL, medians over repeats):\n")
         print(common.table(["algo", "s/step", "peak RSS", "RSS at train end"], ratio_rows))
+    for algo in ("rm", "dpo"):
+        mixed, full = results.get(f"{algo}_ours_bf16"), results.get(f"{algo}_ours")
+        if mixed and full:
+            ratios[f"{algo}_bf16_vs_fp32"] = r = {"step_time": common.ratio(common.med(mixed["step_s"]), common.med(full["step_s"])),
+                                                  "peak_rss": common.ratio(common.med(mixed["peak_rss_mb"]), common.med(full["peak_rss_mb"]))}
+            print(f"\n{algo} bf16 autocast / fp32 (ours): s/step {r['step_time']:.2f}x, peak RSS {r['peak_rss']:.2f}x "
+                  f"(MFU above is against the fp32 peak)")
     on, off = results.get("dpo_precompute_ours"), results.get("dpo_ours")
     if on and off:
         ratios["dpo_precompute_vs_not"] = {

@@ -72,6 +72,7 @@ def test_make_bench_at_tiny_scale(tmp_path):
     (results,) = tmp_path.glob("*.json")
     data = json.loads(results.read_text())
     assert data["machine"]["fp32_matmul_gflops"] > 0
-    assert set(data["trainer_steps"]["ratios"]) >= {"rm", "dpo"}
+    assert set(data["trainer_steps"]["ratios"]) >= {"rm", "dpo", "rm_bf16_vs_fp32", "dpo_bf16_vs_fp32"}
     assert data["ppo_iteration"]["ratios"]["shared_vs_separate"]["peak_rss"] > 0
+    assert data["ppo_iteration"]["ratios"]["bf16_vs_fp32"]["time"] > 0
     assert "| config |" in done.stdout

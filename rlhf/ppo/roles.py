@@ -130,6 +130,13 @@ class Roles:
                     sub.p = 0.0
         self._fix_grad_flags()
         self.checkpointing = False
+        self.autocast_dtype: torch.dtype | None = None  # set by build_roles from hardware.bf16
+
+    def precision(self):
+        """Mixed precision for forwards (hardware.bf16): matmuls in bf16, weights and gradients as stored."""
+        if self.autocast_dtype is None:
+            return nullcontext()
+        return torch.autocast(self.device.type, dtype=self.autocast_dtype)
 
     @property
     def device(self) -> torch.device:
@@ -182,7 +189,7 @@ class Roles:
 
     def hidden(self, name: str, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         """[B, L] ids and mask -> the role's last hidden state [B, L, H]."""
-        with self.active(name) as role:
+        with self.active(name) as role, self.precision():
             out = _decoder(role.model)(
                 input_ids=input_ids,
                 attention_mask=attention_mask,
@@ -196,17 +203,20 @@ class Roles:
         the role's head on the T states that predict (policy, reference) or value (value) the response
         tokens: [B, T, V] logits or [B, T, 1]. The state at i predicts token i+1, hence P-1 .. P+T-2."""
         hidden = self.hidden(name, input_ids, attention_mask)
-        return self.roles[name].head(hidden[:, prompt_len - 1 : -1])
+        with self.precision():
+            return self.roles[name].head(hidden[:, prompt_len - 1 : -1])
 
     @torch.no_grad()
     def generate(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, config: GenerationConfig) -> torch.Tensor:
         """Sample with the policy: [B, P] left-padded prompts -> [B, P + T] (T <= max_new_tokens)."""
-        with self.active("policy") as role:
+        with self.active("policy") as role, self.precision():
             return role.model.generate(input_ids=input_ids, attention_mask=attention_mask, generation_config=config)
 
     def scores(self, conversations: list[list[dict]], batch_size: int, max_length: int) -> torch.Tensor:
         """Reward-model scores [N] of full conversations, rendered exactly as in the rm run's training."""
-        return score_conversations(self.reward_model, self.reward_tokenizer, conversations, batch_size, max_length).to(self.device)
+        with self.precision():
+            scores = score_conversations(self.reward_model, self.reward_tokenizer, conversations, batch_size, max_length)
+        return scores.float().to(self.device)
 
     def save(self, out: Path) -> None:
         """The policy adapter in PEFT format at ``out`` (+ tokenizer); the value adapter and head in out/value/."""
@@ -299,6 +309,8 @@ def build_roles(job: Job, rm_dir: Path, share_base: bool, init_adapter: Path | N
         roles = _separate_roles(job, path, tokenizer, policy, lm_head, rm_dir, init_adapter)
     if job.hardware.gradient_checkpointing:
         roles.enable_gradient_checkpointing()
+    if job.hardware.bf16:
+        roles.autocast_dtype = torch.bfloat16
     return roles
 
 

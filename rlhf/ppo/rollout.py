@@ -131,11 +131,11 @@ def response_logprobs(roles: Roles, role: str, rollout: Rollout, rows: torch.Ten
     """Log-probs [b, T] of the sampled response tokens under ``role`` (policy or reference), from
     logits / temperature as in sampling; optionally the entropy [b, T] of that distribution."""
     input_ids, attention_mask, prompt_len = rollout.joined(rows)
-    logits = roles.response_head(role, input_ids, attention_mask, prompt_len) / temperature
-    logprobs = gather_logprobs(logits, rollout.responses[rows])
+    logits = roles.response_head(role, input_ids, attention_mask, prompt_len)  # [b, T, V], bf16 under autocast
+    logprobs = gather_logprobs(logits, rollout.responses[rows], temperature)  # upcasts before dividing
     if not with_entropy:
         return logprobs, None
-    return logprobs, torch.cat([entropy_from_logits(row) for row in logits.split(1)])  # row by row: less memory
+    return logprobs, torch.cat([entropy_from_logits(row.float() / temperature) for row in logits.split(1)])  # row by row: less memory
 
 
 def response_values(roles: Roles, rollout: Rollout, rows: torch.Tensor) -> torch.Tensor:

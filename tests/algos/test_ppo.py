@@ -7,11 +7,11 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
-from rlhf.algos import ppo, rm
+from rlhf.algos import ppo
 from rlhf.config import from_node
 from rlhf.errors import ConfigError
 from rlhf.experiment import run_experiment
-from rlhf.models import load_causal_lm
+from rlhf.models import load_causal_lm, load_reward_model
 from rlhf.ppo import checkpoint
 from rlhf.ppo.roles import OFF
 from rlhf.ppo.rollout import prompt_indices, response_logprobs, response_values, sample
@@ -117,7 +117,7 @@ def test_shared_reward_role_equals_the_rm_runs_own_model(outputs, tmp_path):
     roles, rm_dir = ppo.build(job, settings)
     conversations = [ex["prompt"] + ex["chosen"] for ex in job.data.test[:6]] + [ex["prompt"] + ex["rejected"] for ex in job.data.test[:2]]
     shared = roles.scores(conversations, batch_size=3, max_length=256)
-    tokenizer, reward = rm.load_reward_model(rm_dir, job.hardware)
+    tokenizer, reward = load_reward_model(rm_dir, job.hardware)
     separate = score_conversations(reward, tokenizer, conversations, 3, 256)
     assert shared.shape == (8,)
     assert torch.allclose(shared, separate, atol=1e-5)
@@ -297,3 +297,23 @@ def test_gradient_checkpointing_gives_the_same_gradients(outputs, tmp_path):
     for name in plain:
         assert torch.allclose(plain[name], checkpointed[name], rtol=1e-4, atol=1e-6), name
     assert not roles.roles["policy"].model.training  # back in eval mode for generation
+
+
+def test_bf16_autocast_scores_and_trains_close_to_fp32(outputs, tmp_path):
+    """hardware.bf16 (e.g. hardware=cpu_bf16): forwards run under bf16 autocast, fp32 weights and gradients."""
+    _, job, settings = setup(outputs, tmp_path, **{"hardware.bf16": "true"})
+    roles, _ = ppo.build(job, settings)
+    assert roles.autocast_dtype == torch.bfloat16
+    rollout = sample(roles, [ex["prompt"] for ex in job.data.train[:3]], settings.sampling())
+    rows = torch.arange(3)
+    with roles.active("policy"):
+        mixed, _ = response_logprobs(roles, "policy", rollout, rows, settings.temperature)
+        dtype = roles.autocast_dtype
+        roles.autocast_dtype = None
+        full, _ = response_logprobs(roles, "policy", rollout, rows, settings.temperature)
+        roles.autocast_dtype = dtype
+        mixed.masked_fill(~rollout.mask, 0).sum().backward()
+    assert mixed.dtype == torch.float32 and not torch.equal(mixed, full)  # bf16 matmuls really ran
+    assert torch.allclose(mixed[rollout.mask], full[rollout.mask], atol=0.1)
+    grads = [p.grad for n, p in roles.trainable.items() if ".policy." in n and p.grad is not None]
+    assert grads and all(g.dtype == torch.float32 and torch.isfinite(g).all() for g in grads)

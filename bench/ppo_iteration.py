@@ -126,6 +126,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--reward-model", default=None, help="a finished rm run directory on the same model (default: train a short one)")
     parser.add_argument("--rm-steps", type=int, default=4, help="steps of the benchmark's own reward model (default 4)")
     parser.add_argument("--keep", action="store_true", help="keep the temporary run directories and logs (path printed)")
+    parser.add_argument("--section", default=None, help="section of the results file (default ppo_iteration, ppo_vs_trl_1_12 with the peer)")
     parser.add_argument("overrides", nargs="*", help="Hydra overrides for every run, e.g. model=tiny_llama")
     args = parser.parse_args(argv)
     names = [n.strip() for n in (args.configs or ("shared,separate,shared_bf16,peer" if args.peer_python else "shared,separate,shared_bf16")).split(",") if n.strip()]
@@ -192,7 +193,8 @@ def main(argv: list[str] | None = None) -> dict:
         "reward_model": str(rm_dir) if args.reward_model else f"{args.rm_steps}-step rm run made for the benchmark",
         "allocator": common.allocator(), "configs": results, "ratios": measured, "run_root": tmp if args.keep else None,
     }
-    return common.finish("ppo_vs_trl_1_12" if "peer" in names else "ppo_iteration", data, tmp, args.keep)
+    section = args.section or ("ppo_vs_trl_1_12" if "peer" in names else "ppo_iteration")
+    return common.finish(section, data, tmp, args.keep)
 
 
 if __name__ == "__main__":

@@ -25,10 +25,11 @@ def main() -> None:
     parser.add_argument("--micro-batch", type=int, default=2, help="hardware.micro_batch_size (default 2)")
     parser.add_argument("--repeats", type=int, default=1, help="runs of each layout (default 1)")
     parser.add_argument("--reward-model", default=None, help="rm run directory (default: a short one trained for the benchmark)")
+    parser.add_argument("--section", default="ppo_memory", help="section of the results file (default ppo_memory)")
     parser.add_argument("overrides", nargs="*", help="Hydra overrides passed to both runs, e.g. algo.batch_size=8")
     args = parser.parse_args()
     rm = ["--reward-model", args.reward_model] if args.reward_model else []
-    ppo_iteration.main(["--repeats", str(args.repeats), "--iterations", str(args.iterations), "--configs", "shared,separate", *rm,
+    ppo_iteration.main(["--repeats", str(args.repeats), "--iterations", str(args.iterations), "--configs", "shared,separate", *rm, "--section", args.section,
                         f"hardware.micro_batch_size={args.micro_batch}", *args.overrides])
 
 

@@ -221,11 +221,12 @@ def ppo_iteration(roles: Roles, optimizer, scheduler, kl_controller, prompts: li
     times = {}
     clock = time.perf_counter()
 
-    # 1. rollout: sample a response to every prompt.
-    rollout = sample(roles, prompts, settings.sampling())
+    # 1. rollout: sample a response to every prompt; at full precision keep the sampling log-probs, which
+    #    are the old policy's (step 2 then needs no policy forward).
+    rollout = sample(roles, prompts, settings.sampling(), with_logprobs=roles.generation_matches_scoring)
     times["rollout"], clock = time.perf_counter() - clock, time.perf_counter()
 
-    # 2. score: log-probs under the sampling policy and the reference, values, reward-model scores.
+    # 2. score: log-probs under the reference (and the sampling policy, unless kept), values, reward-model scores.
     old = score_rollout(roles, rollout, settings.temperature, micro_batch, reward_max_length)
     scores = apply_missing_eos_penalty(old.scores, rollout.has_eos, settings.missing_eos_penalty)
     scores = normalize_scores(scores, settings.reward_clip, settings.whiten_scores)

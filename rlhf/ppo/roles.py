@@ -132,9 +132,13 @@ class Roles:
         self.checkpointing = False
         self.autocast_dtype: torch.dtype | None = None  # set by build_roles from hardware.bf16
 
-    def precision(self):
-        """Mixed precision for forwards (hardware.bf16): matmuls in bf16, weights and gradients as stored."""
-        if self.autocast_dtype is None:
+    def precision(self, generation: bool = False):
+        """Mixed precision for forwards (hardware.bf16): matmuls in bf16, weights and gradients as stored.
+
+        Generation on CPU stays fp32: decoding one token at a time is bound by per-op overhead, not
+        matmuls, and autocast's casts made it slower (BENCHMARKS.md: 6.4 s vs 4.9 s per rollout). The
+        old log-probs PPO compares against come from the scoring pass, under autocast like the update."""
+        if self.autocast_dtype is None or (generation and self.device.type == "cpu"):
             return nullcontext()
         return torch.autocast(self.device.type, dtype=self.autocast_dtype)
 
@@ -207,10 +211,21 @@ class Roles:
             return self.roles[name].head(hidden[:, prompt_len - 1 : -1])
 
     @torch.no_grad()
-    def generate(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, config: GenerationConfig) -> torch.Tensor:
-        """Sample with the policy: [B, P] left-padded prompts -> [B, P + T] (T <= max_new_tokens)."""
-        with self.active("policy") as role, self.precision():
-            return role.model.generate(input_ids=input_ids, attention_mask=attention_mask, generation_config=config)
+    def generate(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, config: GenerationConfig, with_logits: bool = False):
+        """Sample with the policy: [B, P] left-padded prompts -> [B, P + T] (T <= max_new_tokens); with
+        ``with_logits`` also the raw logits [B, T, V] each token was sampled from (before temperature)."""
+        with self.active("policy") as role, self.precision(generation=True):
+            if not with_logits:
+                return role.model.generate(input_ids=input_ids, attention_mask=attention_mask, generation_config=config)
+            out = role.model.generate(input_ids=input_ids, attention_mask=attention_mask, generation_config=config,
+                                      output_logits=True, return_dict_in_generate=True)
+            return out.sequences, torch.stack(out.logits, 1)
+
+    @property
+    def generation_matches_scoring(self) -> bool:
+        """Whether generation computes the policy's log-probs as the scoring and update forwards do (same
+        precision), so the old log-probs can come from the sampling logits instead of another forward."""
+        return self.autocast_dtype is None
 
     def scores(self, conversations: list[list[dict]], batch_size: int, max_length: int) -> torch.Tensor:
         """Reward-model scores [N] of full conversations, rendered exactly as in the rm run's training."""

@@ -39,6 +39,10 @@ class Rollout:
     mask: torch.Tensor  # [B, T] bool: real response tokens, up to and including EOS
     has_eos: torch.Tensor  # [B] bool: the response ended by itself (not cut at max_new_tokens)
     texts: list[str]  # decoded responses, without EOS
+    # [B, T] log-probs and entropies of the sampling distribution, from the generation logits (sample(...,
+    # with_logprobs=True)); None when not kept.
+    logprobs: torch.Tensor | None = None
+    entropy: torch.Tensor | None = None
 
     def __len__(self) -> int:
         return len(self.prompts)
@@ -98,19 +102,32 @@ def generation_config(tokenizer, sampling: Sampling) -> GenerationConfig:
 
 
 @torch.no_grad()
-def sample(roles: Roles, prompts: list[list[dict]], sampling: Sampling, batch_size: int | None = None) -> Rollout:
-    """Step 1 of PPO: the policy answers each prompt (in generation chunks of ``batch_size``)."""
+def sample(roles: Roles, prompts: list[list[dict]], sampling: Sampling, batch_size: int | None = None,
+           with_logprobs: bool = False) -> Rollout:
+    """Step 1 of PPO: the policy answers each prompt (in generation chunks of ``batch_size``).
+
+    ``with_logprobs``: also keep the log-probs [B, T] and entropies [B, T] of the distribution each token
+    was drawn from, softmax(logits / temperature), from the generation logits (as TRL's PPOTrainer did):
+    the policy's old log-probs without a second forward over the rollout."""
     tokenizer = roles.tokenizer
     prompt_ids, prompt_mask = encode_prompts(tokenizer, prompts, sampling.max_prompt_length, roles.device)
     config = generation_config(tokenizer, sampling)
     step = batch_size or len(prompts)
-    chunks = []
+    chunks, logprobs, entropy = [], [], []
     for start in range(0, len(prompts), step):
         ids, mask = prompt_ids[start : start + step], prompt_mask[start : start + step]
-        chunks.append(roles.generate(ids, mask, config)[:, ids.shape[1] :])
+        if not with_logprobs:
+            chunks.append(roles.generate(ids, mask, config)[:, ids.shape[1] :])
+            continue
+        sequences, logits = roles.generate(ids, mask, config, with_logits=True)  # logits [b, t, V]
+        chunks.append(sequences[:, ids.shape[1] :])
+        scaled = logits.float() / (1.0 if sampling.greedy else sampling.temperature)
+        logprobs.append(gather_logprobs(scaled, chunks[-1]))
+        entropy.append(torch.cat([entropy_from_logits(row) for row in scaled.split(1)]))  # row by row: less memory
     width = max(c.shape[1] for c in chunks)
     pad = tokenizer.pad_token_id
-    responses = torch.cat([torch.nn.functional.pad(c, (0, width - c.shape[1]), value=pad) for c in chunks])
+    padded = lambda parts, value: torch.cat([torch.nn.functional.pad(c, (0, width - c.shape[1]), value=value) for c in parts])  # noqa: E731
+    responses = padded(chunks, pad)
     eos = tokenizer.eos_token_id
     # Generation pads only after EOS, so a row without EOS is real up to the length limit.
     mask = response_mask_after_eos(responses, eos)
@@ -118,7 +135,8 @@ def sample(roles: Roles, prompts: list[list[dict]], sampling: Sampling, batch_si
     responses = truncate_after_eos(responses, eos, pad)
     lengths = mask.sum(1) - has_eos.long()  # decode without the EOS token
     texts = [tokenizer.decode(row[:n], skip_special_tokens=True) for row, n in zip(responses.tolist(), lengths.tolist())]
-    return Rollout(list(prompts), prompt_ids, prompt_mask, responses, mask, has_eos, texts)
+    kept = (padded(logprobs, 0.0), padded(entropy, 0.0)) if with_logprobs else (None, None)
+    return Rollout(list(prompts), prompt_ids, prompt_mask, responses, mask, has_eos, texts, *kept)
 
 
 def _micro_batches(n: int, size: int):
@@ -158,15 +176,20 @@ class Scored:
 @torch.no_grad()
 def score_rollout(roles: Roles, rollout: Rollout, temperature: float, micro_batch: int, reward_max_length: int,
                   with_values: bool = True) -> Scored:
-    """Step 2 of PPO: old-policy and reference log-probs, values and reward-model scores, in micro batches."""
+    """Step 2 of PPO: old-policy and reference log-probs, values and reward-model scores, in micro batches.
+    The old-policy log-probs and entropies are the rollout's own when it kept them (sample(...,
+    with_logprobs=True)); otherwise the policy scores the rollout in a forward of its own."""
     parts: dict[str, list[torch.Tensor]] = {"logprobs": [], "ref_logprobs": [], "entropy": [], "values": []}
     for rows in _micro_batches(len(rollout), micro_batch):
-        logprobs, entropy = response_logprobs(roles, "policy", rollout, rows, temperature, with_entropy=True)
-        parts["logprobs"].append(logprobs)
-        parts["entropy"].append(entropy)
+        if rollout.logprobs is None:
+            logprobs, entropy = response_logprobs(roles, "policy", rollout, rows, temperature, with_entropy=True)
+            parts["logprobs"].append(logprobs)
+            parts["entropy"].append(entropy)
         parts["ref_logprobs"].append(response_logprobs(roles, "reference", rollout, rows, temperature)[0])
         if with_values:
             parts["values"].append(response_values(roles, rollout, rows))
+    if rollout.logprobs is not None:
+        parts["logprobs"], parts["entropy"] = [rollout.logprobs], [rollout.entropy]
     cat = {k: torch.cat(v) if v else torch.zeros_like(rollout.mask, dtype=torch.float) for k, v in parts.items()}
     scores = roles.scores(rollout.conversations(), micro_batch, reward_max_length)
     return Scored(scores=scores, **cat)

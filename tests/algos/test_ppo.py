@@ -14,7 +14,7 @@ from rlhf.experiment import run_experiment
 from rlhf.models import load_causal_lm, load_reward_model
 from rlhf.ppo import checkpoint
 from rlhf.ppo.roles import OFF
-from rlhf.ppo.rollout import prompt_indices, response_logprobs, response_values, sample
+from rlhf.ppo.rollout import prompt_indices, response_logprobs, response_values, sample, score_rollout
 from rlhf.reward_scoring import score_conversations
 from tests.algos.helpers import make_job
 from tests.conftest import as_overrides, compose_train, tiny_overrides
@@ -317,3 +317,24 @@ def test_bf16_autocast_scores_and_trains_close_to_fp32(outputs, tmp_path):
     assert torch.allclose(mixed[rollout.mask], full[rollout.mask], atol=0.1)
     grads = [p.grad for n, p in roles.trainable.items() if ".policy." in n and p.grad is not None]
     assert grads and all(g.dtype == torch.float32 and torch.isfinite(g).all() for g in grads)
+
+
+def test_sampling_log_probs_equal_a_policy_forward(outputs, tmp_path):
+    """The old log-probs kept from generation (no second policy forward) are the ones a forward over the
+    rollout gives: KV-cached decoding under left padding scores each token as the full sequence does."""
+    _, job, settings = setup(outputs, tmp_path, **{"algo.temperature": "0.7"})
+    roles, _ = ppo.build(job, settings)
+    with torch.no_grad():
+        for p in roles.trainable.values():  # a policy that differs from the base
+            p.add_(0.05 * torch.randn_like(p))
+    assert roles.generation_matches_scoring
+    rollout = sample(roles, [ex["prompt"] for ex in job.data.train[:5]], settings.sampling(), with_logprobs=True)
+    rows = torch.arange(len(rollout))
+    with torch.no_grad():
+        forward, entropy = response_logprobs(roles, "policy", rollout, rows, settings.temperature, with_entropy=True)
+    mask = rollout.mask
+    assert rollout.logprobs.shape == mask.shape and rollout.prompt_mask.float().mean() < 1
+    assert torch.allclose(rollout.logprobs[mask], forward[mask], atol=1e-4)
+    assert torch.allclose(rollout.entropy[mask], entropy[mask], atol=1e-4)
+    scored = score_rollout(roles, rollout, settings.temperature, micro_batch=2, reward_max_length=256)
+    assert torch.equal(scored.logprobs, rollout.logprobs)

@@ -2,8 +2,9 @@
 
 Each iteration, for a batch of training prompts:
 
-    1. rollout     the policy samples a response to each prompt (left-padded prompts, stop at EOS)
-    2. score       old-policy and reference log-probs, values, and the reward model's score of each
+    1. rollout     the policy samples a response to each prompt (left-padded prompts, stop at EOS);
+                   at full precision the sampling log-probs are kept: they are the old policy's
+    2. score       reference log-probs (and old-policy ones under autocast), values, and the reward model's score of each
                    response at its last real token; ``missing_eos_penalty`` for responses cut at the
                    length limit; optional clipping / whitening of the scores
     3. rewards     per token: -beta * KL(policy || reference) on every token, + the score on the last;

@@ -135,9 +135,10 @@ class Roles:
     def precision(self, generation: bool = False):
         """Mixed precision for forwards (hardware.bf16): matmuls in bf16, weights and gradients as stored.
 
-        Generation on CPU stays fp32: decoding one token at a time is bound by per-op overhead, not
-        matmuls, and autocast's casts made it slower (BENCHMARKS.md: 6.4 s vs 4.9 s per rollout). The
-        old log-probs PPO compares against come from the scoring pass, under autocast like the update."""
+        Generation on CPU stays fp32: decoding a few rows a token at a time is bound by reading the
+        weights, and autocast adds a cast of every weight per step (BENCHMARKS.md: 6.4 s vs 4.9 s per
+        rollout). The old log-probs PPO compares against then come from the scoring pass, under autocast
+        like the update (``generation_matches_scoring`` is false)."""
         if self.autocast_dtype is None or (generation and self.device.type == "cpu"):
             return nullcontext()
         return torch.autocast(self.device.type, dtype=self.autocast_dtype)

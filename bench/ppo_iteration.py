@@ -15,9 +15,10 @@ cost of an iteration), or ``--reward-model DIR``.
 Each configuration runs in its own process; repeats are interleaved. The first iteration is warm-up
 and not counted; per run the median over the others is taken, then min / median / max over repeats.
 Phases (metrics.jsonl of our run): rollout = generation (keeping the old-policy log-probs at full
-precision); score = reference (and, under autocast, old-policy) log-probs, values and reward-model scores; update = advantages + PPO epochs. For the peer (no phase timers of
-its own): rollout = ``batch_generation``, score = its no-grad ``forward`` / ``get_reward`` calls,
-update = the rest of the iteration. Tokens/s = generated tokens (up to and including EOS) per second
+precision); score = reference (and, under autocast, old-policy) log-probs, values and reward-model
+scores; update = advantages + PPO epochs. For the peer (no phase timers of its own): rollout =
+``batch_generation``, score = its no-grad ``forward`` / ``get_reward`` calls, update = the rest of the
+iteration. Tokens/s = generated tokens (up to and including EOS) per second
 of the whole iteration; gen tokens/s per second of generation. Peak RSS is the whole process, model
 loading and (ours) the held-out evaluation included.
 """

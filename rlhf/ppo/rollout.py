@@ -121,9 +121,9 @@ def sample(roles: Roles, prompts: list[list[dict]], sampling: Sampling, batch_si
             continue
         sequences, logits = roles.generate(ids, mask, config, with_logits=True)  # logits [b, t, V]
         chunks.append(sequences[:, ids.shape[1] :])
-        scaled = logits.float() / (1.0 if sampling.greedy else sampling.temperature)
-        logprobs.append(gather_logprobs(scaled, chunks[-1]))
-        entropy.append(torch.cat([entropy_from_logits(row) for row in scaled.split(1)]))  # row by row: less memory
+        chunk_logprobs, chunk_entropy = logprobs_and_entropy(logits, chunks[-1], 1.0 if sampling.greedy else sampling.temperature)
+        logprobs.append(chunk_logprobs)
+        entropy.append(chunk_entropy)
     width = max(c.shape[1] for c in chunks)
     pad = tokenizer.pad_token_id
     padded = lambda parts, value: torch.cat([torch.nn.functional.pad(c, (0, width - c.shape[1]), value=value) for c in parts])  # noqa: E731
@@ -150,10 +150,16 @@ def response_logprobs(roles: Roles, role: str, rollout: Rollout, rows: torch.Ten
     logits / temperature as in sampling; optionally the entropy [b, T] of that distribution."""
     input_ids, attention_mask, prompt_len = rollout.joined(rows)
     logits = roles.response_head(role, input_ids, attention_mask, prompt_len)  # [b, T, V], bf16 under autocast
-    logprobs = gather_logprobs(logits, rollout.responses[rows], temperature)  # upcasts before dividing
     if not with_entropy:
-        return logprobs, None
-    return logprobs, torch.cat([entropy_from_logits(row.float() / temperature) for row in logits.split(1)])  # row by row: less memory
+        return gather_logprobs(logits, rollout.responses[rows], temperature), None
+    return logprobs_and_entropy(logits, rollout.responses[rows], temperature)
+
+
+def logprobs_and_entropy(logits: torch.Tensor, tokens: torch.Tensor, temperature: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """logits [b, T, V] (any float dtype), tokens [b, T] -> log-probs of the tokens and entropies, both [b, T]
+    float32, under softmax(logits / temperature). Upcast and scaled one row at a time: one [T, V] copy."""
+    logprobs = gather_logprobs(logits, tokens, temperature)
+    return logprobs, torch.cat([entropy_from_logits(row.float() / temperature) for row in logits.split(1)])
 
 
 def response_values(roles: Roles, rollout: Rollout, rows: torch.Tensor) -> torch.Tensor:

@@ -6,7 +6,8 @@
 What a user of plain TRL would write: load the model with transformers, give the trainer a
 LoraConfig, train. The numbers (hyperparameters, LoRA, precision, batch and micro batch, seed) are read
 from the same Hydra config train.py composes with the same overrides, and the same preference
-examples (rlhf.data, DPO prompts cut by the same rule), so the only difference from
+examples (rlhf.data, DPO prompts cut by the same rule) in the same batches (rlhf.length_grouping
+when ``algo.group_by_length``), so the only difference from
 ``train.py algo=...`` is the framework around the trainer: no run directory contract, no tracker, no
 checkpoints, no held-out evaluation. Writes OUT_DIR/steps.json (bench/steptimer.py) and
 OUT_DIR/summary.json (``wall_time_s``, ``peak_rss_mb``) like a train.py run.
@@ -33,6 +34,7 @@ from bench.steptimer import StepTimer  # noqa: E402
 from rlhf.chat_templates import CHAT_TEMPLATES  # noqa: E402
 from rlhf.config import DatasetSettings, from_node  # noqa: E402
 from rlhf.data.preference import load_preference_splits  # noqa: E402
+from rlhf.length_grouping import group_by_length  # noqa: E402
 from rlhf.logprobs import truncate_prompt  # noqa: E402
 
 
@@ -110,6 +112,8 @@ def main() -> None:
                          precompute_ref_batch_size=cfg.algo.eval_batch_size)
         trainer = DPOTrainer(model=model, args=args, train_dataset=data, processing_class=tokenizer,
                              peft_config=lora(cfg, "CAUSAL_LM"), callbacks=[timer])
+    if cfg.algo.group_by_length:  # the same data order as train.py: a setting, not the framework's overhead
+        group_by_length(trainer)
     trainer.train()
 
     summary = {

@@ -9,8 +9,10 @@ Every configuration runs in its own process, the repeats interleaved (ours, dire
 drift of the machine hits both sides alike. Each run trains ``--steps`` optimizer steps on exactly
 steps x batch_size training pairs (``dataset.max_train_rows``), with ``algo.logging_steps=1``,
 ``logger=none`` and 32 held-out pairs for the framework's evaluation after training. The first step is
-warm-up and is not counted: seconds per step is the median of the others (bench/steptimer.py times both
-sides with the same callback). Peak RSS is the whole process (summary.json); ``train_peak_rss_mb`` is
+warm-up and is not counted: seconds per step is the mean of the others, their total time over their
+number (with ``algo.group_by_length`` steps differ in length by design, so the mean, not the median, is
+the throughput; bench/steptimer.py times both sides with the same callback, and both get the same
+batches in the same order). Peak RSS is the whole process (summary.json); ``train_peak_rss_mb`` is
 the peak when training ended, before the framework's held-out evaluation.
 
 MFU = (FLOPs per step / seconds per step) / measured fp32 matmul peak (bench/machine.py), with
@@ -85,7 +87,7 @@ def run_once(name: str, repeat: int, args: argparse.Namespace, root: Path) -> di
     steps = common.read_json(steps_file)
     timed = per_step(steps, skip=1)
     record = {
-        "step_s": common.med(common.spread(timed["step_s"])),
+        "step_s": sum(timed["step_s"]) / len(timed["step_s"]),
         "steps_timed": len(timed["step_s"]),
         "tokens_per_step": timed["tokens_per_step"],
         "peak_rss_mb": summary["peak_rss_mb"],
@@ -103,6 +105,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--configs", default=DEFAULT_CONFIGS, help=f"comma-separated, of: {', '.join(CONFIGS)} (default {DEFAULT_CONFIGS})")
     parser.add_argument("--peak-gflops", type=float, default=None, help="fp32 peak for MFU (default: measured now, bench/machine.py)")
     parser.add_argument("--keep", action="store_true", help="keep the temporary run directories and logs (path printed)")
+    parser.add_argument("--section", default="trainer_steps", help="section of the results file (default trainer_steps)")
     parser.add_argument("overrides", nargs="*", help="Hydra overrides for every run, e.g. model=tiny_llama")
     args = parser.parse_args(argv)
     names = [n.strip() for n in args.configs.split(",") if n.strip()]
@@ -182,7 +185,7 @@ def main(argv: list[str] | None = None) -> dict:
         "allocator": common.allocator(), "peak_gflops_fp32": args.peak_gflops, "params": params,
         "configs": results, "ratios": ratios, "run_root": tmp if args.keep else None,
     }
-    return common.finish("trainer_steps", data, tmp, args.keep)
+    return common.finish(args.section, data, tmp, args.keep)
 
 
 if __name__ == "__main__":

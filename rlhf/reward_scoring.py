@@ -15,29 +15,27 @@ def score_conversations(model, tokenizer, conversations: list[list[dict]], batch
     """Rewards [N] for N conversations; each is read at its last real token (right padding).
 
     Conversations longer than ``max_length`` tokens keep their end (left truncation), where the response is.
+    Batches are cut from the conversations sorted by length, so each pads to less; the scores come back
+    in the input order.
     """
     was_training = model.training
     model.eval()
     device = next(model.parameters()).device
     texts = conversation_texts(tokenizer, conversations)
-    scores = []
+    scores = torch.empty(len(texts))
     side = tokenizer.truncation_side
     tokenizer.truncation_side = "left"
     try:
-        for start in range(0, len(texts), batch_size):
-            batch = tokenizer(
-                texts[start : start + batch_size],
-                padding=True,
-                truncation=True,
-                max_length=max_length,
-                add_special_tokens=False,
-                return_tensors="pt",
-            ).to(device)
-            scores.append(model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits[:, 0].float().cpu())
+        ids = tokenizer(texts, truncation=True, max_length=max_length, add_special_tokens=False)["input_ids"] if texts else []
+        order = sorted(range(len(texts)), key=lambda i: len(ids[i]))
+        for start in range(0, len(order), batch_size):
+            rows = order[start : start + batch_size]
+            batch = tokenizer.pad({"input_ids": [ids[i] for i in rows]}, return_tensors="pt").to(device)
+            scores[rows] = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits[:, 0].float().cpu()
     finally:
         tokenizer.truncation_side = side
         model.train(was_training)
-    return torch.cat(scores) if scores else torch.empty(0)
+    return scores
 
 
 def pair_metrics(chosen: torch.Tensor, rejected: torch.Tensor, families: list[str]) -> dict[str, float]:

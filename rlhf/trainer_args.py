@@ -17,6 +17,7 @@ def common_training_args(algo, hardware: HardwareSettings, run_dir: Path, seed: 
     ``algo`` is an algorithm's settings with learning_rate, lr_scheduler_type, warmup_ratio,
     weight_decay, num_train_epochs, max_steps, batch_size, max_grad_norm, logging_steps, save_every and
     keep_checkpoints (resumable checkpoints in run_dir/checkpoints, see rlhf/trainer_loop.py).
+    ``algo.group_by_length`` is applied to the built trainer (rlhf/length_grouping.py), not here.
     """
     micro, accumulation = hardware.accumulation_steps(algo.batch_size, "algo.batch_size")
     return dict(
@@ -88,6 +89,7 @@ class TrainerSettings:
     num_train_epochs: float
     max_steps: int
     batch_size: int
+    group_by_length: bool
     max_length: int
     max_grad_norm: float
     logging_steps: int

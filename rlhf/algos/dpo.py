@@ -30,6 +30,7 @@ from rlhf.algos.rm import preference_dataset
 from rlhf.config import ModelSettings, check, check_choice
 from rlhf.errors import ConfigError
 from rlhf.job import Job
+from rlhf.length_grouping import group_by_length
 from rlhf.logprobs import preference_logprobs, truncate_prompt
 from rlhf.models import load_adapter, load_causal_lm, load_tokenizer, lora_config, model_directory
 from rlhf.reward_scoring import pair_metrics
@@ -183,7 +184,7 @@ def make_trainer(job: Job, settings: Settings, policy: Policy, examples: list[di
         precompute_ref_log_probs=settings.precompute_ref_log_probs,
         precompute_ref_batch_size=settings.eval_batch_size,
     )
-    return DPOTrainer(
+    trainer = DPOTrainer(
         model=policy.model,
         ref_model=policy.ref_model,
         args=args,
@@ -192,6 +193,9 @@ def make_trainer(job: Job, settings: Settings, policy: Policy, examples: list[di
         peft_config=policy.peft_config,
         callbacks=[TrackerCallback(job.tracker)],
     )
+    if settings.group_by_length:
+        group_by_length(trainer)
+    return trainer
 
 
 def fit(job: Job, settings: Settings, policy: Policy) -> DPOTrainer:

@@ -47,7 +47,16 @@ from rlhf.nonfinite import NonFiniteCounter, is_finite, numeric_error
 from rlhf.ppo import checkpoint
 from rlhf.ppo.evaluation import evaluate
 from rlhf.ppo.roles import Roles, build_roles, same_base
-from rlhf.ppo.rollout import Rollout, Sampling, prompt_indices, response_logprobs, response_values, sample, score_rollout
+from rlhf.ppo.rollout import (
+    Rollout,
+    Sampling,
+    micro_batches,
+    prompt_indices,
+    response_logprobs,
+    response_values,
+    sample,
+    score_rollout,
+)
 from rlhf.ppo_math import (
     KL_ESTIMATORS,
     apply_missing_eos_penalty,
@@ -302,7 +311,7 @@ def ppo_update(roles: Roles, optimizer, scheduler, rollout: Rollout, old, advant
         for minibatch in order.split(size):
             optimizer.zero_grad(set_to_none=True)
             parts = []  # (stats, ratio max) of each micro batch
-            for rows in minibatch.split(micro_batch):
+            for rows in micro_batches(rollout, minibatch, micro_batch):  # similar lengths: less padding
                 with roles.grad_passes():
                     parts.append(_policy_and_value_backward(roles, rollout, old, advantages, returns, settings, rows, len(minibatch)))
             grad_norm = torch.nn.utils.clip_grad_norm_(params, settings.max_grad_norm).item()

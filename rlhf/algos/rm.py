@@ -13,6 +13,7 @@ from datasets import Dataset
 from trl import RewardConfig, RewardTrainer
 
 from rlhf.job import Job
+from rlhf.length_grouping import group_by_length
 from rlhf.models import add_adapter, load_reward_backbone, load_reward_model
 from rlhf.reward_scoring import pair_metrics, score_conversations
 from rlhf.tracking import TrackerCallback
@@ -61,6 +62,8 @@ def fit(job: Job, settings: Settings, tokenizer, model) -> int:
         processing_class=tokenizer,
         callbacks=[TrackerCallback(job.tracker)],
     )
+    if settings.group_by_length:
+        group_by_length(trainer)
     run_trainer(trainer, job)
     return trainer.state.global_step
 

@@ -17,6 +17,7 @@ from datasets import Dataset
 from trl import SFTConfig, SFTTrainer
 
 from rlhf.job import Job
+from rlhf.length_grouping import group_by_length
 from rlhf.logprobs import response_logprobs, truncate_prompt
 from rlhf.models import add_adapter, load_causal_lm, load_tokenizer, model_directory
 from rlhf.tracking import TrackerCallback
@@ -56,13 +57,16 @@ def make_trainer(job: Job, settings: Settings, tokenizer, model, examples: list[
         completion_only_loss=True,  # labels are -100 on the prompt: the loss is on the response only
         packing=False,
     )
-    return SFTTrainer(
+    trainer = SFTTrainer(
         model=model,
         args=args,
         train_dataset=sft_dataset(tokenizer, job.data.train if examples is None else examples, settings.max_prompt_length),
         processing_class=tokenizer,
         callbacks=[TrackerCallback(job.tracker)],
     )
+    if settings.group_by_length:
+        group_by_length(trainer)
+    return trainer
 
 
 def fit(job: Job, settings: Settings, tokenizer, model) -> int:

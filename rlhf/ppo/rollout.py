@@ -139,9 +139,11 @@ def sample(roles: Roles, prompts: list[list[dict]], sampling: Sampling, batch_si
     return Rollout(list(prompts), prompt_ids, prompt_mask, responses, mask, has_eos, texts, *kept)
 
 
-def _micro_batches(n: int, size: int):
-    for start in range(0, n, size):
-        yield torch.arange(start, min(start + size, n))
+def micro_batches(rollout: Rollout, rows: torch.Tensor, size: int) -> list[torch.Tensor]:
+    """``rows`` [n] cut into micro batches of ``size`` rows after sorting them by real length (prompt +
+    response tokens), so each micro batch pads to less (Rollout.joined drops all-padding columns)."""
+    lengths = rollout.prompt_mask[rows].sum(1) + rollout.mask[rows].sum(1)
+    return list(rows[torch.argsort(lengths.cpu(), stable=True)].split(size))
 
 
 def response_logprobs(roles: Roles, role: str, rollout: Rollout, rows: torch.Tensor, temperature: float,
@@ -185,17 +187,14 @@ def score_rollout(roles: Roles, rollout: Rollout, temperature: float, micro_batc
     """Step 2 of PPO: old-policy and reference log-probs, values and reward-model scores, in micro batches.
     The old-policy log-probs and entropies are the rollout's own when it kept them (sample(...,
     with_logprobs=True)); otherwise the policy scores the rollout in a forward of its own."""
-    parts: dict[str, list[torch.Tensor]] = {"logprobs": [], "ref_logprobs": [], "entropy": [], "values": []}
-    for rows in _micro_batches(len(rollout), micro_batch):
+    out = {key: torch.zeros(rollout.mask.shape, device=rollout.mask.device) for key in ("logprobs", "ref_logprobs", "entropy", "values")}
+    for rows in micro_batches(rollout, torch.arange(len(rollout)), micro_batch):
         if rollout.logprobs is None:
-            logprobs, entropy = response_logprobs(roles, "policy", rollout, rows, temperature, with_entropy=True)
-            parts["logprobs"].append(logprobs)
-            parts["entropy"].append(entropy)
-        parts["ref_logprobs"].append(response_logprobs(roles, "reference", rollout, rows, temperature)[0])
+            out["logprobs"][rows], out["entropy"][rows] = response_logprobs(roles, "policy", rollout, rows, temperature, with_entropy=True)
+        out["ref_logprobs"][rows] = response_logprobs(roles, "reference", rollout, rows, temperature)[0]
         if with_values:
-            parts["values"].append(response_values(roles, rollout, rows))
+            out["values"][rows] = response_values(roles, rollout, rows)
     if rollout.logprobs is not None:
-        parts["logprobs"], parts["entropy"] = [rollout.logprobs], [rollout.entropy]
-    cat = {k: torch.cat(v) if v else torch.zeros_like(rollout.mask, dtype=torch.float) for k, v in parts.items()}
+        out["logprobs"], out["entropy"] = rollout.logprobs, rollout.entropy
     scores = roles.scores(rollout.conversations(), micro_batch, reward_max_length)
-    return Scored(scores=scores, **cat)
+    return Scored(scores=scores, **out)

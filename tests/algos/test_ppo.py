@@ -14,7 +14,7 @@ from rlhf.experiment import run_experiment
 from rlhf.models import load_causal_lm, load_reward_model
 from rlhf.ppo import checkpoint
 from rlhf.ppo.roles import OFF
-from rlhf.ppo.rollout import prompt_indices, response_logprobs, response_values, sample, score_rollout
+from rlhf.ppo.rollout import micro_batches, prompt_indices, response_logprobs, response_values, sample, score_rollout
 from rlhf.reward_scoring import score_conversations
 from tests.algos.helpers import make_job
 from tests.conftest import as_overrides, compose_train, tiny_overrides
@@ -144,6 +144,25 @@ def test_log_probs_do_not_depend_on_padding_or_batching(outputs, tmp_path):
     for rows in ([0], [3, 1], [4, 2, 0]):
         alone, _ = response_logprobs(roles, "policy", rollout, torch.tensor(rows), settings.temperature)
         assert torch.allclose(alone, together[rows], atol=1e-5)
+
+
+def test_micro_batches_by_length_return_every_row_in_input_order(outputs, tmp_path):
+    """Micro batches are cut from the rows sorted by length; the scores land back on their own rows."""
+    _, job, settings = setup(outputs, tmp_path)
+    roles, _ = ppo.build(job, settings)
+    rollout = sample(roles, [ex["prompt"] for ex in job.data.train[:5]], settings.sampling())
+    lengths = rollout.prompt_mask.sum(1) + rollout.mask.sum(1)
+    assert len(set(lengths.tolist())) > 1  # the rows really differ in length
+    batches = micro_batches(rollout, torch.tensor([4, 0, 3, 1]), 3)
+    assert [len(b) for b in batches] == [3, 1] and sorted(torch.cat(batches).tolist()) == [0, 1, 3, 4]
+    assert lengths[torch.cat(batches)].tolist() == sorted(lengths[[4, 0, 3, 1]].tolist())
+    one, three = (score_rollout(roles, rollout, settings.temperature, size, 256) for size in (1, 3))
+    for key in ("ref_logprobs", "values"):
+        assert torch.allclose(getattr(one, key), getattr(three, key), atol=1e-5), key
+    assert torch.allclose(one.scores, three.scores, atol=1e-5)
+    conversations = rollout.conversations()
+    alone = torch.cat([score_conversations(roles.reward_model, roles.reward_tokenizer, [c], 1, 256) for c in conversations])
+    assert torch.allclose(three.scores, alone, atol=1e-5) and three.scores.std() > 0
 
 
 def test_rollout_masks_and_texts(outputs, tmp_path):

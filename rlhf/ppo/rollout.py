@@ -141,7 +141,8 @@ def sample(roles: Roles, prompts: list[list[dict]], sampling: Sampling, batch_si
 
 def micro_batches(rollout: Rollout, rows: torch.Tensor, size: int) -> list[torch.Tensor]:
     """``rows`` [n] cut into micro batches of ``size`` rows after sorting them by real length (prompt +
-    response tokens), so each micro batch pads to less (Rollout.joined drops all-padding columns)."""
+    response tokens), so each micro batch pads to less (Rollout.joined drops the prompt columns that are
+    padding in every row of a micro batch)."""
     lengths = rollout.prompt_mask[rows].sum(1) + rollout.mask[rows].sum(1)
     return list(rows[torch.argsort(lengths.cpu(), stable=True)].split(size))
 

@@ -63,7 +63,7 @@ $(PEER_VENV)/.installed: bench/peer-requirements.txt
 	touch $@
 
 bench-peer: install $(PEER_VENV)/.installed ## Our PPO vs TRL 1.12's PPOTrainer in a second venv (.venv/peer-trl-1.12, trl==1.12.0), same settings, one run
-	$(PY) bench/ppo_iteration.py --configs shared,peer --peer-python $(PEER_VENV)/bin/python $(ARGS)
+	$(PY) bench/ppo_iteration.py --configs shared,shared_vhead,peer --peer-python $(PEER_VENV)/bin/python $(ARGS)
 
 clean: ## Remove run outputs (keeps .venv and the model cache)
 	rm -rf outputs multirun_sweeps

@@ -3,7 +3,7 @@
 
     python bench/ppo_iteration.py                                   # SmolLM2-135M, 3 repeats x 4 iterations
     python bench/ppo_iteration.py --repeats 1 --iterations 2 model=tiny_llama           # smoke test
-    python bench/ppo_iteration.py --configs shared,peer --peer-python .venv/peer-trl-1.12/bin/python   # make bench-peer
+    python bench/ppo_iteration.py --configs shared,shared_vhead,peer --peer-python .venv/peer-trl-1.12/bin/python   # make bench-peer
     python bench/ppo_iteration.py hardware.micro_batch_size=2       # extra arguments are Hydra overrides
 
 Settings (the issue's, overridable): batch 8 prompts, 48 new tokens, 2 PPO epochs, one minibatch, the
@@ -35,7 +35,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script:
 
 from bench import common  # noqa: E402
 
-CONFIGS = ("shared", "separate", "shared_bf16", "peer")  # shared_bf16: share_base=true under bf16 autocast (hardware.bf16)
+# shared_bf16: share_base=true under bf16 autocast (hardware.bf16); shared_vhead: share_base=true, algo.value_model=policy
+CONFIGS = ("shared", "separate", "shared_bf16", "shared_vhead", "peer")
 PHASES = ("time/iteration", "time/rollout", "time/score", "time/update", "perf/tokens_per_s", "perf/gen_tokens_per_s", "response/length")
 
 
@@ -107,8 +108,8 @@ def run_once(name: str, repeat: int, args: argparse.Namespace, root: Path, overr
         summary = common.read_json(out / "summary.json")
         rows = [{**r, "time/update": r["time/update_and_other"]} for r in summary["iterations"]]
     else:
-        precision = ["hardware.bf16=true"] if name.endswith("_bf16") else []
-        run_dir = common.train([*overrides, f"algo.share_base={str(name.startswith('shared')).lower()}", *precision], root, label)
+        variant = {"shared_bf16": ["hardware.bf16=true"], "shared_vhead": ["algo.value_model=policy"]}.get(name, [])
+        run_dir = common.train([*overrides, f"algo.share_base={str(name.startswith('shared')).lower()}", *variant], root, label)
         summary = common.read_json(run_dir / "summary.json")
         # update = advantages (GAE, whitening: milliseconds) + the PPO epochs, as the peer's "rest of the iteration"
         rows = [{**r, "time/update": r["time/update"] + r.get("time/advantages", 0.0)} if "time/update" in r else r
@@ -122,7 +123,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0], formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
     parser.add_argument("--repeats", type=int, default=3, help="runs of each configuration (default 3)")
     parser.add_argument("--iterations", "--steps", type=int, default=4, help="PPO iterations per run; the first is warm-up (default 4)")
-    parser.add_argument("--configs", default=None, help="comma-separated, of: shared, separate, shared_bf16, peer (default shared,separate,shared_bf16; + peer with --peer-python)")
+    parser.add_argument("--configs", default=None, help="comma-separated, of: " + ", ".join(CONFIGS) + " (default all but peer; + peer with --peer-python)")
     parser.add_argument("--peer-python", default=None, help="python of the trl==1.12.0 virtualenv (make bench-peer builds it)")
     parser.add_argument("--reward-model", default=None, help="a finished rm run directory on the same model (default: train a short one)")
     parser.add_argument("--rm-steps", type=int, default=4, help="steps of the benchmark's own reward model (default 4)")
@@ -130,7 +131,8 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--section", default=None, help="section of the results file (default ppo_iteration, ppo_vs_trl_1_12 with the peer)")
     parser.add_argument("overrides", nargs="*", help="Hydra overrides for every run, e.g. model=tiny_llama")
     args = parser.parse_args(argv)
-    names = [n.strip() for n in (args.configs or ("shared,separate,shared_bf16,peer" if args.peer_python else "shared,separate,shared_bf16")).split(",") if n.strip()]
+    default = "shared,separate,shared_bf16,shared_vhead" + (",peer" if args.peer_python else "")
+    names = [n.strip() for n in (args.configs or default).split(",") if n.strip()]
     if sorted(set(names) - set(CONFIGS)):
         parser.error(f"unknown --configs {sorted(set(names) - set(CONFIGS))}: valid are {', '.join(CONFIGS)}")
     if "peer" in names and not args.peer_python:
@@ -160,7 +162,7 @@ def main(argv: list[str] | None = None) -> dict:
     keys = (*PHASES, "peak_rss_mb", "wall_time_s")
     results = {name: {key: common.spread(r[key] for r in runs[name]) for key in keys} | {"runs": runs[name]} for name in names}
     label = {"shared": "ours, share_base=true", "separate": "ours, share_base=false", "shared_bf16": "ours, share_base=true, bf16 autocast",
-             "peer": "TRL 1.12 PPOTrainer"}
+             "shared_vhead": "ours, share_base=true, value_model=policy", "peer": "TRL 1.12 PPOTrainer"}
     rows = [[label[n], *(common.show(results[n][k]) for k in ("time/iteration", "time/rollout", "time/score", "time/update")),
              common.show(results[n]["perf/tokens_per_s"], 1), common.show(results[n]["perf/gen_tokens_per_s"], 1),
              common.show(results[n]["peak_rss_mb"], 0)] for n in names]
@@ -170,19 +172,21 @@ def main(argv: list[str] | None = None) -> dict:
         return {"time": common.ratio(common.med(results[a]["time/iteration"]), common.med(results[b]["time/iteration"])),
                 "peak_rss": common.ratio(common.med(results[a]["peak_rss_mb"]), common.med(results[b]["peak_rss_mb"]))}
 
+    # (results key, numerator, denominator, label, time target, memory target); None = no target
+    comparisons = [
+        ("shared_vs_separate", "shared", "separate", "share_base=true / false", 1.1, 0.5),
+        ("shared_vs_peer", "shared", "peer", "ours (shared) / TRL 1.12 PPOTrainer", 0.7, 0.5),
+        ("bf16_vs_fp32", "shared_bf16", "shared", "bf16 autocast / fp32 (share_base=true)", None, None),
+        ("value_on_policy_vs_peer", "shared_vhead", "peer", "ours (shared, value_model=policy) / TRL 1.12 PPOTrainer", 0.7, 0.5),
+        ("value_on_policy_vs_adapter", "shared_vhead", "shared", "value_model=policy / adapter (share_base=true)", None, None),
+        ("separate_vs_peer", "separate", "peer", "ours (separate) / TRL 1.12 PPOTrainer", None, None),
+    ]
+    show = lambda value, target: f"{value:.2f}x" if target is None else common.verdict(value, target)  # noqa: E731
     measured, lines = {}, []
-    if "shared" in names and "separate" in names:
-        measured["shared_vs_separate"] = r = ratios("shared", "separate")
-        lines.append(["share_base=true / false", common.verdict(r["time"], 1.1), common.verdict(r["peak_rss"], 0.5)])
-    if "shared" in names and "peer" in names:
-        measured["shared_vs_peer"] = r = ratios("shared", "peer")
-        lines.append(["ours (shared) / TRL 1.12 PPOTrainer", common.verdict(r["time"], 0.7), common.verdict(r["peak_rss"], 0.5)])
-    if "shared" in names and "shared_bf16" in names:
-        measured["bf16_vs_fp32"] = r = ratios("shared_bf16", "shared")
-        lines.append(["bf16 autocast / fp32 (share_base=true)", f"{r['time']:.2f}x", f"{r['peak_rss']:.2f}x"])
-    if "separate" in names and "peer" in names:
-        measured["separate_vs_peer"] = r = ratios("separate", "peer")
-        lines.append(["ours (separate) / TRL 1.12 PPOTrainer", f"{r['time']:.2f}x", f"{r['peak_rss']:.2f}x"])
+    for key, a, b, text, time_target, memory_target in comparisons:
+        if a in names and b in names:
+            measured[key] = r = ratios(a, b)
+            lines.append([text, show(r["time"], time_target), show(r["peak_rss"], memory_target)])
     if lines:
         print("\nMeasured ratios (medians over repeats):\n")
         print(common.table(["ratio", "s/iteration", "peak RSS"], lines))

@@ -75,4 +75,5 @@ def test_make_bench_at_tiny_scale(tmp_path):
     assert set(data["trainer_steps"]["ratios"]) >= {"rm", "dpo", "rm_bf16_vs_fp32", "dpo_bf16_vs_fp32"}
     assert data["ppo_iteration"]["ratios"]["shared_vs_separate"]["peak_rss"] > 0
     assert data["ppo_iteration"]["ratios"]["bf16_vs_fp32"]["time"] > 0
+    assert data["ppo_iteration"]["ratios"]["value_on_policy_vs_adapter"]["time"] > 0
     assert "| config |" in done.stdout

@@ -3,8 +3,9 @@
 Each iteration, for a batch of training prompts:
 
     1. rollout     the policy samples a response to each prompt (left-padded prompts, stop at EOS);
-                   at full precision the sampling log-probs are kept: they are the old policy's
-    2. score       reference log-probs (and old-policy ones under autocast), values, and the reward model's score of each
+                   at full precision the sampling log-probs are kept: they are the old policy's (and,
+                   with ``value_model=policy``, the values of the states they were sampled from)
+    2. score       reference log-probs (and old-policy ones under autocast), values (unless kept), and the reward model's score of each
                    response at its last real token; ``missing_eos_penalty`` for responses cut at the
                    length limit; optional clipping / whitening of the scores
     3. rewards     per token: -beta * KL(policy || reference) on every token, + the score on the last;
@@ -46,13 +47,14 @@ from rlhf.job import Job
 from rlhf.nonfinite import NonFiniteCounter, is_finite, numeric_error
 from rlhf.ppo import checkpoint
 from rlhf.ppo.evaluation import evaluate
-from rlhf.ppo.roles import Roles, build_roles, same_base
+from rlhf.ppo.roles import VALUE_MODELS, Roles, build_roles, same_base
 from rlhf.ppo.rollout import (
     Rollout,
     Sampling,
     micro_batches,
     prompt_indices,
     response_logprobs,
+    response_logprobs_and_values,
     response_values,
     sample,
     score_rollout,
@@ -89,6 +91,7 @@ class Settings:
     reward_model: str | None
     init_adapter: str | None
     share_base: bool
+    value_model: str
     # schedule and optimizer
     iterations: int
     batch_size: int
@@ -133,6 +136,7 @@ class Settings:
     kl_bound: float
 
     def __post_init__(self):
+        check_choice("algo.value_model", self.value_model, VALUE_MODELS)
         check(self.iterations >= 1, "algo.iterations", self.iterations, "must be >= 1")
         check(self.batch_size >= 2, "algo.batch_size", self.batch_size, "must be >= 2 prompts per iteration (whitening needs two)")
         check(self.num_mini_batches >= 1, "algo.num_mini_batches", self.num_mini_batches, "must be >= 1")
@@ -296,9 +300,10 @@ def ppo_update(roles: Roles, optimizer, scheduler, rollout: Rollout, old, advant
                returns: torch.Tensor, settings: Settings, micro_batch: int) -> dict[str, float]:
     """Step 5: ``ppo_epochs`` x ``num_mini_batches`` optimizer steps, each accumulated over micro batches.
 
-    rollout [B rows], advantages / returns [B, T]. The policy and value losses use different adapters,
-    so each gets its own forward and backward (they share no trainable weights: the sum's gradient is
-    the same, the peak memory is lower). A minibatch whose loss or gradient norm is NaN/inf is skipped
+    rollout [B rows], advantages / returns [B, T]. With a value adapter the policy and value losses use
+    different adapters, so each gets its own forward and backward (they share no trainable weights: the
+    sum's gradient is the same, the peak memory is lower); with the value head on the policy one forward
+    and one backward of pg_loss + vf_coef * vf_loss serve both. A minibatch whose loss or gradient norm is NaN/inf is skipped
     (no optimizer step, its stats left out) and counted in ``nonfinite/skipped_updates``;
     ``nonfinite/iteration_skipped`` is 1 when every minibatch was.
     """
@@ -362,14 +367,21 @@ def _policy_and_value_backward(roles: Roles, rollout: Rollout, old, advantages: 
     mask = rollout.mask[rows]
     # Backward inside the role's block: with gradient checkpointing, layers recompute their forward
     # during backward, with whichever adapter is active then.
-    with roles.active("policy"):
-        new_logprobs, _ = response_logprobs(roles, "policy", rollout, rows, settings.temperature)
-        pg_loss, pg = policy_loss(new_logprobs, old.logprobs[rows], advantages[rows], mask, settings.cliprange)
-        (weight * pg_loss).backward()
-    with roles.active("value"):
-        values = response_values(roles, rollout, rows)
-        vf_loss, vf = value_loss(values, old.values[rows], returns[rows], mask, settings.cliprange_value)
-        (weight * settings.vf_coef * vf_loss).backward()
+    if roles.value_on_policy:  # one trunk pass feeds both heads
+        with roles.active("policy"):
+            new_logprobs, values = response_logprobs_and_values(roles, rollout, rows, settings.temperature)
+            pg_loss, pg = policy_loss(new_logprobs, old.logprobs[rows], advantages[rows], mask, settings.cliprange)
+            vf_loss, vf = value_loss(values, old.values[rows], returns[rows], mask, settings.cliprange_value)
+            (weight * (pg_loss + settings.vf_coef * vf_loss)).backward()
+    else:
+        with roles.active("policy"):
+            new_logprobs, _ = response_logprobs(roles, "policy", rollout, rows, settings.temperature)
+            pg_loss, pg = policy_loss(new_logprobs, old.logprobs[rows], advantages[rows], mask, settings.cliprange)
+            (weight * pg_loss).backward()
+        with roles.active("value"):
+            values = response_values(roles, rollout, rows)
+            vf_loss, vf = value_loss(values, old.values[rows], returns[rows], mask, settings.cliprange_value)
+            (weight * settings.vf_coef * vf_loss).backward()
     stats = {
         "loss/policy": pg_loss, "loss/value": vf_loss, "policy/approxkl": pg["approxkl"], "policy/clipfrac": pg["clipfrac"],
         "policy/ratio_mean": pg["ratio_mean"], "value/clipfrac": vf["clipfrac"], "value/vpred": masked_mean(values.detach(), mask),
@@ -396,7 +408,7 @@ def build(job: Job, settings: Settings) -> tuple[Roles, Path]:
     rm_dir = reward_model_dir(job, settings)
     resume_checkpoint(job)
     micro_batch_size(job, settings)
-    return build_roles(job, rm_dir, settings.share_base, init_adapter_dir(settings.init_adapter)), rm_dir
+    return build_roles(job, rm_dir, settings.share_base, init_adapter_dir(settings.init_adapter), settings.value_model), rm_dir
 
 
 def micro_batch_size(job: Job, settings: Settings) -> int:
@@ -481,6 +493,7 @@ def fit(job: Job, settings: Settings, roles: Roles, rm_dir: Path) -> dict:
         kl_within_bound=final_eval["kl"] <= settings.kl_bound,
         reward_model=str(rm_dir),
         share_base=settings.share_base,
+        value_model=settings.value_model,
         eval_prompts=len(eval_prompts),
     )
     if not summary["kl_within_bound"]:

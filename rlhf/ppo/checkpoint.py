@@ -90,7 +90,7 @@ def restore(path: Path, roles: Roles, optimizer, scheduler, kl_controller) -> di
         odd = sorted(saved ^ live)[:2]
         raise ConfigError(
             f"the checkpoint {path} holds other trainable weights than this config builds (e.g. {odd}): "
-            f"resume with the lora, init_adapter and share_base the run started with"
+            f"resume with the lora, init_adapter, share_base and value_model the run started with"
         )
     with torch.no_grad():
         for name, param in roles.trainable.items():

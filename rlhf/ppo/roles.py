@@ -10,6 +10,8 @@
                head as a linear layer; frozen                          on whatever base that run used
     value      adapter "value" + a linear head, both trainable and     a sequence classifier holding a trainable
                initialised from the reward role                        copy of the rm adapter and head
+    (value_model=policy, either layout: a trainable linear head on the policy's last hidden state, initialised
+               from the reward model's score head; no value adapter, and one trunk pass serves both heads)
 
 The rm adapter was trained on LlamaForSequenceClassification with LoRA on the same base modules
 (model.layers.*), so its LoRA weights load onto the causal LM unchanged; its ``score`` head
@@ -56,6 +58,7 @@ OFF = "<adapters disabled>"  # Role.adapter value: run the base with every adapt
 ADAPTER_WEIGHTS = "adapter_model.safetensors"
 SCORE_KEY = "base_model.model.score.weight"  # where a saved SEQ_CLS adapter keeps the score head
 VALUE_HEAD = "value_head.safetensors"
+VALUE_MODELS = ("adapter", "policy")  # algo.value_model: the value role's own adapter, or a head on the policy
 
 
 def position_ids(attention_mask: torch.Tensor) -> torch.Tensor:
@@ -212,15 +215,42 @@ class Roles:
             return self.roles[name].head(hidden[:, prompt_len - 1 : -1])
 
     @torch.no_grad()
-    def generate(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, config: GenerationConfig, with_logits: bool = False):
+    def generate(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, config: GenerationConfig, with_logits: bool = False,
+                 with_values: bool = False):
         """Sample with the policy: [B, P] left-padded prompts -> [B, P + T] (T <= max_new_tokens); with
-        ``with_logits`` also the raw logits [B, T, V] each token was sampled from (before temperature)."""
+        ``with_logits`` also the raw logits [B, T, V] each token was sampled from (before temperature);
+        with ``with_values`` (a value head on the policy) also the values [B, T] of the states those
+        logits came from, read off the LM head's input at each step instead of another forward."""
         with self.active("policy") as role, self.precision(generation=True):
             if not with_logits:
                 return role.model.generate(input_ids=input_ids, attention_mask=attention_mask, generation_config=config)
-            out = role.model.generate(input_ids=input_ids, attention_mask=attention_mask, generation_config=config,
-                                      output_logits=True, return_dict_in_generate=True)
-            return out.sequences, torch.stack(out.logits, 1)
+            states = []  # [B, H] per decoding step: the last position's hidden state, as the LM head sees it
+            hook = role.head.register_forward_hook(lambda _m, args, _out: states.append(args[0][:, -1])) if with_values else None
+            try:
+                out = role.model.generate(input_ids=input_ids, attention_mask=attention_mask, generation_config=config,
+                                          output_logits=True, return_dict_in_generate=True)
+            finally:
+                if hook is not None:
+                    hook.remove()
+            logits = torch.stack(out.logits, 1)
+            if not with_values:
+                return out.sequences, logits
+            if len(states) != logits.shape[1]:
+                raise RuntimeError(f"the LM head ran {len(states)} times for {logits.shape[1]} generated tokens")
+            return out.sequences, logits, self.roles["value"].head(torch.stack(states, 1)).squeeze(-1).float()
+
+    @property
+    def value_on_policy(self) -> bool:
+        """Whether the value head reads the policy's hidden states (algo.value_model=policy)."""
+        policy, value = self.roles["policy"], self.roles["value"]
+        return value.model is policy.model and value.adapter == policy.adapter
+
+    def policy_and_value_heads(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, prompt_len: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """For a value head on the policy: one trunk pass, both heads on the T response states (as
+        ``response_head``) -> logits [B, T, V] and values [B, T] float32."""
+        hidden = self.hidden("policy", input_ids, attention_mask)[:, prompt_len - 1 : -1]
+        with self.precision():
+            return self.roles["policy"].head(hidden), self.roles["value"].head(hidden).squeeze(-1).float()
 
     @property
     def generation_matches_scoring(self) -> bool:
@@ -241,7 +271,10 @@ class Roles:
             policy = self.roles["policy"].model
             policy.save_pretrained(tmp, selected_adapters=["policy"], safe_serialization=True)
             value = self.roles["value"].model
-            if self.shared:
+            if self.value_on_policy:  # no value adapter: the head alone
+                (Path(tmp) / "value").mkdir()
+                save_file({"weight": self.roles["value"].head.weight.detach().contiguous()}, str(Path(tmp) / "value" / VALUE_HEAD))
+            elif self.shared:
                 value.save_pretrained(tmp, selected_adapters=["value"], safe_serialization=True)
                 save_file({"weight": self.roles["value"].head.weight.detach().contiguous()}, str(Path(tmp) / "value" / VALUE_HEAD))
             else:  # a sequence classifier whose head is saved with its adapter
@@ -311,8 +344,9 @@ def _linear_head(weight: torch.Tensor, like: nn.Module, trainable: bool) -> nn.L
     return head
 
 
-def build_roles(job: Job, rm_dir: Path, share_base: bool, init_adapter: Path | None) -> Roles:
-    """Load the four roles; ``rm_dir`` is a finished rm run, ``init_adapter`` an adapter directory or None."""
+def build_roles(job: Job, rm_dir: Path, share_base: bool, init_adapter: Path | None, value_model: str = "adapter") -> Roles:
+    """Load the four roles; ``rm_dir`` is a finished rm run, ``init_adapter`` an adapter directory or None,
+    ``value_model`` one of VALUE_MODELS."""
     if not job.lora.enabled:
         raise ConfigError(f"lora={job.lora.name}: PPO trains LoRA adapters for the policy and value roles; pick lora=r16 (or r8, r64)")
     path, tokenizer = job.model_path, job.tokenizer
@@ -320,9 +354,9 @@ def build_roles(job: Job, rm_dir: Path, share_base: bool, init_adapter: Path | N
     policy = _place(_with_policy_adapter(lm, job, init_adapter, reference_copy=share_base), job)
     lm_head = _base(policy).get_output_embeddings()
     if share_base:
-        roles = _shared_roles(tokenizer, policy, lm_head, rm_dir, init_adapter)
+        roles = _shared_roles(tokenizer, policy, lm_head, rm_dir, init_adapter, value_model)
     else:
-        roles = _separate_roles(job, path, tokenizer, policy, lm_head, rm_dir, init_adapter)
+        roles = _separate_roles(job, path, tokenizer, policy, lm_head, rm_dir, init_adapter, value_model)
     if job.hardware.gradient_checkpointing:
         roles.enable_gradient_checkpointing()
     if job.hardware.bf16:
@@ -330,9 +364,10 @@ def build_roles(job: Job, rm_dir: Path, share_base: bool, init_adapter: Path | N
     return roles
 
 
-def _shared_roles(tokenizer, model: PeftModel, lm_head, rm_dir: Path, init_adapter: Path | None) -> Roles:
+def _shared_roles(tokenizer, model: PeftModel, lm_head, rm_dir: Path, init_adapter: Path | None, value_model: str) -> Roles:
     config, lora, score = read_reward_adapter(rm_dir / ADAPTER)
-    for name in ("reward", "value"):
+    own_value_adapter = value_model == "adapter"
+    for name in ("reward", "value") if own_value_adapter else ("reward",):
         _load_lora(model, config, lora, name)
     model.set_adapter("policy")
     reward_head = _linear_head(score, model, trainable=False)
@@ -341,7 +376,7 @@ def _shared_roles(tokenizer, model: PeftModel, lm_head, rm_dir: Path, init_adapt
         "policy": Role(model, "policy", lm_head),
         "reference": Role(model, "reference" if init_adapter else OFF, lm_head),
         "reward": Role(model, "reward", reward_head),
-        "value": Role(model, "value", value_head),
+        "value": Role(model, "value" if own_value_adapter else "policy", value_head),
     }
     trainable = {
         **{f"policy:{n}": p for n, p in _adapter_params(model, "policy").items()},
@@ -351,14 +386,19 @@ def _shared_roles(tokenizer, model: PeftModel, lm_head, rm_dir: Path, init_adapt
     return Roles(tokenizer, roles, reward_model=None, reward_tokenizer=tokenizer, trainable=trainable, shared=True)
 
 
-def _separate_roles(job: Job, path: str, tokenizer, policy: PeftModel, lm_head, rm_dir: Path, init_adapter: Path | None) -> Roles:
+def _separate_roles(job: Job, path: str, tokenizer, policy: PeftModel, lm_head, rm_dir: Path, init_adapter: Path | None,
+                    value_model: str) -> Roles:
     reference = _place(load_causal_lm(path, job.model, job.hardware, tokenizer), job)
     if init_adapter is not None:
         reference = _place(load_adapter(reference, init_adapter), job)
     reward_tokenizer, reward = load_reward_model(rm_dir, job.hardware)
     reward = _place(reward, job)
+    rm_on_same_base = same_base(from_node(ModelSettings, load_run_config(rm_dir).model, "model"), job.model)
+    if value_model == "policy":
+        score = read_reward_adapter(rm_dir / ADAPTER)[2] if rm_on_same_base else None
+        return _separate_roles_value_on_policy(tokenizer, policy, lm_head, reference, reward, reward_tokenizer, score)
     backbone = load_reward_backbone(path, job.model, job.hardware, tokenizer)
-    if same_base(from_node(ModelSettings, load_run_config(rm_dir).model, "model"), job.model):
+    if rm_on_same_base:
         value = load_adapter(backbone, rm_dir / ADAPTER, trainable=True)
     else:
         log.warning("the reward model is on another base: the value adapter and head start fresh, not from it")
@@ -372,5 +412,25 @@ def _separate_roles(job: Job, path: str, tokenizer, policy: PeftModel, lm_head, 
     trainable = {
         **{f"policy:{n}": p for n, p in _adapter_params(policy, "policy").items()},
         **{f"value:{n}": p for n, p in _adapter_params(value, "default").items()},
+    }
+    return Roles(tokenizer, roles, reward, reward_tokenizer, trainable, shared=False)
+
+
+def _separate_roles_value_on_policy(tokenizer, policy: PeftModel, lm_head, reference, reward, reward_tokenizer,
+                                    score: torch.Tensor | None) -> Roles:
+    """share_base=false with value_model=policy: no value model of its own, a head on the policy,
+    initialised from the reward model's score head [1, H] (None: the rm is on another base)."""
+    if score is None:  # that head reads another model's hidden states: start the value head at zero
+        log.warning("the reward model is on another base: the value head starts at zero, not from it")
+        score = torch.zeros(1, _base(policy).config.hidden_size)
+    value_head = _linear_head(score, policy, trainable=True)
+    roles = {
+        "policy": Role(policy, "policy", lm_head),
+        "reference": Role(reference, None, _base(reference).get_output_embeddings()),
+        "value": Role(policy, "policy", value_head),
+    }
+    trainable = {
+        **{f"policy:{n}": p for n, p in _adapter_params(policy, "policy").items()},
+        "value:head.weight": value_head.weight,
     }
     return Roles(tokenizer, roles, reward, reward_tokenizer, trainable, shared=False)

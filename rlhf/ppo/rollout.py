@@ -43,6 +43,8 @@ class Rollout:
     # with_logprobs=True)); None when not kept.
     logprobs: torch.Tensor | None = None
     entropy: torch.Tensor | None = None
+    # [B, T] old values, from the generation pass when the value head sits on the policy; None otherwise.
+    values: torch.Tensor | None = None
 
     def __len__(self) -> int:
         return len(self.prompts)
@@ -108,22 +110,25 @@ def sample(roles: Roles, prompts: list[list[dict]], sampling: Sampling, batch_si
 
     ``with_logprobs``: also keep the log-probs [B, T] and entropies [B, T] of the distribution each token
     was drawn from, softmax(logits / temperature), from the generation logits (as TRL's PPOTrainer did):
-    the policy's old log-probs without a second forward over the rollout."""
+    the policy's old log-probs without a second forward over the rollout; and, when the value head sits
+    on the policy (``roles.value_on_policy``), the old values [B, T] from the same pass."""
     tokenizer = roles.tokenizer
     prompt_ids, prompt_mask = encode_prompts(tokenizer, prompts, sampling.max_prompt_length, roles.device)
     config = generation_config(tokenizer, sampling)
     step = batch_size or len(prompts)
-    chunks, logprobs, entropy = [], [], []
+    with_values = with_logprobs and roles.value_on_policy
+    chunks, logprobs, entropy, values = [], [], [], []
     for start in range(0, len(prompts), step):
         ids, mask = prompt_ids[start : start + step], prompt_mask[start : start + step]
         if not with_logprobs:
             chunks.append(roles.generate(ids, mask, config)[:, ids.shape[1] :])
             continue
-        sequences, logits = roles.generate(ids, mask, config, with_logits=True)  # logits [b, t, V]
+        sequences, logits, *chunk_values = roles.generate(ids, mask, config, with_logits=True, with_values=with_values)  # logits [b, t, V]
         chunks.append(sequences[:, ids.shape[1] :])
         chunk_logprobs, chunk_entropy = logprobs_and_entropy(logits, chunks[-1], 1.0 if sampling.greedy else sampling.temperature)
         logprobs.append(chunk_logprobs)
         entropy.append(chunk_entropy)
+        values += chunk_values
     width = max(c.shape[1] for c in chunks)
     pad = tokenizer.pad_token_id
     padded = lambda parts, value: torch.cat([torch.nn.functional.pad(c, (0, width - c.shape[1]), value=value) for c in parts])  # noqa: E731
@@ -136,7 +141,8 @@ def sample(roles: Roles, prompts: list[list[dict]], sampling: Sampling, batch_si
     lengths = mask.sum(1) - has_eos.long()  # decode without the EOS token
     texts = [tokenizer.decode(row[:n], skip_special_tokens=True) for row, n in zip(responses.tolist(), lengths.tolist())]
     kept = (padded(logprobs, 0.0), padded(entropy, 0.0)) if with_logprobs else (None, None)
-    return Rollout(list(prompts), prompt_ids, prompt_mask, responses, mask, has_eos, texts, *kept)
+    return Rollout(list(prompts), prompt_ids, prompt_mask, responses, mask, has_eos, texts, *kept,
+                   values=padded(values, 0.0) if with_values else None)
 
 
 def micro_batches(rollout: Rollout, rows: torch.Tensor, size: int) -> list[torch.Tensor]:
@@ -171,6 +177,14 @@ def response_values(roles: Roles, rollout: Rollout, rows: torch.Tensor) -> torch
     return roles.response_head("value", input_ids, attention_mask, prompt_len).squeeze(-1).float()
 
 
+def response_logprobs_and_values(roles: Roles, rollout: Rollout, rows: torch.Tensor, temperature: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """With the value head on the policy (``roles.value_on_policy``): the policy's log-probs [b, T] of the
+    sampled tokens and the values [b, T], from one pass of the trunk."""
+    input_ids, attention_mask, prompt_len = rollout.joined(rows)
+    logits, values = roles.policy_and_value_heads(input_ids, attention_mask, prompt_len)
+    return gather_logprobs(logits, rollout.responses[rows], temperature), values
+
+
 @dataclass
 class Scored:
     """What the frozen roles and the old policy say about a rollout (all [B, T] except scores [B])."""
@@ -186,16 +200,18 @@ class Scored:
 def score_rollout(roles: Roles, rollout: Rollout, temperature: float, micro_batch: int, reward_max_length: int,
                   with_values: bool = True) -> Scored:
     """Step 2 of PPO: old-policy and reference log-probs, values and reward-model scores, in micro batches.
-    The old-policy log-probs and entropies are the rollout's own when it kept them (sample(...,
-    with_logprobs=True)); otherwise the policy scores the rollout in a forward of its own."""
+    The old-policy log-probs, entropies and values are the rollout's own when it kept them (sample(...,
+    with_logprobs=True); values only with the value head on the policy); otherwise a forward computes them."""
     out = {key: torch.zeros(rollout.mask.shape, device=rollout.mask.device) for key in ("logprobs", "ref_logprobs", "entropy", "values")}
     for rows in micro_batches(rollout, torch.arange(len(rollout)), micro_batch):
         if rollout.logprobs is None:
             out["logprobs"][rows], out["entropy"][rows] = response_logprobs(roles, "policy", rollout, rows, temperature, with_entropy=True)
         out["ref_logprobs"][rows] = response_logprobs(roles, "reference", rollout, rows, temperature)[0]
-        if with_values:
+        if with_values and rollout.values is None:
             out["values"][rows] = response_values(roles, rollout, rows)
     if rollout.logprobs is not None:
         out["logprobs"], out["entropy"] = rollout.logprobs, rollout.entropy
+    if with_values and rollout.values is not None:
+        out["values"] = rollout.values
     scores = roles.scores(rollout.conversations(), micro_batch, reward_max_length)
     return Scored(scores=scores, **out)

@@ -265,6 +265,7 @@ def test_reward_model_on_another_base_needs_share_base_false(outputs, tmp_path):
         ({"algo.batch_size": "6", "algo.num_mini_batches": "4"}, r"algo\.batch_size=6 is not divisible by algo\.num_mini_batches=4"),
         ({"algo.max_new_tokens": "0"}, r"algo\.max_new_tokens=0 is out of range: must be >= 1"),
         ({"algo.kl_estimator": "k2"}, r"unknown algo\.kl_estimator='k2'"),
+        ({"algo.value_model": "critic"}, r"unknown algo\.value_model='critic': valid values are adapter, policy"),
         ({"algo.adaptive_kl": "true", "algo.kl_target": "null"}, r"algo\.kl_target=None is out of range"),
     ],
 )

@@ -270,15 +270,14 @@ class Roles:
         with tempfile.TemporaryDirectory(dir=out.parent, prefix=out.name + ".tmp-") as tmp:
             policy = self.roles["policy"].model
             policy.save_pretrained(tmp, selected_adapters=["policy"], safe_serialization=True)
-            value = self.roles["value"].model
-            if self.value_on_policy:  # no value adapter: the head alone
-                (Path(tmp) / "value").mkdir()
-                save_file({"weight": self.roles["value"].head.weight.detach().contiguous()}, str(Path(tmp) / "value" / VALUE_HEAD))
-            elif self.shared:
-                value.save_pretrained(tmp, selected_adapters=["value"], safe_serialization=True)
-                save_file({"weight": self.roles["value"].head.weight.detach().contiguous()}, str(Path(tmp) / "value" / VALUE_HEAD))
-            else:  # a sequence classifier whose head is saved with its adapter
-                value.save_pretrained(Path(tmp) / "value", safe_serialization=True)
+            value = self.roles["value"]
+            if not self.shared and not self.value_on_policy:  # a sequence classifier whose head is saved with its adapter
+                value.model.save_pretrained(Path(tmp) / "value", safe_serialization=True)
+            else:  # the "value" adapter (none with value_model=policy) and the head beside it
+                if not self.value_on_policy:
+                    value.model.save_pretrained(tmp, selected_adapters=["value"], safe_serialization=True)
+                (Path(tmp) / "value").mkdir(exist_ok=True)
+                save_file({"weight": value.head.weight.detach().contiguous()}, str(Path(tmp) / "value" / VALUE_HEAD))
             if out.exists():
                 shutil.rmtree(out)
             # PEFT writes a named adapter into a subfolder; the policy goes to the top of out/.

@@ -12,8 +12,8 @@ from omegaconf import DictConfig
 
 from rlhf.errors import RlhfError
 from rlhf.experiment import RunContext, run_experiment
-from rlhf.resume import rewrite_resume_args
-from rlhf.stopping import Interrupted
+from rlhf.run.resume import rewrite_resume_args
+from rlhf.run.stopping import Interrupted
 
 log = logging.getLogger("train")
 

@@ -46,7 +46,7 @@ def compose(overrides: list[str]):
 def model_dir(cfg) -> str:
     """The directory from_pretrained reads for cfg.model (converted once into the cache if needed)."""
     from rlhf.config import ModelSettings, from_node
-    from rlhf.models import model_directory
+    from rlhf.modeling.models import model_directory
 
     return model_directory(from_node(ModelSettings, cfg.model, "model"))
 

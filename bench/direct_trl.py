@@ -6,7 +6,7 @@
 What a user of plain TRL would write: load the model with transformers, give the trainer a
 LoraConfig, train. The numbers (hyperparameters, LoRA, precision, batch and micro batch, seed) are read
 from the same Hydra config train.py composes with the same overrides, and the same preference
-examples (rlhf.data, DPO prompts cut by the same rule) in the same batches (rlhf.length_grouping
+examples (rlhf.data, DPO prompts cut by the same rule) in the same batches (rlhf.algos.hf_trainer.length_grouping
 when ``algo.group_by_length``), so the only difference from
 ``train.py algo=...`` is the framework around the trainer: no run directory contract, no tracker, no
 checkpoints, no held-out evaluation. Writes OUT_DIR/steps.json (bench/steptimer.py) and
@@ -31,11 +31,11 @@ from trl import DPOConfig, DPOTrainer, RewardConfig, RewardTrainer  # noqa: E402
 
 from bench.common import compose, model_dir  # noqa: E402
 from bench.steptimer import StepTimer  # noqa: E402
-from rlhf.chat_templates import CHAT_TEMPLATES  # noqa: E402
+from rlhf.modeling.chat_templates import CHAT_TEMPLATES  # noqa: E402
 from rlhf.config import DatasetSettings, from_node  # noqa: E402
 from rlhf.data.preference import load_preference_splits  # noqa: E402
-from rlhf.length_grouping import group_by_length  # noqa: E402
-from rlhf.logprobs import truncate_prompt  # noqa: E402
+from rlhf.algos.hf_trainer.length_grouping import group_by_length  # noqa: E402
+from rlhf.modeling.logprobs import truncate_prompt  # noqa: E402
 
 
 def training_args(cfg, out: Path) -> dict:

@@ -45,7 +45,7 @@ def ppo_overrides(args: argparse.Namespace, rm_dir: Path) -> list[str]:
         "algo=ppo",
         f"algo.iterations={args.iterations}",
         "algo.batch_size=8",
-        "algo.max_new_tokens=48",
+        "algo.sampling.max_new_tokens=48",
         "algo.ppo_epochs=2",
         "algo.num_mini_batches=1",
         "algo.eval_prompts=8",
@@ -70,8 +70,8 @@ def peer_spec(overrides: list[str], rm_dir: Path, path: Path) -> None:
     draws (prompt_indices) tokenized by our rollout code, so both sides see the same token ids."""
     from rlhf.config import DatasetSettings, ModelSettings, from_node
     from rlhf.data.preference import load_preference_splits
-    from rlhf.models import load_tokenizer
-    from rlhf.ppo.rollout import encode_prompts, prompt_indices
+    from rlhf.modeling.models import load_tokenizer
+    from rlhf.algos.ppo.scoring import encode_prompts, prompt_indices
 
     cfg = common.compose(overrides)
     algo, hw = cfg.algo, cfg.hardware
@@ -79,13 +79,14 @@ def peer_spec(overrides: list[str], rm_dir: Path, path: Path) -> None:
     tokenizer = load_tokenizer(directory, from_node(ModelSettings, cfg.model, "model"))
     train = load_preference_splits(from_node(DatasetSettings, cfg.dataset, "dataset")).train
     order = [i for step in range(1, algo.iterations + 1) for i in prompt_indices(len(train), algo.batch_size, step, cfg.seed)]
-    prompt_ids = [encode_prompts(tokenizer, [train[i]["prompt"]], algo.max_prompt_length, "cpu")[0][0].tolist() for i in order]
+    prompt_ids = [encode_prompts(tokenizer, [train[i]["prompt"]], algo.sampling.max_prompt_length, "cpu")[0][0].tolist() for i in order]
     spec = {
         "model_dir": directory, "pad_token": tokenizer.pad_token, "rm_adapter": str(rm_dir / "adapter"), "prompt_ids": prompt_ids,
         "seed": cfg.seed, "dtype": hw.dtype, "bf16": hw.bf16, "gradient_checkpointing": hw.gradient_checkpointing,
         "num_threads": hw.num_threads, "micro_batch_size": min(hw.micro_batch_size, algo.batch_size // algo.num_mini_batches),
         "lora": {"r": cfg.lora.r, "alpha": cfg.lora.alpha, "dropout": cfg.lora.dropout, "target_modules": list(cfg.lora.target_modules)},
-        **{key: algo[key] for key in ("iterations", "batch_size", "num_mini_batches", "ppo_epochs", "max_new_tokens", "temperature",
+        **{key: algo.sampling[key] for key in ("max_new_tokens", "temperature")},
+        **{key: algo[key] for key in ("iterations", "batch_size", "num_mini_batches", "ppo_epochs",
                                       "missing_eos_penalty", "kl_coef", "kl_estimator", "cliprange", "cliprange_value", "vf_coef",
                                       "gamma", "lam", "whiten_rewards", "learning_rate", "lr_scheduler_type", "adam_eps")},
     }
@@ -149,7 +150,7 @@ def main(argv: list[str] | None = None) -> dict:
     if "peer" in names:
         spec = root / "peer_spec.json"
         peer_spec(overrides, rm_dir, spec)
-    print(f"## PPO iteration\n\nmodel={cfg.model.name}, batch {cfg.algo.batch_size}, {cfg.algo.max_new_tokens} new tokens, "
+    print(f"## PPO iteration\n\nmodel={cfg.model.name}, batch {cfg.algo.batch_size}, {cfg.algo.sampling.max_new_tokens} new tokens, "
           f"{cfg.algo.ppo_epochs} PPO epochs, {cfg.algo.num_mini_batches} minibatch(es), micro batch {cfg.hardware.micro_batch_size}, "
           f"{args.iterations} iterations (first not counted) x {args.repeats} repeats, overrides {args.overrides or 'none'}, "
           f"allocator {common.allocator()}\n", flush=True)
@@ -193,7 +194,7 @@ def main(argv: list[str] | None = None) -> dict:
 
     data = {
         "model": cfg.model.name, "iterations": args.iterations, "repeats": args.repeats, "overrides": args.overrides,
-        "settings": {k: cfg.algo[k] for k in ("batch_size", "max_new_tokens", "ppo_epochs", "num_mini_batches")}
+        "settings": {"max_new_tokens": cfg.algo.sampling.max_new_tokens, **{k: cfg.algo[k] for k in ("batch_size", "ppo_epochs", "num_mini_batches")}}
         | {"micro_batch_size": cfg.hardware.micro_batch_size},
         "reward_model": str(rm_dir) if args.reward_model else f"{args.rm_steps}-step rm run made for the benchmark",
         "allocator": common.allocator(), "configs": results, "ratios": measured, "run_root": tmp if args.keep else None,

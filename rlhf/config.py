@@ -49,13 +49,27 @@ def from_node(schema: type, node: DictConfig | dict, group: str):
         raise ConfigError(f"unknown key {group}.{unknown[0]}: valid keys of '{group}' are {', '.join(sorted(fields))}")
     missing = sorted(set(fields) - set(values))
     if missing:
-        raise ConfigError(f"{group}.{missing[0]} is missing: add it to conf/{group}/*.yaml or set +{group}.{missing[0]}=...")
+        where = group.split(".")[0]  # the config group file that holds this node
+        raise ConfigError(f"{group}.{missing[0]} is missing: add it to conf/{where}/*.yaml or set +{group}.{missing[0]}=...")
     for name, value in values.items():
+        if dataclasses.is_dataclass(hints[name]):  # a nested node, e.g. algo.sampling
+            if not isinstance(value, dict):
+                raise ConfigError(f"{group}.{name}={value!r} has the wrong type: expected a mapping of {', '.join(f.name for f in dataclasses.fields(hints[name]))}")
+            values[name] = from_node(hints[name], value, f"{group}.{name}")
+            continue
         if not _type_ok(value, hints[name]):
             raise ConfigError(f"{group}.{name}={value!r} has the wrong type: expected {hints[name]}")
-        if hints[name] is float and isinstance(value, int):
-            values[name] = float(value)
+        if _wants_float(value, hints[name]):
+            values[name] = float(value)  # YAML's 32 for a float field (``float`` or ``float | None``) is 32.0
     return schema(**values)
+
+
+def _wants_float(value: Any, annotation: Any) -> bool:
+    """Whether an int ``value`` fills a field that takes floats but not ints (``float``, ``float | None``)."""
+    if not isinstance(value, int) or isinstance(value, bool):
+        return False
+    options = typing.get_args(annotation) if typing.get_origin(annotation) in (typing.Union, types.UnionType) else (annotation,)
+    return float in options and int not in options
 
 
 def check(condition: bool, key: str, value: Any, rule: str) -> None:
@@ -112,6 +126,12 @@ class ModelSettings:
             raise ConfigError(f"model.source={self.source} needs model.gguf_package and model.gguf_file (the tokenizer source)")
         if self.source == "tiny" and not self.tiny:
             raise ConfigError("model.source=tiny needs a model.tiny mapping (hidden_size, num_hidden_layers, ...)")
+
+    def same_base(self, other: ModelSettings) -> bool:
+        """Whether two model configs load the same weights and tokenizer (the cache location does not matter):
+        the rule every adapter, reward model and judge is checked by before it is put on this base."""
+        strip = lambda m: {k: v for k, v in dataclasses.asdict(m).items() if k != "cache_dir"}  # noqa: E731
+        return strip(self) == strip(other)
 
 
 @dataclass(frozen=True)

@@ -14,15 +14,12 @@ import numpy as np
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from rlhf.config import DatasetSettings, HardwareSettings, LoggerSettings, LoraSettings, ModelSettings, check, from_node
-from rlhf.data.preference import load_preference_splits
+from rlhf.config import check, from_node
 from rlhf.errors import ConfigError
-from rlhf.job import Job
-from rlhf.models import load_tokenizer, model_directory
-from rlhf.resume import check_resume_target, run_status
-from rlhf.runs import CONFIG, peak_rss_mb, point_latest, write_json_atomic
-from rlhf.stopping import Interrupted, handle_stop_signals
-from rlhf.tracking import Tracker
+from rlhf.run.job import build_job
+from rlhf.run.resume import check_resume_target, run_status
+from rlhf.run.rundir import CONFIG, peak_rss_mb, point_latest, write_json_atomic
+from rlhf.run.stopping import Interrupted, handle_stop_signals
 
 log = logging.getLogger(__name__)
 
@@ -71,33 +68,16 @@ def run_experiment(cfg: DictConfig, context: RunContext | Path) -> dict:
     OmegaConf.save(cfg, run_dir / CONFIG, resolve=True)
     started = time.time()
     summary = {"algo": cfg.algo.name, "model": cfg.model.name, "dataset": cfg.dataset.name, "status": "running", "resumed": resume}
-    tracker = None
+    job = None
     try:
         module = algorithm(cfg.algo.name)
         settings = from_node(module.Settings, cfg.algo, "algo")
-        model = from_node(ModelSettings, cfg.model, "model")
-        lora = from_node(LoraSettings, cfg.lora, "lora")
-        hardware = from_node(HardwareSettings, cfg.hardware, "hardware")
-        dataset = from_node(DatasetSettings, cfg.dataset, "dataset")
-        logger = from_node(LoggerSettings, cfg.logger, "logger")
         check(cfg.max_nonfinite_updates >= 1, "max_nonfinite_updates", cfg.max_nonfinite_updates, "must be >= 1 skipped updates in a row")
-        if hardware.num_threads:
-            torch.set_num_threads(hardware.num_threads)
-        tracker = Tracker(
-            run_dir,
-            logger,
-            config=OmegaConf.to_container(cfg, resolve=True),
-            job_type=cfg.algo.name,
-            group=logger.group or context.sweep_name or cfg.algo.name,
-            tags=[str(t) for t in cfg.tags] + context.override_tags,
-        )
-        model_path = model_directory(model)
-        tokenizer = load_tokenizer(model_path, model)
-        data = load_preference_splits(dataset)
+        job = build_job(cfg, run_dir, job_type=cfg.algo.name, group=context.sweep_name or cfg.algo.name,
+                        tags=[str(t) for t in cfg.tags] + context.override_tags, resume=resume)  # fmt: skip
+        data = job.data
         summary.update(train_rows=len(data.train), test_rows=len(data.test), dropped_rows=dict(data.dropped))
         log.info("data %s: %d train, %d test, dropped %s", data.source, len(data.train), len(data.test), dict(data.dropped))
-        job = Job(model, model_path, tokenizer, lora, hardware, dataset, data, run_dir, Path(cfg.outputs_root), tracker, cfg.seed,
-                  resume=resume, max_nonfinite_updates=cfg.max_nonfinite_updates)
         # Seeded last: building a missing model (tiny_llama, the GGUF conversion) draws random numbers,
         # and a run must not depend on whether the model cache existed.
         seed_everything(cfg.seed)
@@ -113,8 +93,8 @@ def run_experiment(cfg: DictConfig, context: RunContext | Path) -> dict:
     finally:
         summary.update(wall_time_s=round(time.time() - started, 2), peak_rss_mb=round(peak_rss_mb(), 1))
         write_json_atomic(run_dir / "summary.json", summary)
-        if tracker is not None:
-            tracker.set_summary(summary)
-            tracker.finish(exit_code=0 if summary["status"] == "finished" else 1)
+        if job is not None:
+            job.tracker.set_summary(summary)
+            job.tracker.finish(exit_code=0 if summary["status"] == "finished" else 1)
     point_latest(Path(cfg.outputs_root), cfg.algo.name, run_dir)
     return summary

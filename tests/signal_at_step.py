@@ -10,7 +10,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from rlhf.tracking import Tracker  # noqa: E402  (after the path is set)
+from rlhf.run.tracking import Tracker  # noqa: E402  (after the path is set)
 
 
 def main() -> None:

@@ -6,6 +6,7 @@ import pytest
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
+from rlhf.modeling.generation import Sampling
 from rlhf.config import (
     DatasetSettings,
     HardwareSettings,
@@ -79,8 +80,20 @@ def test_missing_key_is_named():
         from_node(LoraSettings, values, "lora")
 
 
-def test_ints_are_accepted_for_floats():
-    assert from_node(LoraSettings, lora(alpha=32), "lora").alpha == 32.0
+def test_ints_become_floats_in_float_fields():
+    # lora.alpha is ``float | None``: YAML's 32 must arrive as 32.0 (an int 32 would pass ``== 32.0``).
+    alpha = from_node(LoraSettings, lora(alpha=32), "lora").alpha
+    assert type(alpha) is float and alpha == 32.0
+
+
+def test_nested_nodes_are_parsed_and_named_in_errors():
+    node = {"max_prompt_length": 64, "max_new_tokens": 8, "temperature": 1, "top_k": 0, "top_p": 1}
+    sampling = from_node(Sampling, node, "algo.sampling")
+    assert type(sampling.temperature) is float and type(sampling.top_p) is float
+    with pytest.raises(ConfigError, match=r"unknown key algo\.sampling\.temp: valid keys"):
+        from_node(Sampling, {**node, "temp": 1.0}, "algo.sampling")
+    with pytest.raises(ConfigError, match=r"algo\.sampling\.temperature=0\.0 is out of range"):
+        from_node(Sampling, {**node, "temperature": 0}, "algo.sampling").check("algo.sampling")
 
 
 def test_out_of_range_algo_hyperparameter():

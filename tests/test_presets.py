@@ -55,7 +55,7 @@ def test_grid_preset_sweeps_beta_and_rank():
 def test_llama2_ppo_preset_uses_the_n_plus_settings_from_the_sft_policy():
     cfg = compose_with_hydra(["experiment=llama2_7b_hh_ppo"])
     algo = cfg.algo
-    assert (algo.kl_coef, algo.temperature, algo.ppo_epochs, algo.batch_size) == (0.05, 0.7, 4, 512)
+    assert (algo.kl_coef, algo.sampling.temperature, algo.ppo_epochs, algo.batch_size) == (0.05, 0.7, 4, 512)
     assert (algo.gamma, algo.lam, algo.cliprange, algo.vf_coef) == (1.0, 0.95, 0.2, 0.1)
     assert algo.init_adapter == "outputs/latest/sft" and cfg.optimized_metric == "rm_score_final"
 

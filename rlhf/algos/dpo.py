@@ -26,20 +26,20 @@ import torch
 from peft import LoraConfig, PeftConfig
 from trl import DPOConfig, DPOTrainer
 
-from rlhf.algos.rm import preference_dataset
-from rlhf.config import ModelSettings, check, check_choice
+from rlhf.algos.hf_trainer.columns import preference_dataset
+from rlhf.config import check, check_choice
 from rlhf.errors import ConfigError
-from rlhf.job import Job
-from rlhf.length_grouping import group_by_length
-from rlhf.logprobs import preference_logprobs, truncate_prompt
-from rlhf.models import load_adapter, load_causal_lm, load_tokenizer, lora_config, model_directory
-from rlhf.reward_scoring import pair_metrics
-from rlhf.runs import ADAPTER, SUMMARY, load_run_config, resolve_run_dir
-from rlhf.tracking import TrackerCallback
-from rlhf.trainer_loop import run_trainer
-from rlhf.trainer_args import TrainerSettings, common_training_args
+from rlhf.run.job import Job
+from rlhf.algos.hf_trainer.length_grouping import group_by_length
+from rlhf.modeling.logprobs import preference_logprobs, truncate_prompt
+from rlhf.modeling.models import load_adapter, load_causal_lm, lora_config
+from rlhf.modeling.reward_scoring import pair_metrics
+from rlhf.run.rundir import resolve_adapter
+from rlhf.run.tracking import TrackerCallback
+from rlhf.algos.hf_trainer.loop import run_trainer
+from rlhf.algos.hf_trainer.settings import TrainerSettings, common_training_args
 
-__all__ = ["Settings", "LOSS_TYPES", "Policy", "build", "make_trainer", "fit", "train", "resolve_init_adapter", "implicit_rewards"]
+__all__ = ["Settings", "LOSS_TYPES", "Policy", "build", "make_trainer", "fit", "train", "implicit_rewards"]
 
 log = logging.getLogger(__name__)
 
@@ -92,39 +92,6 @@ class Settings(TrainerSettings):
             check(bool(self.init_adapter.strip()), "algo.init_adapter", self.init_adapter, "give a path, or null to start from the base")
 
 
-def resolve_init_adapter(path: str, model: ModelSettings | None = None, key: str = "algo.init_adapter", algo: str = "sft") -> Path:
-    """The adapter directory ``path`` names: a finished ``algo`` run directory (or outputs/latest/<algo>), or a
-    PEFT adapter directory holding adapter_config.json. With ``model``, a run's base model must be that one."""
-    given = Path(path).expanduser()
-    if (given / "adapter_config.json").is_file():
-        adapter = given
-    elif not given.exists():
-        raise ConfigError(
-            f"{key}={path}: nothing is there; train one first (`python train.py algo={algo}`, then {key}=outputs/latest/{algo}) "
-            f"or give a run directory or an adapter directory holding adapter_config.json"
-        )
-    else:
-        if not (given / SUMMARY).is_file():
-            raise ConfigError(
-                f"{key}={path}: neither a run directory ({SUMMARY}) nor an adapter directory (adapter_config.json); "
-                f"point it at outputs/{algo}/<timestamp> or outputs/latest/{algo}"
-            )
-        run_dir = resolve_run_dir(given, algo, key)
-        adapter = run_dir / ADAPTER
-        if not (adapter / "adapter_config.json").is_file():
-            raise ConfigError(
-                f"{key}={path}: that run saved full weights, not a LoRA adapter (it ran with lora=none); "
-                f"use it as the start model instead: model.name_or_path={adapter}"
-            )
-        run_model = load_run_config(run_dir).model.name
-        if model is not None and run_model != model.name:
-            raise ConfigError(f"{key}={path}: that adapter was trained on model={run_model}, this run uses model={model.name}; make them match")
-    task = json.loads((adapter / "adapter_config.json").read_text(encoding="utf-8")).get("task_type")
-    if task not in (None, "CAUSAL_LM"):
-        raise ConfigError(f"{key}={path}: that adapter is a {task} adapter (a reward model?), a policy needs a CAUSAL_LM one")
-    return adapter
-
-
 @dataclass
 class Policy:
     """What DPOTrainer gets. ``model`` is a plain causal LM (wrapped by TRL with ``peft_config``), a PeftModel
@@ -146,9 +113,8 @@ def _start_model(job: Job, path: str, tokenizer, adapter: Path | None):
 
 def build(job: Job, settings: Settings) -> Policy:
     """Tokenizer, start policy and reference arrangement for this job (see the module docstring)."""
-    adapter = resolve_init_adapter(settings.init_adapter, job.model) if settings.init_adapter else None
-    path = model_directory(job.model)
-    tokenizer = load_tokenizer(path, job.model)
+    adapter = resolve_adapter(settings.init_adapter, "algo.init_adapter", job.model) if settings.init_adapter else None
+    path, tokenizer = job.model_path, job.tokenizer
     if job.lora.enabled:
         backbone = load_causal_lm(path, job.model, job.hardware, tokenizer)
         if adapter is None:

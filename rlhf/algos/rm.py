@@ -9,18 +9,18 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 
-from datasets import Dataset
 from trl import RewardConfig, RewardTrainer
 
-from rlhf.job import Job
-from rlhf.length_grouping import group_by_length
-from rlhf.models import add_adapter, load_reward_backbone, load_reward_model
-from rlhf.reward_scoring import pair_metrics, score_conversations
-from rlhf.tracking import TrackerCallback
-from rlhf.trainer_loop import run_trainer
-from rlhf.trainer_args import TrainerSettings, common_training_args
+from rlhf.run.job import Job
+from rlhf.algos.hf_trainer.columns import preference_dataset
+from rlhf.algos.hf_trainer.length_grouping import group_by_length
+from rlhf.modeling.models import add_adapter, load_reward_backbone
+from rlhf.modeling.reward_scoring import pair_metrics, score_conversations
+from rlhf.run.tracking import TrackerCallback
+from rlhf.algos.hf_trainer.loop import run_trainer
+from rlhf.algos.hf_trainer.settings import TrainerSettings, common_training_args
 
-__all__ = ["Settings", "train", "build", "fit", "evaluate_pairs", "load_reward_model"]  # load_reward_model lives in rlhf.models (no TRL import for PPO and evaluation)
+__all__ = ["Settings", "train", "build", "fit", "evaluate_pairs"]
 
 
 @dataclass(frozen=True)
@@ -28,11 +28,6 @@ class Settings(TrainerSettings):
     """conf/algo/rm.yaml: the shared trainer fields (TrainerSettings) and these."""
 
     center_rewards_coefficient: float | None
-
-
-def preference_dataset(examples: list[dict]) -> Dataset:
-    """The columns TRL's preference trainers read (the family tag stays with us)."""
-    return Dataset.from_list([{k: ex[k] for k in ("prompt", "chosen", "rejected")} for ex in examples])
 
 
 def evaluate_pairs(model, tokenizer, examples: list[dict], batch_size: int, max_length: int):

@@ -4,7 +4,7 @@ The usual first step when the start model is a base model (the DPO paper fine-tu
 completions before DPO); ``python train.py algo=dpo algo.init_adapter=outputs/latest/sft`` continues from it.
 Each preference example becomes ``{"prompt": messages, "completion": chosen}`` (TRL's conversational
 prompt-completion format); TRL masks the prompt tokens out of the labels (``completion_only_loss``).
-The prompt is cut to ``max_prompt_length`` tokens keeping its end, as in DPO (rlhf/logprobs.py).
+The prompt is cut to ``max_prompt_length`` tokens keeping its end, as in DPO (rlhf/modeling/logprobs.py).
 Held-out metric: ``eval_loss``, the mean per-token negative log-likelihood of the test split's chosen responses.
 """
 
@@ -16,13 +16,13 @@ from dataclasses import dataclass
 from datasets import Dataset
 from trl import SFTConfig, SFTTrainer
 
-from rlhf.job import Job
-from rlhf.length_grouping import group_by_length
-from rlhf.logprobs import response_logprobs, truncate_prompt
-from rlhf.models import add_adapter, load_causal_lm, load_tokenizer, model_directory
-from rlhf.tracking import TrackerCallback
-from rlhf.trainer_loop import run_trainer
-from rlhf.trainer_args import TrainerSettings, common_training_args
+from rlhf.run.job import Job
+from rlhf.algos.hf_trainer.length_grouping import group_by_length
+from rlhf.modeling.logprobs import response_logprobs, truncate_prompt
+from rlhf.modeling.models import add_adapter, load_causal_lm
+from rlhf.run.tracking import TrackerCallback
+from rlhf.algos.hf_trainer.loop import run_trainer
+from rlhf.algos.hf_trainer.settings import TrainerSettings, common_training_args
 
 __all__ = ["Settings", "build", "make_trainer", "fit", "train", "sft_dataset", "evaluate_nll"]
 
@@ -43,10 +43,8 @@ def sft_dataset(tokenizer, examples: list[dict], max_prompt_length: int) -> Data
 
 def build(job: Job):
     """(tokenizer, policy): the causal LM with a fresh trainable LoRA adapter (or whole, with lora=none)."""
-    path = model_directory(job.model)
-    tokenizer = load_tokenizer(path, job.model)
-    backbone = load_causal_lm(path, job.model, job.hardware, tokenizer)
-    return tokenizer, add_adapter(backbone, job.lora, "CAUSAL_LM")
+    backbone = load_causal_lm(job.model_path, job.model, job.hardware, job.tokenizer)
+    return job.tokenizer, add_adapter(backbone, job.lora, "CAUSAL_LM")
 
 
 def make_trainer(job: Job, settings: Settings, tokenizer, model, examples: list[dict] | None = None) -> SFTTrainer:

@@ -12,7 +12,6 @@ switching with ``set_adapter`` / ``disable_adapter``, so N policies cost one bas
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import re
 from dataclasses import dataclass, field
@@ -24,15 +23,14 @@ from omegaconf import OmegaConf
 from peft import PeftModel
 from transformers import GenerationConfig
 
-from rlhf.config import ModelSettings, from_node
+from rlhf.config import ModelSettings
 from rlhf.errors import ConfigError
-from rlhf.ppo.roles import position_ids, same_base
-from rlhf.runs import ADAPTER, CHECKPOINTS, SUMMARY, load_run_config, load_summary, resolve_run_dir
+from rlhf.modeling.token_math import position_ids, response_positions
+from rlhf.run.rundir import ADAPTER, CHECKPOINTS, POLICY_ALGOS, FinishedRun, check_policy_adapter, finished_run, resolve_adapter
 
 log = logging.getLogger(__name__)
 
 BASE = "base"
-POLICY_ALGOS = ("dpo", "ppo", "sft")
 _CHECKPOINT = re.compile(r"^step-(\d+)$")
 
 
@@ -68,34 +66,20 @@ def _is_latest_link(path: Path, outputs_root: Path) -> bool:
         return False
 
 
-def _check_adapter(adapter: Path, key: str, value: str) -> Path:
-    config = adapter / "adapter_config.json"
-    if not config.is_file():
-        raise ConfigError(
-            f"{key}={value}: {adapter} holds full weights, not a LoRA adapter (trained with lora=none); "
-            f"evaluation attaches LoRA adapters to one base: compare runs trained with lora=r8/r16/r64"
-        )
-    task = json.loads(config.read_text(encoding="utf-8")).get("task_type")
-    if task not in (None, "CAUSAL_LM"):
-        raise ConfigError(f"{key}={value}: {adapter} is a {task} adapter (a reward model?), a policy needs a CAUSAL_LM one")
-    return adapter
-
-
-def _reference_adapter(run_dir: Path, summary: dict, key: str) -> Path | None:
+def _reference_adapter(run: FinishedRun, key: str) -> Path | None:
     """The run's DPO/PPO reference when it started from ``algo.init_adapter``; None = the base."""
-    algo_cfg = load_run_config(run_dir).get("algo") or {}
-    value = summary.get("init_adapter") or OmegaConf.select(algo_cfg, "init_adapter", default=None)
+    value = run.summary.get("init_adapter") or OmegaConf.select(run.config, "algo.init_adapter", default=None)
     if not value:
         return None
-    for candidate in (Path(value), Path(value) / ADAPTER):
-        if (candidate / "adapter_config.json").is_file():
-            if "latest" in Path(value).parts:
-                log.warning("%s: its init adapter %s is a 'latest' pointer; if a newer run moved it, the reference differs", key, value)
-            return candidate.resolve()
-    raise ConfigError(
-        f"{key}={run_dir}: the run started from algo.init_adapter={value}, which holds no adapter now "
-        f"(its reference for KL and the implicit reward): restore that adapter or leave this policy out ({key}=null)"
-    )
+    if "latest" in Path(value).parts:
+        log.warning("%s: its init adapter %s is a 'latest' pointer; if a newer run moved it, the reference differs", key, value)
+    try:
+        return resolve_adapter(value, "algo.init_adapter").resolve()
+    except ConfigError as err:
+        raise ConfigError(
+            f"{key}={run.run_dir}: the run's reference for KL and the implicit reward is gone ({err}): "
+            f"restore that adapter or leave this policy out ({key}=null)"
+        ) from None
 
 
 def resolve_policy(name: str, value: str, model: ModelSettings) -> PolicySpec:
@@ -103,26 +87,13 @@ def resolve_policy(name: str, value: str, model: ModelSettings) -> PolicySpec:
     key = f"policies.{name}"
     if str(value) == BASE:
         return PolicySpec(name)
-    path = Path(str(value)).expanduser()
-    if not path.exists():
-        raise ConfigError(f"{key}={value}: nothing is there; give a run directory (outputs/<algo>/<timestamp>), outputs/latest/<algo>, or {key}=null to leave it out")
-    if not (path / SUMMARY).is_file():
-        raise ConfigError(f"{key}={value}: not a run directory (no {SUMMARY}); point it at outputs/<algo>/<timestamp> or outputs/latest/<algo>")
-    run_dir = resolve_run_dir(path, None, key)
-    summary = load_summary(run_dir)
-    algo = summary.get("algo")
-    if algo == "rm":
+    run = finished_run(value, key, model=model, base_fix=f"all policies share one base: add model={{run_model}}, or leave it out ({key}=null)")
+    if run.algo == "rm":
         raise ConfigError(f"{key}={value}: that is a reward model run, not a policy; judge with it instead (judge={value})")
-    if algo not in POLICY_ALGOS:
-        raise ConfigError(f"{key}={value}: a {algo!r} run is not a policy; expected one of {', '.join(POLICY_ALGOS)}")
-    run_model = from_node(ModelSettings, load_run_config(run_dir).model, "model")
-    if not same_base(run_model, model):
-        raise ConfigError(
-            f"{key}={value}: that run's base is model={run_model.name}, this evaluation's is model={model.name}; "
-            f"all policies share one base: add model={run_model.name}, or leave it out ({key}=null)"
-        )
-    adapter = _check_adapter(run_dir / ADAPTER, key, str(value))
-    return PolicySpec(name, run_dir, algo, adapter, _reference_adapter(run_dir, summary, key), summary)
+    if run.algo not in POLICY_ALGOS:
+        raise ConfigError(f"{key}={value}: a {run.algo!r} run is not a policy; expected one of {', '.join(POLICY_ALGOS)}")
+    adapter = check_policy_adapter(run.adapter, key, value)
+    return PolicySpec(name, run.run_dir, run.algo, adapter, _reference_adapter(run, key), run.summary)
 
 
 def resolve_policies(policies: Mapping[str, str | None], model: ModelSettings, outputs_root: Path, explicit: set[str] = frozenset()) -> list[PolicySpec]:
@@ -150,21 +121,12 @@ def resolve_policies(policies: Mapping[str, str | None], model: ModelSettings, o
     return specs
 
 
-def resolve_judge(value: str | None, model: ModelSettings, outputs_root: Path) -> Path:
-    """The judge reward model: a finished rm run directory on the same base as the policies."""
+def resolve_judge(value: str | None, model: ModelSettings, outputs_root: Path) -> FinishedRun:
+    """The judge reward model: a finished rm run on the same base as the policies."""
     path = Path(str(value)) if value else Path(outputs_root) / "latest" / "rm"
     if not path.exists():
         raise ConfigError(f"judge={path}: no reward model there; train one (`python train.py algo=rm`) or set judge=<rm run directory>")
-    if not (path / SUMMARY).is_file():
-        raise ConfigError(f"judge={path}: not a run directory (no {SUMMARY}); point it at an rm run, outputs/rm/<timestamp> or outputs/latest/rm")
-    run_dir = resolve_run_dir(path, "rm", "judge")
-    judge_model = from_node(ModelSettings, load_run_config(run_dir).model, "model")
-    if not same_base(judge_model, model):
-        raise ConfigError(
-            f"judge={path}: that reward model is on model={judge_model.name}, the policies are on model={model.name}; "
-            f"pick an rm run on {model.name} (`python train.py algo=rm model={model.name}`, then judge=<its run dir>)"
-        )
-    return run_dir
+    return finished_run(path, "judge", "rm", model, base_fix=f"pick an rm run on {model.name} (`python train.py algo=rm model={model.name}`)")
 
 
 def ppo_checkpoints(spec: PolicySpec) -> list[tuple[int, Path]]:
@@ -229,7 +191,7 @@ class PolicyBank:
 
 
 class PolicyView:
-    """A policy and its reference seen through the interface rlhf.ppo.rollout uses (``Roles``): tokenizer,
+    """A policy and its reference seen through the interface rlhf.algos.ppo.scoring uses (``Roles``): tokenizer,
     device, ``generate`` with the policy, ``response_head`` for the "policy" and "reference" roles."""
 
     def __init__(self, bank: PolicyBank, policy: str | None, reference: str | None):
@@ -255,4 +217,4 @@ class PolicyView:
             hidden = transformer.get_decoder()(
                 input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids(attention_mask), use_cache=False
             ).last_hidden_state
-        return transformer.get_output_embeddings()(hidden[:, prompt_len - 1 : -1])
+        return transformer.get_output_embeddings()(response_positions(hidden, prompt_len))

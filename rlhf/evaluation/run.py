@@ -21,20 +21,19 @@ import numpy as np
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from rlhf.models import load_reward_model
-from rlhf.config import DatasetSettings, HardwareSettings, LoggerSettings, ModelSettings, check, from_node
+from rlhf.modeling.models import load_reward_model
+from rlhf.config import HardwareSettings, ModelSettings, check, from_node
 from rlhf.data.gold_judge import gold_score_batch
-from rlhf.data.preference import load_preference_splits
 from rlhf.errors import ConfigError
 from rlhf.evaluation import metrics as M
 from rlhf.evaluation import plots, tables
-from rlhf.evaluation.policies import PolicyBank, PolicySpec, ppo_checkpoints, resolve_judge, resolve_policies
-from rlhf.logprobs import completion_logprobs, tokenize_completions, truncate_prompt
-from rlhf.models import load_causal_lm, load_tokenizer, model_directory
-from rlhf.ppo.rollout import Sampling, response_logprobs, sample
-from rlhf.reward_scoring import score_conversations
-from rlhf.runs import load_run_config, peak_rss_mb, write_json_atomic
-from rlhf.tracking import Tracker
+from rlhf.evaluation.policies import PolicyBank, ppo_checkpoints, resolve_judge, resolve_policies
+from rlhf.modeling.logprobs import completion_logprobs, tokenize_completions, truncate_prompt
+from rlhf.modeling.models import load_causal_lm
+from rlhf.modeling.generation import Sampling, response_logprobs, sample
+from rlhf.modeling.reward_scoring import score_conversations
+from rlhf.run.rundir import peak_rss_mb, write_json_atomic
+from rlhf.run.job import build_job
 
 log = logging.getLogger(__name__)
 
@@ -49,11 +48,7 @@ class Settings:
 
     n_prompts: int
     n_pairs: int
-    max_prompt_length: int
-    max_new_tokens: int
-    temperature: float
-    top_k: int
-    top_p: float
+    sampling: Sampling
     greedy: bool
     generation_batch_size: int
     pair_max_length: int
@@ -66,12 +61,8 @@ class Settings:
 
     def __post_init__(self):
         check(self.n_prompts >= 1, "evaluation.n_prompts", self.n_prompts, "must be >= 1 held-out prompt (e.g. 64)")
+        self.sampling.check("evaluation.sampling")
         check(self.n_pairs >= 0, "evaluation.n_pairs", self.n_pairs, "must be >= 0 held-out pairs (0 skips the accuracy)")
-        check(self.max_prompt_length >= 8, "evaluation.max_prompt_length", self.max_prompt_length, "must be >= 8 tokens")
-        check(self.max_new_tokens >= 1, "evaluation.max_new_tokens", self.max_new_tokens, "must be >= 1 (e.g. 48)")
-        check(self.temperature > 0, "evaluation.temperature", self.temperature, "must be > 0; use evaluation.greedy=true for greedy decoding")
-        check(self.top_k >= 0, "evaluation.top_k", self.top_k, "must be >= 0 (0 = off)")
-        check(0 < self.top_p <= 1, "evaluation.top_p", self.top_p, "must be in (0, 1] (1 = off)")
         check(self.generation_batch_size >= 1, "evaluation.generation_batch_size", self.generation_batch_size, "must be >= 1")
         check(self.pair_max_length >= 16, "evaluation.pair_max_length", self.pair_max_length, "must be >= 16 tokens")
         if self.reward_max_length is not None:
@@ -81,13 +72,10 @@ class Settings:
         check(self.hacking_margin >= 0, "evaluation.hacking_margin", self.hacking_margin, "must be >= 0")
         check(self.sample_rows >= 0, "evaluation.sample_rows", self.sample_rows, "must be >= 0")
 
-    def sampling(self) -> Sampling:
-        return Sampling(self.max_prompt_length, self.max_new_tokens, self.temperature, self.top_k, self.top_p, self.greedy)
-
     @property
     def logprob_temperature(self) -> float:
         """KL is measured on the distribution sampled from: logits / temperature (1 for greedy decoding)."""
-        return 1.0 if self.greedy else self.temperature
+        return self.sampling.logprob_temperature(self.greedy)
 
 
 # --------------------------------------------------------------------------- 2. sample
@@ -111,7 +99,7 @@ def generate(bank: PolicyBank, policy: str | None, reference: str | None, prompt
     devices = list(range(torch.cuda.device_count())) if torch.cuda.is_available() else []
     with torch.random.fork_rng(devices=devices):
         torch.manual_seed(seed)  # every policy draws with the same random stream
-        rollout = sample(view, prompts, settings.sampling(), batch_size=settings.generation_batch_size)
+        rollout = sample(view, prompts, settings.sampling, settings.greedy, batch_size=settings.generation_batch_size)
     mask = rollout.mask.float()
     kl = torch.zeros(len(rollout))
     if policy != reference:
@@ -138,7 +126,7 @@ class PairLogprobs:
 
 
 def tokenize_pairs(tokenizer, examples: list[dict], max_prompt_length: int) -> tuple[list, list, list]:
-    """(prompt ids, chosen ids, rejected ids) per pair, split as TRL's DPO does (rlhf/logprobs.py)."""
+    """(prompt ids, chosen ids, rejected ids) per pair, split as TRL's DPO does (rlhf/modeling/logprobs.py)."""
     prompts, chosen, rejected = [], [], []
     for ex in examples:
         p, (c, r) = tokenize_completions(tokenizer, truncate_prompt(tokenizer, ex["prompt"], max_prompt_length), [ex["chosen"], ex["rejected"]])
@@ -227,40 +215,33 @@ def evaluate(cfg: DictConfig, run_dir: Path, explicit: set[str] = frozenset()) -
     run_dir.mkdir(parents=True, exist_ok=True)
     settings = from_node(Settings, cfg.evaluation, "evaluation")
     model = from_node(ModelSettings, cfg.model, "model")
-    hardware = from_node(HardwareSettings, cfg.hardware, "hardware")
-    dataset = from_node(DatasetSettings, cfg.dataset, "dataset")
-    logger = from_node(LoggerSettings, cfg.logger, "logger")
-    if hardware.num_threads:
-        torch.set_num_threads(hardware.num_threads)
     outputs_root = Path(cfg.outputs_root)
     policies = OmegaConf.to_container(cfg.policies, resolve=True) if cfg.policies is not None else {}
 
-    # 1. resolve
+    # 1. resolve (before anything loads, so a wrong path fails in a second)
     specs = resolve_policies(policies, model, outputs_root, set(explicit))
-    judge_dir = resolve_judge(cfg.judge, model, outputs_root)
-    data = load_preference_splits(dataset)
-    examples = data.test[: settings.n_prompts]
-    if not examples:
-        raise ConfigError(f"the prompt set is empty: dataset={dataset.name} has no test rows; raise dataset.n_test or dataset.max_eval_rows")
-    if len(examples) < settings.n_prompts:
-        log.warning("evaluation.n_prompts=%d but the test split has %d rows: using %d", settings.n_prompts, len(data.test), len(examples))
-    pairs = data.test[: settings.n_pairs]
-    prompts = [ex["prompt"] for ex in examples]
-    families = [ex["family"] for ex in examples]
-    with_gold = dataset.name == "hh_synthetic"
-    micro = hardware.micro_batch_size
-    tracker = Tracker(run_dir, logger, config=OmegaConf.to_container(cfg, resolve=True), job_type="evaluate",
-                      group=logger.group or "evaluate", tags=[str(t) for t in cfg.tags])
+    judge_run = resolve_judge(cfg.judge, model, outputs_root)
+    job = build_job(cfg, run_dir, job_type="evaluate", group="evaluate", tags=[str(t) for t in cfg.tags])
+    hardware, dataset, data, tracker, tokenizer = job.hardware, job.dataset, job.data, job.tracker, job.tokenizer
     try:
+        examples = data.test[: settings.n_prompts]
+        if not examples:
+            raise ConfigError(f"the prompt set is empty: dataset={dataset.name} has no test rows; raise dataset.n_test or dataset.max_eval_rows")
+        if len(examples) < settings.n_prompts:
+            log.warning("evaluation.n_prompts=%d but the test split has %d rows: using %d", settings.n_prompts, len(data.test), len(examples))
+        pairs = data.test[: settings.n_pairs]
+        prompts = [ex["prompt"] for ex in examples]
+        families = [ex["family"] for ex in examples]
+        with_gold = dataset.name == "hh_synthetic"
+        micro = hardware.micro_batch_size
         clock = time.perf_counter()
-        path = model_directory(model)
-        tokenizer = load_tokenizer(path, model)
+        path = job.model_path
         bank = PolicyBank(_place(load_causal_lm(path, model, hardware, tokenizer), hardware), tokenizer)
         names = {s.name: (bank.attach(s.adapter), bank.attach(s.reference)) for s in specs}
         checkpoints = {s.name: ppo_checkpoints(s) if settings.ppo_checkpoints else [] for s in specs}
-        judge_tokenizer, judge = load_reward_model(judge_dir, hardware)
+        judge_tokenizer, judge = load_reward_model(judge_run.model, judge_run.adapter, hardware)
         judge = _place(judge, hardware)
-        reward_max_length = settings.reward_max_length or int(load_run_config(judge_dir).algo.max_length)
+        reward_max_length = settings.reward_max_length or int(judge_run.config.algo.max_length)
         clock = _timed(times, "load", clock)
 
         def judge_scores(conversations: list[list[dict]]) -> np.ndarray:
@@ -299,7 +280,7 @@ def evaluate(cfg: DictConfig, run_dir: Path, explicit: set[str] = frozenset()) -
         # 4. preference accuracy on held-out pairs
         accuracy = {}
         if pairs:
-            tokenized = tokenize_pairs(tokenizer, pairs, settings.max_prompt_length)
+            tokenized = tokenize_pairs(tokenizer, pairs, settings.sampling.max_prompt_length)
             cache: dict[str | None, PairLogprobs] = {}
 
             def logps(adapter: str | None) -> PairLogprobs:
@@ -333,7 +314,7 @@ def evaluate(cfg: DictConfig, run_dir: Path, explicit: set[str] = frozenset()) -
                 **({"gold_score": M.bootstrap_interval(chosen_gold, **boot).as_dict()} if with_gold else {}),
             },
             "checkpoints": checkpoint_points,
-            "judge": {"run_dir": str(judge_dir), "reward_max_length": reward_max_length},
+            "judge": {"run_dir": str(judge_run.run_dir), "reward_max_length": reward_max_length},
             "model": model.name,
             "dataset": {"name": dataset.name, "source": data.source, "seed": dataset.seed, "prompts": len(examples), "pairs": len(pairs)},
             "settings": asdict(settings),

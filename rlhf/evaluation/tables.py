@@ -145,13 +145,14 @@ def gold_against_base(results: dict) -> list[str]:
 
 def results_markdown(results: dict) -> str:
     s, d = results["settings"], results["dataset"]
-    decoding = "greedy" if s["greedy"] else f"sampling at temperature {s['temperature']} (top_k {s['top_k']}, top_p {s['top_p']}), seed {results['seed']}"
+    draw = s["sampling"]
+    decoding = "greedy" if s["greedy"] else f"sampling at temperature {draw['temperature']} (top_k {draw['top_k']}, top_p {draw['top_p']}), seed {results['seed']}"
     lines = [
         "# Policy comparison",
         "",
         f"{d['prompts']} held-out prompts and {d['pairs']} held-out pairs (the first of the test split of dataset={d['name']}); "
         f"model={results['model']}; "
-        f"judge reward model {results['judge']['run_dir']}; {decoding}; up to {s['max_new_tokens']} new tokens; "
+        f"judge reward model {results['judge']['run_dir']}; {decoding}; up to {draw['max_new_tokens']} new tokens; "
         f"{int(round(s['confidence'] * 100))}% percentile-bootstrap intervals ({s['bootstrap_samples']} resamples).",
         "",
         *_table(HEADLINE_COLUMNS, headline_rows(results)),

@@ -10,9 +10,10 @@ import torch
 from rlhf.algos import dpo
 from rlhf.config import HardwareSettings, ModelSettings, from_node
 from rlhf.errors import ConfigError
+from rlhf.run.rundir import resolve_adapter
 from rlhf.experiment import run_experiment
-from rlhf.logprobs import preference_logprobs, reference_mode
-from rlhf.models import load_adapter, load_causal_lm, load_tokenizer, model_directory
+from rlhf.modeling.logprobs import preference_logprobs, reference_mode
+from rlhf.modeling.models import load_adapter, load_causal_lm, load_tokenizer, model_directory
 from tests.algos.helpers import make_job
 from tests.conftest import compose_train, tiny_overrides
 
@@ -77,7 +78,7 @@ def test_reference_log_probs_are_the_base_with_the_adapter_disabled(tmp_path):
 
 
 def test_our_log_probs_match_trl_logged_log_probs(tmp_path):
-    """rlhf.logprobs tokenizes like TRL: its policy log-probs equal TRL's on the same batch."""
+    """rlhf.modeling.logprobs tokenizes like TRL: its policy log-probs equal TRL's on the same batch."""
     cfg = dpo_cfg(tmp_path)
     job = make_job(cfg, tmp_path / "run")
     settings = settings_of(cfg)
@@ -160,11 +161,11 @@ def test_bad_settings_name_the_value_and_the_fix(override, message):
 
 
 def test_init_adapter_pointing_at_nothing_is_a_config_error(tmp_path):
-    with pytest.raises(ConfigError, match=r"algo\.init_adapter=.*missing: nothing is there; train one first"):
-        dpo.resolve_init_adapter(str(tmp_path / "missing"))
+    with pytest.raises(ConfigError, match=r"algo\.init_adapter=.*missing: nothing is there; give a run directory"):
+        resolve_adapter(str(tmp_path / "missing"), "algo.init_adapter")
     (tmp_path / "empty").mkdir()
     with pytest.raises(ConfigError, match=r"neither a run directory \(summary\.json\) nor an adapter directory"):
-        dpo.resolve_init_adapter(str(tmp_path / "empty"))
+        resolve_adapter(str(tmp_path / "empty"), "algo.init_adapter")
     cfg = dpo_cfg(tmp_path, **{"algo.init_adapter": str(tmp_path / "missing")})
     with pytest.raises(ConfigError, match="nothing is there"):
         run_experiment(cfg, tmp_path / "run")
@@ -185,12 +186,12 @@ def sft_run(tmp_path_factory):
 
 def test_init_adapter_resolves_run_dirs_latest_and_plain_adapter_dirs(sft_run):
     adapter = sft_run / "sft" / "run" / "adapter"
-    assert dpo.resolve_init_adapter(str(sft_run / "latest" / "sft")) == adapter.resolve()
-    assert dpo.resolve_init_adapter(str(sft_run / "sft" / "run")) == adapter.resolve()
-    assert dpo.resolve_init_adapter(str(adapter)) == adapter
+    assert resolve_adapter(str(sft_run / "latest" / "sft"), "algo.init_adapter") == adapter.resolve()
+    assert resolve_adapter(str(sft_run / "sft" / "run"), "algo.init_adapter") == adapter.resolve()
+    assert resolve_adapter(str(adapter), "algo.init_adapter") == adapter
     other = from_node(ModelSettings, compose_train(["model=smollm2_135m"]).model, "model")
-    with pytest.raises(ConfigError, match="trained on model=tiny_llama, this run uses model=smollm2_135m"):
-        dpo.resolve_init_adapter(str(sft_run / "latest" / "sft"), other)
+    with pytest.raises(ConfigError, match="trained on model=tiny_llama, a different base from model=smollm2_135m; make them match"):
+        resolve_adapter(str(sft_run / "latest" / "sft"), "algo.init_adapter", other)
 
 
 def test_with_init_adapter_the_reference_is_the_sft_model(tmp_path, sft_run):
@@ -296,7 +297,7 @@ class _UniformLM(torch.nn.Module):
 
 
 def test_completion_log_probs_by_hand():
-    from rlhf.logprobs import completion_logprobs
+    from rlhf.modeling.logprobs import completion_logprobs
 
     prompts = [[1, 2, 3], [1], [1, 2, 3, 1, 2]]
     completions = [[1, 2], [3, 3, 3, 3], [2]]

@@ -9,7 +9,8 @@ from rlhf.algos import rm
 from rlhf.config import HardwareSettings, from_node
 from rlhf.errors import ConfigError
 from rlhf.experiment import run_experiment
-from rlhf.runs import load_run_config
+from rlhf.modeling.models import load_reward_model
+from rlhf.run.rundir import finished_run, load_run_config
 from tests.algos.helpers import make_job
 from tests.conftest import compose_train, tiny_overrides
 
@@ -47,7 +48,7 @@ def test_run_writes_the_run_directory_and_reload_reproduces_rewards(tmp_path):
 
     logged = [json.loads(line) for line in (run_dir / "eval_rewards.jsonl").read_text().splitlines()]
     hardware = from_node(HardwareSettings, cfg.hardware, "hardware")
-    tokenizer, reward = rm.load_reward_model(run_dir, hardware)
+    tokenizer, reward = load_reward_model(finished_run(run_dir, "test").model, run_dir / "adapter", hardware)
     chosen, rejected, _ = rm.evaluate_pairs(reward, tokenizer, make_job(cfg, tmp_path / "x").data.test, 8, 256)
     assert torch.allclose(chosen, torch.tensor([r["chosen"] for r in logged]), atol=1e-5)
     assert torch.allclose(rejected, torch.tensor([r["rejected"] for r in logged]), atol=1e-5)

@@ -9,7 +9,7 @@ from rlhf.algos import sft
 from rlhf.config import from_node
 from rlhf.errors import ConfigError
 from rlhf.experiment import run_experiment
-from rlhf.logprobs import response_logprobs, tokenize_completions, truncate_prompt
+from rlhf.modeling.logprobs import response_logprobs, tokenize_completions, truncate_prompt
 from tests.algos.helpers import make_job
 from tests.conftest import compose_train, tiny_overrides
 
@@ -90,7 +90,7 @@ def test_prompt_truncation_keeps_the_end_of_the_conversation(tmp_path):
     cfg = sft_cfg(tmp_path)
     job = make_job(cfg, tmp_path / "run")
     tokenizer, _ = sft.build(job)
-    from rlhf.logprobs import prompt_length
+    from rlhf.modeling.logprobs import prompt_length
 
     multi = max(job.data.train, key=lambda ex: prompt_length(tokenizer, ex["prompt"]))
     full = prompt_length(tokenizer, multi["prompt"])

@@ -8,8 +8,8 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 from peft import LoraConfig, get_peft_model
 
 from rlhf.config import HardwareSettings, ModelSettings, from_node
-from rlhf.models import load_causal_lm, load_reward_backbone, load_tokenizer, model_directory
-from rlhf.runs import ADAPTER, CONFIG, write_json_atomic
+from rlhf.modeling.models import load_causal_lm, load_reward_backbone, load_tokenizer, model_directory
+from rlhf.run.rundir import ADAPTER, CONFIG, write_json_atomic
 from tests.conftest import compose_config, compose_train, tiny_overrides
 
 TARGETS = ["q_proj", "v_proj"]
@@ -29,7 +29,7 @@ def tiny_evaluate(outputs_root: Path, **extra: str) -> DictConfig:
         "dataset.n_test": "8",
         "evaluation.n_prompts": "6",
         "evaluation.n_pairs": "6",
-        "evaluation.max_new_tokens": "6",
+        "evaluation.sampling.max_new_tokens": "6",
         "evaluation.bootstrap_samples": "200",
     }
     base.update(extra)

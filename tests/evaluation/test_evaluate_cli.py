@@ -8,7 +8,7 @@ import sys
 import pytest
 
 from tests.conftest import REPO
-from tests.evaluation.helpers import make_policy_run, make_rm_run
+from tests.evaluation.helpers import make_rm_run
 
 
 def run_evaluate(tmp_path, *overrides, timeout=300):
@@ -51,12 +51,12 @@ def test_defaults_after_rm_dpo_ppo_runs(tmp_path):
     for algo, extra in (
         ("rm", ["algo.max_steps=4", "algo.batch_size=4"]),
         ("dpo", ["algo.max_steps=4", "algo.batch_size=4", "algo.logging_steps=1"]),
-        ("ppo", ["algo.iterations=2", "algo.batch_size=4", "algo.max_new_tokens=8", "algo.eval_prompts=4"]),
+        ("ppo", ["algo.iterations=2", "algo.batch_size=4", "algo.sampling.max_new_tokens=8", "algo.eval_prompts=4"]),
     ):
         done = subprocess.run([sys.executable, "train.py", f"algo={algo}", f"hydra.run.dir={tmp_path}/{algo}", *common, *extra],
                               cwd=REPO, capture_output=True, text=True, timeout=600)
         assert done.returncode == 0, done.stderr[-3000:]
-    result = run_evaluate(tmp_path, "dataset.n_test=16", "evaluation.n_prompts=8", "evaluation.n_pairs=8", "evaluation.max_new_tokens=8", timeout=600)
+    result = run_evaluate(tmp_path, "dataset.n_test=16", "evaluation.n_prompts=8", "evaluation.n_pairs=8", "evaluation.sampling.max_new_tokens=8", timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
     res = json.loads((tmp_path / "eval" / "results.json").read_text())
     assert list(res["policies"]) == ["base", "dpo", "ppo"]

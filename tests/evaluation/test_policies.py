@@ -8,7 +8,7 @@ import pytest
 from rlhf.config import ModelSettings, from_node
 from rlhf.errors import ConfigError
 from rlhf.evaluation.policies import ppo_checkpoints, resolve_judge, resolve_policies, resolve_policy
-from rlhf.runs import point_latest
+from rlhf.run.rundir import point_latest
 from tests.evaluation.helpers import make_policy_run, make_rm_run, tiny_evaluate
 
 
@@ -53,7 +53,7 @@ def test_unfinished_rm_and_other_base_runs_are_refused(tmp_path, tiny_model):
     with pytest.raises(ConfigError, match=r"policies\.dpo=.*reward model run, not a policy; judge with it instead"):
         resolve_policy("dpo", str(run), tiny_model)
     other = make_policy_run(tmp_path / "other", model="smollm2_135m")
-    with pytest.raises(ConfigError, match=r"base is model=smollm2_135m.*add model=smollm2_135m"):
+    with pytest.raises(ConfigError, match=r"trained on model=smollm2_135m, a different base.*add model=smollm2_135m"):
         resolve_policy("dpo", str(other), tiny_model)
     failed = make_policy_run(tmp_path / "failed")
     (failed / "summary.json").write_text(json.dumps({"status": "failed", "algo": "dpo"}))
@@ -78,13 +78,13 @@ def test_latest_links_and_init_adapters_resolve(tmp_path, tiny_model):
     assert spec.adapter == dpo.resolve() / "adapter" and spec.reference == (sft / "adapter").resolve()
     assert resolve_policy("sft", str(sft), tiny_model).reference is None  # the base
     gone = make_policy_run(outputs / "dpo" / "c", init_adapter=tmp_path / "deleted")
-    with pytest.raises(ConfigError, match=r"algo\.init_adapter=.*deleted.*holds no adapter"):
+    with pytest.raises(ConfigError, match=r"reference for KL and the implicit reward is gone \(algo\.init_adapter=.*deleted: nothing is there"):
         resolve_policy("dpo", str(gone), tiny_model)
 
 
 def test_judge_on_another_base_is_an_error(tmp_path, tiny_model):
     judge = make_rm_run(tmp_path / "rm", model="smollm2_135m", with_weights=False)
-    with pytest.raises(ConfigError, match=rf"judge={judge}: that reward model is on model=smollm2_135m, the policies are on model=tiny_llama"):
+    with pytest.raises(ConfigError, match=rf"judge={judge}: that run trained on model=smollm2_135m, a different base from model=tiny_llama; pick an rm run"):
         resolve_judge(str(judge), tiny_model, tmp_path)
     with pytest.raises(ConfigError, match=r"judge=.*latest/rm: no reward model there; train one"):
         resolve_judge(None, tiny_model, tmp_path)

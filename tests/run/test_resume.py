@@ -11,7 +11,7 @@ from safetensors.torch import load_file
 
 from rlhf.errors import ConfigError
 from rlhf.experiment import run_experiment
-from rlhf.resume import rewrite_resume_args
+from rlhf.run.resume import rewrite_resume_args
 from tests.conftest import REPO, compose_train, tiny_overrides
 
 STEPS = {"algo.max_steps": "6", "algo.save_every": "2", "algo.keep_checkpoints": "2", "dataset.n_train": "24"}

@@ -5,7 +5,7 @@ import torch
 
 from rlhf.config import HardwareSettings, LoraSettings, ModelSettings, from_node
 from rlhf.errors import ConfigError, ModelLoadError
-from rlhf.models import add_adapter, load_causal_lm, load_reward_backbone, load_tokenizer, model_directory
+from rlhf.modeling.models import add_adapter, load_causal_lm, load_reward_backbone, load_tokenizer, model_directory
 from tests.conftest import compose_train
 
 

@@ -8,7 +8,7 @@ import torch
 
 from rlhf.algos import dpo
 from rlhf.config import from_node
-from rlhf.length_grouping import LengthGroupedBatches, padded_length
+from rlhf.algos.hf_trainer.length_grouping import LengthGroupedBatches, padded_length
 from tests.algos.helpers import make_job
 from tests.conftest import compose_train, tiny_overrides
 

@@ -16,11 +16,11 @@ from pathlib import Path
 from transformers import Trainer
 from transformers.trainer_utils import get_last_checkpoint
 
-from rlhf import stopping
+from rlhf.run import stopping
 from rlhf.errors import ConfigError
-from rlhf.job import Job
-from rlhf.nonfinite import NonFiniteGuard
-from rlhf.runs import CHECKPOINTS, truncate_metrics
+from rlhf.run.job import Job
+from rlhf.run.nonfinite import NonFiniteGuard
+from rlhf.run.rundir import CHECKPOINTS, truncate_metrics
 
 log = logging.getLogger(__name__)
 

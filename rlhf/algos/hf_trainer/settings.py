@@ -8,7 +8,7 @@ from pathlib import Path
 import torch
 
 from rlhf.config import HardwareSettings, check
-from rlhf.runs import CHECKPOINTS
+from rlhf.run.rundir import CHECKPOINTS
 
 
 def common_training_args(algo, hardware: HardwareSettings, run_dir: Path, seed: int) -> dict:
@@ -16,8 +16,8 @@ def common_training_args(algo, hardware: HardwareSettings, run_dir: Path, seed: 
 
     ``algo`` is an algorithm's settings with learning_rate, lr_scheduler_type, warmup_ratio,
     weight_decay, num_train_epochs, max_steps, batch_size, max_grad_norm, logging_steps, save_every and
-    keep_checkpoints (resumable checkpoints in run_dir/checkpoints, see rlhf/trainer_loop.py).
-    ``algo.group_by_length`` is applied to the built trainer (rlhf/length_grouping.py), not here.
+    keep_checkpoints (resumable checkpoints in run_dir/checkpoints, see rlhf/algos/hf_trainer/loop.py).
+    ``algo.group_by_length`` is applied to the built trainer (rlhf/algos/hf_trainer/length_grouping.py), not here.
     """
     micro, accumulation = hardware.accumulation_steps(algo.batch_size, "algo.batch_size")
     return dict(

@@ -4,12 +4,13 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from rlhf.algos import ppo
+from rlhf.algos.ppo import loop as ppo
 from rlhf.errors import ConfigError
-from rlhf.ppo import checkpoint
-from rlhf.ppo.roles import VALUE_HEAD
-from rlhf.ppo.rollout import response_logprobs, response_values, sample, score_rollout
-from rlhf.ppo_math import compute_gae, policy_loss, value_loss
+from rlhf.algos.ppo import checkpoint
+from rlhf.algos.ppo.roles import VALUE_HEAD
+from rlhf.algos.ppo.scoring import response_values, score_rollout
+from rlhf.modeling.generation import response_logprobs, sample
+from rlhf.algos.ppo.math import compute_gae, policy_loss, value_loss
 from tests.algos.test_ppo import outputs, setup, snapshot  # noqa: F401 (outputs is a fixture)
 
 ON_POLICY = {"algo.value_model": "policy"}
@@ -18,17 +19,17 @@ ON_POLICY = {"algo.value_model": "policy"}
 def perturbed_roles(outputs, tmp_path, **extra):  # noqa: F811
     """Roles with value_model=policy whose policy adapter differs from the base (LoRA B starts at zero)."""
     _, job, settings = setup(outputs, tmp_path, **ON_POLICY, **extra)
-    roles, rm_dir = ppo.build(job, settings)
+    roles, rm = ppo.build(job, settings)
     torch.manual_seed(0)
     with torch.no_grad():
         for p in roles.trainable.values():
             p.add_(0.05 * torch.randn_like(p))
-    return roles, job, settings, rm_dir
+    return roles, job, settings, rm
 
 
 def test_value_head_on_policy_trains_the_policy_adapter_and_the_head_only(outputs, tmp_path):  # noqa: F811
     _, job, settings = setup(outputs, tmp_path, **ON_POLICY)
-    roles, rm_dir = ppo.build(job, settings)
+    roles, rm = ppo.build(job, settings)
     model = roles.roles["policy"].model
     assert roles.value_on_policy and roles.roles["value"].model is model
     assert not any(".value." in n for n, _ in model.named_parameters())  # no value adapter was loaded
@@ -36,7 +37,7 @@ def test_value_head_on_policy_trains_the_policy_adapter_and_the_head_only(output
     assert set(roles.trainable) == {n for n in roles.trainable if n.startswith("policy:")} | {"value:head.weight"}
 
     before = snapshot(roles)
-    summary = ppo.fit(job, settings, roles, rm_dir)
+    summary = ppo.fit(job, settings, roles, rm)
     changed = {n for n in before if not torch.equal(before[n], snapshot(roles)[n])}
     assert any(".lora_B.policy." in n for n in changed) and "value:head" in changed
     assert changed <= {n for n in before if ".policy." in n or n == "value:head"}  # base and reward frozen
@@ -49,7 +50,7 @@ def test_value_head_on_policy_trains_the_policy_adapter_and_the_head_only(output
 def test_one_pass_gives_the_gradients_of_two(outputs, tmp_path):  # noqa: F811
     """pg_loss + vf_coef * vf_loss through one trunk pass = the policy and value losses backpropagated apart."""
     roles, job, settings, _ = perturbed_roles(outputs, tmp_path)
-    rollout = sample(roles, [ex["prompt"] for ex in job.data.train[:3]], settings.sampling(), with_logprobs=True)
+    rollout = sample(roles, [ex["prompt"] for ex in job.data.train[:3]], settings.sampling, with_logprobs=True)
     old = score_rollout(roles, rollout, settings.temperature, 3, 256)
     with torch.no_grad():  # the update then starts from other weights than the rollout's: ratios != 1
         for p in roles.trainable.values():
@@ -82,7 +83,7 @@ def test_one_pass_gives_the_gradients_of_two(outputs, tmp_path):  # noqa: F811
 
 def test_old_values_come_from_generation_and_equal_a_forward(outputs, tmp_path):  # noqa: F811
     roles, job, settings, _ = perturbed_roles(outputs, tmp_path)
-    rollout = sample(roles, [ex["prompt"] for ex in job.data.train[:5]], settings.sampling(), with_logprobs=True)
+    rollout = sample(roles, [ex["prompt"] for ex in job.data.train[:5]], settings.sampling, with_logprobs=True)
     mask = rollout.mask
     assert rollout.values is not None and rollout.values.shape == mask.shape and rollout.prompt_mask.float().mean() < 1
     with torch.no_grad():
@@ -102,7 +103,7 @@ def test_separate_models_put_the_value_head_on_the_policy_too(outputs, tmp_path)
     separate, _ = ppo.build(job2, settings2)
     assert separate.value_on_policy and separate.roles["value"].model is separate.roles["policy"].model
     assert torch.equal(separate.roles["value"].head.weight, shared.roles["value"].head.weight)
-    rollout = sample(shared, [ex["prompt"] for ex in job.data.test[:3]], settings.sampling())
+    rollout = sample(shared, [ex["prompt"] for ex in job.data.test[:3]], settings.sampling)
     rows = torch.arange(3)
     assert torch.allclose(response_values(shared, rollout, rows), response_values(separate, rollout, rows), atol=1e-5)
 

@@ -24,7 +24,6 @@ import math
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 
 WHITEN_EPS = 1e-8
 KL_ESTIMATORS = ("k1", "k3", "abs", "mse")
@@ -35,9 +34,6 @@ __all__ = [
     "FixedKLController",
     "apply_missing_eos_penalty",
     "compute_gae",
-    "contains_eos",
-    "entropy_from_logits",
-    "gather_logprobs",
     "kl_penalty",
     "make_kl_controller",
     "masked_mean",
@@ -46,10 +42,7 @@ __all__ = [
     "normalize_scores",
     "per_token_rewards",
     "policy_loss",
-    "response_logprobs_from_model_logits",
-    "response_mask_after_eos",
     "sequence_lengths",
-    "truncate_after_eos",
     "value_loss",
 ]
 
@@ -116,78 +109,6 @@ def masked_whiten(values: torch.Tensor, mask: torch.Tensor, shift_mean: bool = T
     return whitened * m
 
 
-# --------------------------------------------------------------------------- log-probs
-
-
-def _check_temperature(temperature: float) -> None:
-    if not temperature > 0:
-        raise ValueError(f"temperature must be > 0, got {temperature}")
-
-
-def gather_logprobs(logits: torch.Tensor, tokens: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
-    """Log-probabilities of ``tokens`` under softmax(logits / temperature).
-
-    logits [B, T, V], tokens [B, T] (long) -> [B, T] float32 (float64 if logits are float64).
-
-    The temperature must match the one used for sampling, otherwise the PPO ratio is off.
-    Memory: one log-softmax then a gather. Low-precision logits (bf16/fp16) are upcast to
-    float32 one row at a time, so the extra memory is one [T, V] row, not a [B, T, V] copy.
-    """
-    _check_temperature(temperature)
-    if logits.shape[:-1] != tokens.shape:
-        raise ValueError(f"logits {tuple(logits.shape)} do not match tokens {tuple(tokens.shape)}")
-    index = tokens.long().unsqueeze(-1)
-    if logits.dtype in (torch.float32, torch.float64):
-        scaled = logits if temperature == 1.0 else logits / temperature
-        return F.log_softmax(scaled, dim=-1).gather(-1, index).squeeze(-1)
-    rows = []
-    for row_logits, row_index in zip(logits, index):
-        row = row_logits.float()
-        if temperature != 1.0:
-            row = row / temperature
-        rows.append(F.log_softmax(row, dim=-1).gather(-1, row_index).squeeze(-1))
-    return torch.stack(rows)
-
-
-def response_logprobs_from_model_logits(
-    logits: torch.Tensor, input_ids: torch.Tensor, prompt_len: int, temperature: float = 1.0
-) -> torch.Tensor:
-    """Log-probs of the response tokens from a causal LM's full-sequence logits.
-
-    logits [B, P+T, V]: model output on input_ids = [left-padded prompt (P) | response (T)].
-    input_ids [B, P+T], prompt_len = P  ->  [B, T].
-
-    The logit at position i predicts token i+1, so positions P-1 .. P+T-2 score the
-    response tokens at P .. P+T-1. (The logit at the last position predicts beyond the
-    sequence and is dropped.) Attention mask / position ids for left padding are the
-    caller's job; this is only the index arithmetic.
-    """
-    if logits.dim() != 3 or input_ids.dim() != 2 or logits.shape[:2] != input_ids.shape:
-        raise ValueError(
-            f"expected logits [B, L, V] and input_ids [B, L], got {tuple(logits.shape)} "
-            f"and {tuple(input_ids.shape)}"
-        )
-    seq_len = input_ids.shape[1]
-    if not 0 < prompt_len < seq_len:
-        raise ValueError(
-            f"prompt_len must be in [1, {seq_len - 1}] for sequence length {seq_len}, got {prompt_len}"
-        )
-    return gather_logprobs(logits[:, prompt_len - 1 : -1], input_ids[:, prompt_len:], temperature)
-
-
-def entropy_from_logits(logits: torch.Tensor) -> torch.Tensor:
-    """Entropy of the categorical distribution softmax(logits), per position.
-
-    logits [B, T, V] -> [B, T] (float32 or wider): H = -sum_v p_v log p_v, with 0 log 0 = 0.
-    """
-    if logits.dtype not in (torch.float32, torch.float64):
-        logits = logits.float()
-    logp = F.log_softmax(logits, dim=-1)
-    p = logp.exp()
-    # 0 * log 0 = 0: masked-out (-inf) logits must not turn the entropy into nan.
-    return -torch.where(p > 0, p * logp, torch.zeros_like(p)).sum(-1)
-
-
 # --------------------------------------------------------------------------- KL and rewards
 
 
@@ -211,43 +132,6 @@ def kl_penalty(logprobs: torch.Tensor, ref_logprobs: torch.Tensor, estimator: st
     if estimator == "mse":
         return 0.5 * d.square()
     raise ValueError(f"unknown KL estimator {estimator!r}; valid: {', '.join(KL_ESTIMATORS)}")
-
-
-def response_mask_after_eos(
-    responses: torch.Tensor, eos_token_id: int, pad_token_id: int | None = None
-) -> torch.Tensor:
-    """Mask of real response tokens: true up to and including the first EOS.
-
-    responses [B, T] (long) -> bool [B, T].
-    Rows without EOS end at their first ``pad_token_id`` (exclusive) if one is given and
-    present (generation stopped by another criterion), otherwise the whole row is real
-    (truncated at the length limit). The result is always prefix-shaped.
-    """
-    B, T = responses.shape
-    positions = torch.arange(T, device=responses.device).expand(B, T)
-    is_eos = responses == eos_token_id
-    # First EOS index, or T when there is none (argmax of an all-false row is 0, so mask it).
-    first_eos = torch.where(is_eos.any(1), is_eos.int().argmax(1), T)
-    end = first_eos + 1  # exclusive end: EOS itself is a real token
-    if pad_token_id is not None and pad_token_id != eos_token_id:
-        is_pad = responses == pad_token_id
-        first_pad = torch.where(is_pad.any(1), is_pad.int().argmax(1), T)
-        end = torch.where(is_eos.any(1), end, first_pad)
-    return positions < end.clamp(max=T).unsqueeze(1)
-
-
-def contains_eos(responses: torch.Tensor, eos_token_id: int) -> torch.Tensor:
-    """responses [B, T] -> bool [B]: whether each row emitted EOS at all."""
-    return (responses == eos_token_id).any(1)
-
-
-def truncate_after_eos(responses: torch.Tensor, eos_token_id: int, pad_token_id: int) -> torch.Tensor:
-    """responses [B, T] -> [B, T] copy with every token after the first EOS replaced by pad.
-
-    Use before scoring with the reward model so junk after EOS cannot change the score.
-    """
-    mask = response_mask_after_eos(responses, eos_token_id)
-    return torch.where(mask, responses, torch.full_like(responses, pad_token_id))
 
 
 def sequence_lengths(mask: torch.Tensor) -> torch.Tensor:

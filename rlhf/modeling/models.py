@@ -29,10 +29,9 @@ from transformers import (
     PreTrainedTokenizerBase,
 )
 
-from rlhf.chat_templates import CHAT_TEMPLATES
-from rlhf.config import HardwareSettings, LoraSettings, ModelSettings, from_node
+from rlhf.modeling.chat_templates import CHAT_TEMPLATES
+from rlhf.config import HardwareSettings, LoraSettings, ModelSettings
 from rlhf.errors import ConfigError, ModelLoadError
-from rlhf.runs import ADAPTER, load_run_config
 
 log = logging.getLogger(__name__)
 
@@ -221,11 +220,10 @@ def load_adapter(backbone: PreTrainedModel, adapter_dir: str | Path, trainable: 
     return PeftModel.from_pretrained(backbone, str(adapter_dir), is_trainable=trainable)
 
 
-def load_reward_model(run_dir: Path, hardware: HardwareSettings):
-    """(tokenizer, frozen reward model) of a finished rm run, on the base its config names."""
-    model = from_node(ModelSettings, load_run_config(run_dir).model, "model")
+def load_reward_model(model: ModelSettings, adapter_dir: str | Path, hardware: HardwareSettings):
+    """(tokenizer, frozen reward model): the saved SEQ_CLS adapter and score head at ``adapter_dir`` on ``model``."""
     path = model_directory(model)
     tokenizer = load_tokenizer(path, model)
-    reward = load_adapter(load_reward_backbone(path, model, hardware, tokenizer), Path(run_dir) / ADAPTER)
+    reward = load_adapter(load_reward_backbone(path, model, hardware, tokenizer), adapter_dir)
     reward.eval()
     return tokenizer, reward

@@ -9,13 +9,13 @@ from datasets import Dataset
 from torch import nn
 from transformers import Trainer, TrainerCallback, TrainerControl, TrainingArguments, get_scheduler
 
-from rlhf.algos import ppo
+from rlhf.algos.ppo import loop as ppo
 from rlhf.errors import NumericError
 from rlhf.experiment import run_experiment
-from rlhf.nonfinite import SKIPPED_UPDATES, NonFiniteCounter, NonFiniteGuard, is_finite
-from rlhf.ppo_math import make_kl_controller
-from rlhf.runs import load_run_config
-from tests.algos import test_ppo as ppo_tests
+from rlhf.run.nonfinite import SKIPPED_UPDATES, NonFiniteCounter, NonFiniteGuard, is_finite
+from rlhf.algos.ppo.math import make_kl_controller
+from rlhf.run.rundir import load_run_config
+from tests.algos.ppo import test_loop as ppo_tests
 from tests.conftest import compose_train, tiny_overrides
 
 NAN = float("nan")
@@ -171,12 +171,12 @@ def outputs(tmp_path_factory):
 def ppo_parts(outputs, tmp_path):
     """(settings, roles, the arguments of ppo_iteration after the prompts) as fit() builds them."""
     _, job, settings = ppo_tests.setup(outputs, tmp_path, **{"algo.adaptive_kl": "true"})
-    roles, rm_dir = ppo.build(job, settings)
+    roles, rm = ppo.build(job, settings)
     optimizer = torch.optim.AdamW(roles.trainable.values(), lr=settings.learning_rate, eps=settings.adam_eps, weight_decay=0.0)
     scheduler = get_scheduler(settings.lr_scheduler_type, optimizer, 0, 100)
     kl_controller = make_kl_controller(settings.kl_coef, settings.adaptive_kl, settings.kl_target, settings.kl_horizon)
     prompts = [ex["prompt"] for ex in job.data.train[: settings.batch_size]]
-    reward_max_length = int(load_run_config(rm_dir).algo.max_length)
+    reward_max_length = int(rm.config.algo.max_length)
     return settings, roles, (optimizer, scheduler, kl_controller, prompts, settings, ppo.micro_batch_size(job, settings), reward_max_length)
 
 
@@ -238,10 +238,10 @@ def test_ppo_skips_a_minibatch_with_a_nan_loss(outputs, tmp_path, monkeypatch):
 def test_ppo_fit_stops_after_max_nonfinite_updates(outputs, tmp_path, monkeypatch):
     _, job, settings = ppo_tests.setup(outputs, tmp_path, **{"algo.iterations": "5", "algo.save_every": "5"})
     job.max_nonfinite_updates = 2
-    roles, rm_dir = ppo.build(job, settings)
+    roles, rm = ppo.build(job, settings)
     monkeypatch.setattr(ppo, "score_rollout", nan_reward_at(0, ppo.score_rollout))
     with pytest.raises(NumericError, match=r"2 updates in a row .* step 2.*checkpoints"):
-        ppo.fit(job, settings, roles, rm_dir)
+        ppo.fit(job, settings, roles, rm)
     assert (job.run_dir / "checkpoints" / "step-000002").is_dir()  # the last good state, to resume from
     rows = [r for r in ppo_tests.metric_rows(job.run_dir) if "nonfinite/iteration_skipped" in r]
     assert [(r["step"], r["nonfinite/skipped_iterations"]) for r in rows] == [(1, 1), (2, 2)]

@@ -7,15 +7,17 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
-from rlhf.algos import ppo
+from rlhf.algos.ppo import loop as ppo
 from rlhf.config import from_node
 from rlhf.errors import ConfigError
 from rlhf.experiment import run_experiment
-from rlhf.models import load_causal_lm, load_reward_model
-from rlhf.ppo import checkpoint
-from rlhf.ppo.roles import OFF
-from rlhf.ppo.rollout import micro_batches, prompt_indices, response_logprobs, response_values, sample, score_rollout
-from rlhf.reward_scoring import score_conversations
+from rlhf.modeling.models import load_causal_lm, load_reward_model
+from rlhf.algos.ppo import checkpoint
+from rlhf.algos.ppo.roles import OFF
+from rlhf.algos.ppo.loop import prompt_indices
+from rlhf.algos.ppo.scoring import micro_batches, response_values, score_rollout
+from rlhf.modeling.generation import response_logprobs, sample
+from rlhf.modeling.reward_scoring import score_conversations
 from tests.algos.helpers import make_job
 from tests.conftest import as_overrides, compose_train, tiny_overrides
 
@@ -54,7 +56,7 @@ def ppo_overrides(**extra: str) -> list[str]:
         "algo.batch_size": "4",
         "algo.num_mini_batches": "2",
         "algo.ppo_epochs": "2",
-        "algo.max_new_tokens": "8",
+        "algo.sampling.max_new_tokens": "8",
         "algo.eval_prompts": "4",
         "algo.save_every": "1",
         "algo.sample_every": "1",
@@ -79,9 +81,9 @@ def snapshot(roles):
 
 def test_training_changes_policy_and_value_only(outputs, tmp_path):
     _, job, settings = setup(outputs, tmp_path)
-    roles, rm_dir = ppo.build(job, settings)
+    roles, rm = ppo.build(job, settings)
     before = snapshot(roles)
-    summary = ppo.fit(job, settings, roles, rm_dir)
+    summary = ppo.fit(job, settings, roles, rm)
     after = snapshot(roles)
     changed = {n for n in before if not torch.equal(before[n], after[n])}
 
@@ -97,7 +99,7 @@ def test_training_changes_policy_and_value_only(outputs, tmp_path):
     assert config["task_type"] == "CAUSAL_LM"
 
     # The reference is the base with every adapter off, bit for bit, although the adapters now differ.
-    rollout = sample(roles, [ex["prompt"] for ex in job.data.test[:3]], settings.sampling())
+    rollout = sample(roles, [ex["prompt"] for ex in job.data.test[:3]], settings.sampling)
     rows = torch.arange(len(rollout))
     ref, _ = response_logprobs(roles, "reference", rollout, rows, settings.temperature)
     policy, _ = response_logprobs(roles, "policy", rollout, rows, settings.temperature)
@@ -114,10 +116,10 @@ def test_training_changes_policy_and_value_only(outputs, tmp_path):
 
 def test_shared_reward_role_equals_the_rm_runs_own_model(outputs, tmp_path):
     _, job, settings = setup(outputs, tmp_path)
-    roles, rm_dir = ppo.build(job, settings)
+    roles, rm = ppo.build(job, settings)
     conversations = [ex["prompt"] + ex["chosen"] for ex in job.data.test[:6]] + [ex["prompt"] + ex["rejected"] for ex in job.data.test[:2]]
     shared = roles.scores(conversations, batch_size=3, max_length=256)
-    tokenizer, reward = load_reward_model(rm_dir, job.hardware)
+    tokenizer, reward = load_reward_model(rm.model, rm.adapter, job.hardware)
     separate = score_conversations(reward, tokenizer, conversations, 3, 256)
     assert shared.shape == (8,)
     assert torch.allclose(shared, separate, atol=1e-5)
@@ -138,7 +140,7 @@ def test_log_probs_do_not_depend_on_padding_or_batching(outputs, tmp_path):
         for p in roles.trainable.values():  # make the policy differ from the base
             p.add_(0.05 * torch.randn_like(p))
     prompts = [ex["prompt"] for ex in job.data.train[:5]]
-    rollout = sample(roles, prompts, settings.sampling())
+    rollout = sample(roles, prompts, settings.sampling)
     assert rollout.prompt_mask.float().mean() < 1  # the prompts really are left-padded
     together, _ = response_logprobs(roles, "policy", rollout, torch.arange(5), settings.temperature)
     for rows in ([0], [3, 1], [4, 2, 0]):
@@ -150,7 +152,7 @@ def test_micro_batches_by_length_return_every_row_in_input_order(outputs, tmp_pa
     """Micro batches are cut from the rows sorted by length; the scores land back on their own rows."""
     _, job, settings = setup(outputs, tmp_path)
     roles, _ = ppo.build(job, settings)
-    rollout = sample(roles, [ex["prompt"] for ex in job.data.train[:5]], settings.sampling())
+    rollout = sample(roles, [ex["prompt"] for ex in job.data.train[:5]], settings.sampling)
     lengths = rollout.prompt_mask.sum(1) + rollout.mask.sum(1)
     assert len(set(lengths.tolist())) > 1  # the rows really differ in length
     batches = micro_batches(rollout, torch.tensor([4, 0, 3, 1]), 3)
@@ -166,9 +168,9 @@ def test_micro_batches_by_length_return_every_row_in_input_order(outputs, tmp_pa
 
 
 def test_rollout_masks_and_texts(outputs, tmp_path):
-    _, job, settings = setup(outputs, tmp_path, **{"algo.max_new_tokens": "6"})
+    _, job, settings = setup(outputs, tmp_path, **{"algo.sampling.max_new_tokens": "6"})
     roles, _ = ppo.build(job, settings)
-    rollout = sample(roles, [ex["prompt"] for ex in job.data.train[:4]], settings.sampling())
+    rollout = sample(roles, [ex["prompt"] for ex in job.data.train[:4]], settings.sampling)
     eos = roles.tokenizer.eos_token_id
     assert rollout.responses.shape[1] <= 6
     lengths = rollout.mask.sum(1)
@@ -263,7 +265,7 @@ def test_reward_model_on_another_base_needs_share_base_false(outputs, tmp_path):
     "override, message",
     [
         ({"algo.batch_size": "6", "algo.num_mini_batches": "4"}, r"algo\.batch_size=6 is not divisible by algo\.num_mini_batches=4"),
-        ({"algo.max_new_tokens": "0"}, r"algo\.max_new_tokens=0 is out of range: must be >= 1"),
+        ({"algo.sampling.max_new_tokens": "0"}, r"algo\.sampling\.max_new_tokens=0 is out of range: must be >= 1"),
         ({"algo.kl_estimator": "k2"}, r"unknown algo\.kl_estimator='k2'"),
         ({"algo.value_model": "critic"}, r"unknown algo\.value_model='critic': valid values are adapter, policy"),
         ({"algo.adaptive_kl": "true", "algo.kl_target": "null"}, r"algo\.kl_target=None is out of range"),
@@ -284,7 +286,7 @@ def test_separate_models_give_the_same_rewards_and_reference(outputs, tmp_path):
     separate, _ = ppo.build(job2, settings2)
     conversations = [ex["prompt"] + ex["chosen"] for ex in job.data.test[:4]]
     assert torch.allclose(shared.scores(conversations, 4, 256), separate.scores(conversations, 4, 256), atol=1e-5)
-    rollout = sample(shared, [ex["prompt"] for ex in job.data.test[:3]], settings.sampling())
+    rollout = sample(shared, [ex["prompt"] for ex in job.data.test[:3]], settings.sampling)
     rows = torch.arange(3)
     for role in ("reference", "policy"):
         a, _ = response_logprobs(shared, role, rollout, rows, 0.7)
@@ -296,7 +298,7 @@ def test_separate_models_give_the_same_rewards_and_reference(outputs, tmp_path):
 def test_gradient_checkpointing_gives_the_same_gradients(outputs, tmp_path):
     _, job, settings = setup(outputs, tmp_path)
     roles, _ = ppo.build(job, settings)
-    rollout = sample(roles, [ex["prompt"] for ex in job.data.train[:3]], settings.sampling())
+    rollout = sample(roles, [ex["prompt"] for ex in job.data.train[:3]], settings.sampling)
     rows = torch.arange(3)
 
     def gradients():
@@ -324,7 +326,7 @@ def test_bf16_autocast_scores_and_trains_close_to_fp32(outputs, tmp_path):
     _, job, settings = setup(outputs, tmp_path, **{"hardware.bf16": "true"})
     roles, _ = ppo.build(job, settings)
     assert roles.autocast_dtype == torch.bfloat16
-    rollout = sample(roles, [ex["prompt"] for ex in job.data.train[:3]], settings.sampling())
+    rollout = sample(roles, [ex["prompt"] for ex in job.data.train[:3]], settings.sampling)
     rows = torch.arange(3)
     with roles.active("policy"):
         mixed, _ = response_logprobs(roles, "policy", rollout, rows, settings.temperature)
@@ -342,13 +344,13 @@ def test_bf16_autocast_scores_and_trains_close_to_fp32(outputs, tmp_path):
 def test_sampling_log_probs_equal_a_policy_forward(outputs, tmp_path):
     """The old log-probs kept from generation (no second policy forward) are the ones a forward over the
     rollout gives: KV-cached decoding under left padding scores each token as the full sequence does."""
-    _, job, settings = setup(outputs, tmp_path, **{"algo.temperature": "0.7"})
+    _, job, settings = setup(outputs, tmp_path, **{"algo.sampling.temperature": "0.7"})
     roles, _ = ppo.build(job, settings)
     with torch.no_grad():
         for p in roles.trainable.values():  # a policy that differs from the base
             p.add_(0.05 * torch.randn_like(p))
     assert roles.generation_matches_scoring
-    rollout = sample(roles, [ex["prompt"] for ex in job.data.train[:5]], settings.sampling(), with_logprobs=True)
+    rollout = sample(roles, [ex["prompt"] for ex in job.data.train[:5]], settings.sampling, with_logprobs=True)
     rows = torch.arange(len(rollout))
     with torch.no_grad():
         forward, entropy = response_logprobs(roles, "policy", rollout, rows, settings.temperature, with_entropy=True)

@@ -4,7 +4,7 @@ Hydra picks the run directory and composes the config before our code runs, so t
 rewritten first: the run's resolved ``.hydra/config.yaml`` becomes the primary config and
 ``hydra.run.dir`` the run's directory. Dotted overrides still apply (``algo.max_steps=200`` extends a
 run); group overrides (``lora=r8``) would build a different model than the checkpoint holds, so they
-are refused. Each algorithm then loads its newest checkpoint (see :func:`rlhf.runs.truncate_metrics`).
+are refused. Each algorithm then loads its newest checkpoint (see :func:`rlhf.run.rundir.truncate_metrics`).
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import json
 from pathlib import Path
 
 from rlhf.errors import ConfigError
-from rlhf.runs import CHECKPOINTS, CONFIG, SUMMARY
+from rlhf.run.rundir import CHECKPOINTS, CONFIG, SUMMARY
 
 # Checkpoint folder names: transformers Trainer (rm, sft, dpo) and our PPO loop.
 CHECKPOINT_PATTERNS = ("checkpoint-*", "step-*")

@@ -21,8 +21,8 @@ import numpy as np
 import torch
 
 from rlhf.errors import ConfigError
-from rlhf.ppo.roles import Roles
-from rlhf.runs import CHECKPOINTS
+from rlhf.algos.ppo.roles import Roles
+from rlhf.run.rundir import CHECKPOINTS
 
 STATE = "state.pt"
 _NAME = re.compile(r"^step-(\d+)$")

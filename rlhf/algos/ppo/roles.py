@@ -27,7 +27,7 @@ import logging
 import shutil
 import tempfile
 from contextlib import contextmanager, nullcontext
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -38,10 +38,9 @@ from safetensors.torch import save_file
 from torch import nn
 from transformers import GenerationConfig
 
-from rlhf.config import ModelSettings, from_node
 from rlhf.errors import ConfigError, ModelLoadError
-from rlhf.job import Job
-from rlhf.models import (
+from rlhf.run.job import Job
+from rlhf.modeling.models import (
     add_adapter,
     load_adapter,
     load_causal_lm,
@@ -49,8 +48,9 @@ from rlhf.models import (
     load_reward_model,
     lora_config,
 )
-from rlhf.reward_scoring import score_conversations
-from rlhf.runs import ADAPTER, load_run_config
+from rlhf.modeling.reward_scoring import score_conversations
+from rlhf.modeling.token_math import position_ids, response_positions
+from rlhf.run.rundir import FinishedRun
 
 log = logging.getLogger(__name__)
 
@@ -59,11 +59,6 @@ ADAPTER_WEIGHTS = "adapter_model.safetensors"
 SCORE_KEY = "base_model.model.score.weight"  # where a saved SEQ_CLS adapter keeps the score head
 VALUE_HEAD = "value_head.safetensors"
 VALUE_MODELS = ("adapter", "policy")  # algo.value_model: the value role's own adapter, or a head on the policy
-
-
-def position_ids(attention_mask: torch.Tensor) -> torch.Tensor:
-    """attention_mask [B, L] (0/1, left padding allowed) -> [B, L] positions counting real tokens only."""
-    return (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
 
 
 def _base(model: nn.Module) -> nn.Module:
@@ -79,12 +74,6 @@ def _decoder(model: nn.Module) -> nn.Module:
 def _adapter_params(model: nn.Module, adapter: str) -> dict[str, nn.Parameter]:
     """Parameters of one named PEFT adapter (LoRA matrices and modules_to_save copies)."""
     return {name: p for name, p in model.named_parameters() if f".{adapter}." in name}
-
-
-def same_base(a: ModelSettings, b: ModelSettings) -> bool:
-    """Whether two model configs load the same weights and tokenizer (the cache location does not matter)."""
-    strip = lambda m: {k: v for k, v in asdict(m).items() if k != "cache_dir"}  # noqa: E731
-    return strip(a) == strip(b)
 
 
 @dataclass
@@ -210,9 +199,9 @@ class Roles:
         """input_ids/attention_mask [B, P+T] = [left-padded prompt | response], P = prompt_len ->
         the role's head on the T states that predict (policy, reference) or value (value) the response
         tokens: [B, T, V] logits or [B, T, 1]. The state at i predicts token i+1, hence P-1 .. P+T-2."""
-        hidden = self.hidden(name, input_ids, attention_mask)
+        hidden = response_positions(self.hidden(name, input_ids, attention_mask), prompt_len)
         with self.precision():
-            return self.roles[name].head(hidden[:, prompt_len - 1 : -1])
+            return self.roles[name].head(hidden)
 
     @torch.no_grad()
     def generate(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, config: GenerationConfig, with_logits: bool = False,
@@ -248,7 +237,7 @@ class Roles:
     def policy_and_value_heads(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, prompt_len: int) -> tuple[torch.Tensor, torch.Tensor]:
         """For a value head on the policy: one trunk pass, both heads on the T response states (as
         ``response_head``) -> logits [B, T, V] and values [B, T] float32."""
-        hidden = self.hidden("policy", input_ids, attention_mask)[:, prompt_len - 1 : -1]
+        hidden = response_positions(self.hidden("policy", input_ids, attention_mask), prompt_len)
         with self.precision():
             return self.roles["policy"].head(hidden), self.roles["value"].head(hidden).squeeze(-1).float()
 
@@ -343,8 +332,8 @@ def _linear_head(weight: torch.Tensor, like: nn.Module, trainable: bool) -> nn.L
     return head
 
 
-def build_roles(job: Job, rm_dir: Path, share_base: bool, init_adapter: Path | None, value_model: str = "adapter") -> Roles:
-    """Load the four roles; ``rm_dir`` is a finished rm run, ``init_adapter`` an adapter directory or None,
+def build_roles(job: Job, rm: FinishedRun, share_base: bool, init_adapter: Path | None, value_model: str = "adapter") -> Roles:
+    """Load the four roles; ``rm`` is a finished rm run, ``init_adapter`` an adapter directory or None,
     ``value_model`` one of VALUE_MODELS."""
     if not job.lora.enabled:
         raise ConfigError(f"lora={job.lora.name}: PPO trains LoRA adapters for the policy and value roles; pick lora=r16 (or r8, r64)")
@@ -353,9 +342,9 @@ def build_roles(job: Job, rm_dir: Path, share_base: bool, init_adapter: Path | N
     policy = _place(_with_policy_adapter(lm, job, init_adapter, reference_copy=share_base), job)
     lm_head = _base(policy).get_output_embeddings()
     if share_base:
-        roles = _shared_roles(tokenizer, policy, lm_head, rm_dir, init_adapter, value_model)
+        roles = _shared_roles(tokenizer, policy, lm_head, rm.adapter, init_adapter, value_model)
     else:
-        roles = _separate_roles(job, path, tokenizer, policy, lm_head, rm_dir, init_adapter, value_model)
+        roles = _separate_roles(job, path, tokenizer, policy, lm_head, rm, init_adapter, value_model)
     if job.hardware.gradient_checkpointing:
         roles.enable_gradient_checkpointing()
     if job.hardware.bf16:
@@ -363,8 +352,8 @@ def build_roles(job: Job, rm_dir: Path, share_base: bool, init_adapter: Path | N
     return roles
 
 
-def _shared_roles(tokenizer, model: PeftModel, lm_head, rm_dir: Path, init_adapter: Path | None, value_model: str) -> Roles:
-    config, lora, score = read_reward_adapter(rm_dir / ADAPTER)
+def _shared_roles(tokenizer, model: PeftModel, lm_head, rm_adapter: Path, init_adapter: Path | None, value_model: str) -> Roles:
+    config, lora, score = read_reward_adapter(rm_adapter)
     own_value_adapter = value_model == "adapter"
     for name in ("reward", "value") if own_value_adapter else ("reward",):
         _load_lora(model, config, lora, name)
@@ -385,20 +374,20 @@ def _shared_roles(tokenizer, model: PeftModel, lm_head, rm_dir: Path, init_adapt
     return Roles(tokenizer, roles, reward_model=None, reward_tokenizer=tokenizer, trainable=trainable, shared=True)
 
 
-def _separate_roles(job: Job, path: str, tokenizer, policy: PeftModel, lm_head, rm_dir: Path, init_adapter: Path | None,
+def _separate_roles(job: Job, path: str, tokenizer, policy: PeftModel, lm_head, rm: FinishedRun, init_adapter: Path | None,
                     value_model: str) -> Roles:
     reference = _place(load_causal_lm(path, job.model, job.hardware, tokenizer), job)
     if init_adapter is not None:
         reference = _place(load_adapter(reference, init_adapter), job)
-    reward_tokenizer, reward = load_reward_model(rm_dir, job.hardware)
+    reward_tokenizer, reward = load_reward_model(rm.model, rm.adapter, job.hardware)
     reward = _place(reward, job)
-    rm_on_same_base = same_base(from_node(ModelSettings, load_run_config(rm_dir).model, "model"), job.model)
+    rm_on_same_base = rm.model.same_base(job.model)
     if value_model == "policy":
-        score = read_reward_adapter(rm_dir / ADAPTER)[2] if rm_on_same_base else None
+        score = read_reward_adapter(rm.adapter)[2] if rm_on_same_base else None
         return _separate_roles_value_on_policy(tokenizer, policy, lm_head, reference, reward, reward_tokenizer, score)
     backbone = load_reward_backbone(path, job.model, job.hardware, tokenizer)
     if rm_on_same_base:
-        value = load_adapter(backbone, rm_dir / ADAPTER, trainable=True)
+        value = load_adapter(backbone, rm.adapter, trainable=True)
     else:
         log.warning("the reward model is on another base: the value adapter and head start fresh, not from it")
         value = add_adapter(backbone, job.lora, "SEQ_CLS", modules_to_save=["score"])

@@ -10,7 +10,7 @@ import pytest
 
 from rlhf.config import LoggerSettings
 from rlhf.errors import ConfigError
-from rlhf.tracking import Tracker, redact_secrets, wandb_key_found, wandb_mode
+from rlhf.run.tracking import Tracker, redact_secrets, wandb_key_found, wandb_mode
 
 WANDB = LoggerSettings(name="wandb", project="rlhf-tests", entity=None, group=None, mode=None, init_timeout=60)
 NONE = LoggerSettings(name="none", project=None, entity=None, group=None, mode="disabled", init_timeout=60)

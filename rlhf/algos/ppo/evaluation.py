@@ -12,8 +12,9 @@ from __future__ import annotations
 import torch
 
 from rlhf.data.gold_judge import gold_score_batch
-from rlhf.ppo.roles import Roles
-from rlhf.ppo.rollout import Sampling, sample, score_rollout
+from rlhf.algos.ppo.roles import Roles
+from rlhf.algos.ppo.scoring import score_rollout
+from rlhf.modeling.generation import Sampling, sample
 
 
 def _last_user_text(prompt: list[dict]) -> str:
@@ -21,13 +22,13 @@ def _last_user_text(prompt: list[dict]) -> str:
 
 
 @torch.no_grad()
-def evaluate(roles: Roles, prompts: list[list[dict]], sampling: Sampling, batch_size: int, micro_batch: int,
+def evaluate(roles: Roles, prompts: list[list[dict]], sampling: Sampling, greedy: bool, batch_size: int, micro_batch: int,
              reward_max_length: int, seed: int, with_gold: bool) -> tuple[dict[str, float], list[dict]]:
     """(metrics, one record per prompt with the response and its scores)."""
     devices = list(range(torch.cuda.device_count())) if torch.cuda.is_available() else []
     with torch.random.fork_rng(devices=devices):
         torch.manual_seed(seed)
-        rollout = sample(roles, prompts, sampling, batch_size=batch_size)
+        rollout = sample(roles, prompts, sampling, greedy, batch_size=batch_size)
     scored = score_rollout(roles, rollout, sampling.temperature, micro_batch, reward_max_length, with_values=False)
     mask = rollout.mask.float()
     kl = ((scored.logprobs - scored.ref_logprobs) * mask).sum(1)

@@ -15,15 +15,15 @@ Each iteration, for a batch of training prompts:
                    batches): clipped policy loss + vf_coef * clipped value loss, gradient clipping
     6. log         metrics.jsonl / W&B; a table of sample completions every ``sample_every`` iterations
 
-The roles (policy, reference, reward, value) are in rlhf/ppo/roles.py, the tensor math in
-rlhf/ppo_math.py. Held-out prompts are evaluated before and after training (rm score, gold score,
+The roles (policy, reference, reward, value) are in rlhf/algos/ppo/roles.py, the tensor math in
+rlhf/algos/ppo/math.py. Held-out prompts are evaluated before and after training (rm score, gold score,
 KL). Defaults and the reasons for them are in conf/algo/ppo.yaml.
 
 Resuming a killed run (SIGKILL, out of memory, preemption): ``python train.py resume=RUN_DIR``.
 It restores the newest checkpoint in RUN_DIR/checkpoints/ (written every ``save_every``
 iterations: adapters, value head, optimizer, scheduler, KL controller, RNG states, step), drops the
 metrics.jsonl rows logged after it, and continues as if never stopped. SIGTERM / SIGINT save a
-checkpoint after the current iteration and stop (rlhf/stopping.py).
+checkpoint after the current iteration and stop (rlhf/run/stopping.py).
 """
 
 from __future__ import annotations
@@ -33,34 +33,14 @@ import logging
 import time
 import warnings
 from collections import defaultdict
-from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 from transformers import get_scheduler
 
-from rlhf import stopping
-from rlhf.config import ModelSettings, check, check_choice, from_node
-from rlhf.data.gold_judge import gold_score_batch
-from rlhf.errors import ConfigError
-from rlhf.job import Job
-from rlhf.nonfinite import NonFiniteCounter, is_finite, numeric_error
-from rlhf.ppo import checkpoint
-from rlhf.ppo.evaluation import evaluate
-from rlhf.ppo.roles import VALUE_MODELS, Roles, build_roles, same_base
-from rlhf.ppo.rollout import (
-    Rollout,
-    Sampling,
-    micro_batches,
-    prompt_indices,
-    response_logprobs,
-    response_logprobs_and_values,
-    response_values,
-    sample,
-    score_rollout,
-)
-from rlhf.ppo_math import (
-    KL_ESTIMATORS,
+from rlhf.algos.ppo import checkpoint
+from rlhf.algos.ppo.evaluation import evaluate
+from rlhf.algos.ppo.math import (
     apply_missing_eos_penalty,
     compute_gae,
     make_kl_controller,
@@ -71,143 +51,54 @@ from rlhf.ppo_math import (
     policy_loss,
     value_loss,
 )
-from rlhf.runs import ADAPTER, load_run_config, resolve_run_dir, truncate_jsonl, truncate_metrics
+from rlhf.algos.ppo.roles import Roles, build_roles
+from rlhf.algos.ppo.scoring import micro_batches, response_logprobs_and_values, response_values, score_rollout
+from rlhf.algos.ppo.settings import Settings
+from rlhf.data.gold_judge import gold_score_batch
+from rlhf.errors import ConfigError
+from rlhf.modeling.generation import Rollout, response_logprobs, sample
+from rlhf.run import stopping
+from rlhf.run.job import Job
+from rlhf.run.nonfinite import NonFiniteCounter, is_finite, numeric_error
+from rlhf.run.rundir import FinishedRun, finished_run, resolve_adapter, truncate_jsonl, truncate_metrics
 
-__all__ = ["Settings", "train", "build", "fit"]
+__all__ = ["Settings", "train", "build", "fit", "ppo_iteration", "prompt_indices"]
 
 log = logging.getLogger(__name__)
 
-SCHEDULERS = ("linear", "cosine", "constant", "constant_with_warmup")
 EVAL_SAMPLES = "eval_samples.jsonl"
 
 
-@dataclass(frozen=True)
-class Settings:
-    """conf/algo/ppo.yaml (every default and its reason lives there)."""
+def prompt_indices(n_prompts: int, batch_size: int, iteration: int, seed: int) -> list[int]:
+    """Prompts of 1-based ``iteration``: consecutive slices of the prompt set, reshuffled every pass.
 
-    name: str
-    optimized_metric: str
-    # where the roles come from
-    reward_model: str | None
-    init_adapter: str | None
-    share_base: bool
-    value_model: str
-    # schedule and optimizer
-    iterations: int
-    batch_size: int
-    num_mini_batches: int
-    ppo_epochs: int
-    learning_rate: float
-    lr_scheduler_type: str
-    warmup_ratio: float
-    adam_eps: float
-    max_grad_norm: float
-    # 1. rollout
-    max_prompt_length: int
-    max_new_tokens: int
-    temperature: float
-    top_k: int
-    top_p: float
-    # 2.-3. score and per-token rewards
-    missing_eos_penalty: float | None
-    reward_clip: float | None
-    whiten_scores: bool
-    kl_coef: float
-    kl_estimator: str
-    adaptive_kl: bool
-    kl_target: float | None
-    kl_horizon: float | None
-    # 4. advantages
-    gamma: float
-    lam: float
-    whiten_rewards: bool
-    whiten_advantages: bool
-    # 5. losses
-    cliprange: float
-    cliprange_value: float
-    vf_coef: float
-    # 6. logging, checkpoints, evaluation
-    sample_every: int
-    sample_rows: int
-    save_every: int
-    keep_checkpoints: int
-    eval_prompts: int
-    eval_greedy: bool
-    kl_bound: float
-
-    def __post_init__(self):
-        check_choice("algo.value_model", self.value_model, VALUE_MODELS)
-        check(self.iterations >= 1, "algo.iterations", self.iterations, "must be >= 1")
-        check(self.batch_size >= 2, "algo.batch_size", self.batch_size, "must be >= 2 prompts per iteration (whitening needs two)")
-        check(self.num_mini_batches >= 1, "algo.num_mini_batches", self.num_mini_batches, "must be >= 1")
-        if self.batch_size % self.num_mini_batches:
-            raise ConfigError(
-                f"algo.batch_size={self.batch_size} is not divisible by algo.num_mini_batches={self.num_mini_batches}: "
-                f"choose a batch size that is a multiple of {self.num_mini_batches}, or a number of minibatches that divides {self.batch_size}"
-            )
-        check(self.ppo_epochs >= 1, "algo.ppo_epochs", self.ppo_epochs, "must be >= 1")
-        check(0 < self.learning_rate < 1, "algo.learning_rate", self.learning_rate, "must be in (0, 1), e.g. 1e-4 for LoRA")
-        check_choice("algo.lr_scheduler_type", self.lr_scheduler_type, SCHEDULERS)
-        check(0 <= self.warmup_ratio < 1, "algo.warmup_ratio", self.warmup_ratio, "must be in [0, 1)")
-        check(self.adam_eps > 0, "algo.adam_eps", self.adam_eps, "must be > 0")
-        check(self.max_grad_norm > 0, "algo.max_grad_norm", self.max_grad_norm, "must be > 0")
-        check(self.max_prompt_length >= 8, "algo.max_prompt_length", self.max_prompt_length, "must be >= 8 tokens")
-        check(self.max_new_tokens >= 1, "algo.max_new_tokens", self.max_new_tokens, "must be >= 1: the policy has to generate at least one token (e.g. 48)")
-        check(self.temperature > 0, "algo.temperature", self.temperature, "must be > 0 (sampling; 1.0 = the model's own distribution)")
-        check(self.top_k >= 0, "algo.top_k", self.top_k, "must be >= 0 (0 = no top-k filter)")
-        check(0 < self.top_p <= 1, "algo.top_p", self.top_p, "must be in (0, 1] (1 = no nucleus filter)")
-        if self.missing_eos_penalty is not None:
-            check(self.missing_eos_penalty >= 0, "algo.missing_eos_penalty", self.missing_eos_penalty, "must be >= 0 (it is subtracted) or null")
-        if self.reward_clip is not None:
-            check(self.reward_clip > 0, "algo.reward_clip", self.reward_clip, "must be > 0 or null")
-        check(self.kl_coef >= 0, "algo.kl_coef", self.kl_coef, "must be >= 0")
-        check_choice("algo.kl_estimator", self.kl_estimator, KL_ESTIMATORS)
-        if self.adaptive_kl:
-            check(self.kl_target is not None and self.kl_target > 0, "algo.kl_target", self.kl_target, "must be > 0 with algo.adaptive_kl=true")
-            check(self.kl_horizon is not None and self.kl_horizon > 0, "algo.kl_horizon", self.kl_horizon, "must be > 0 with algo.adaptive_kl=true")
-        check(0 <= self.gamma <= 1, "algo.gamma", self.gamma, "must be in [0, 1]")
-        check(0 <= self.lam <= 1, "algo.lam", self.lam, "must be in [0, 1]")
-        check(self.cliprange > 0, "algo.cliprange", self.cliprange, "must be > 0, e.g. 0.2")
-        check(self.cliprange_value > 0, "algo.cliprange_value", self.cliprange_value, "must be > 0, e.g. 0.2")
-        check(self.vf_coef >= 0, "algo.vf_coef", self.vf_coef, "must be >= 0")
-        check(self.sample_every >= 1, "algo.sample_every", self.sample_every, "must be >= 1")
-        check(self.sample_rows >= 1, "algo.sample_rows", self.sample_rows, "must be >= 1")
-        check(self.save_every >= 1, "algo.save_every", self.save_every, "must be >= 1")
-        check(self.keep_checkpoints >= 1, "algo.keep_checkpoints", self.keep_checkpoints, "must be >= 1")
-        check(self.eval_prompts >= 1, "algo.eval_prompts", self.eval_prompts, "must be >= 1")
-        check(self.kl_bound > 0, "algo.kl_bound", self.kl_bound, "must be > 0 (nats per response)")
-
-    def sampling(self, greedy: bool = False) -> Sampling:
-        return Sampling(self.max_prompt_length, self.max_new_tokens, self.temperature, self.top_k, self.top_p, greedy)
+    A pure function of its arguments, so a resumed run draws exactly the prompts it would have.
+    """
+    start, out = (iteration - 1) * batch_size, []
+    while len(out) < batch_size:
+        epoch, offset = divmod(start + len(out), n_prompts)
+        order = torch.randperm(n_prompts, generator=torch.Generator().manual_seed(seed + epoch)).tolist()
+        out += order[offset : offset + batch_size - len(out)]
+    return out
 
 
 # --------------------------------------------------------------------------- setup checks
 
 
-def reward_model_dir(job: Job, settings: Settings) -> Path:
-    """The finished rm run to score with: algo.reward_model, or outputs/latest/rm."""
+def reward_model(job: Job, settings: Settings) -> FinishedRun:
+    """The finished rm run to score with: algo.reward_model, or outputs/latest/rm; with a shared base, on this base."""
     path = Path(settings.reward_model) if settings.reward_model else job.outputs_root / "latest" / "rm"
     if not path.exists():
         raise ConfigError(f"no reward model at {path}: run `python train.py algo=rm` first, or set algo.reward_model=<rm run directory>")
-    rm_dir = resolve_run_dir(path, "rm", "algo.reward_model")
-    rm_model = from_node(ModelSettings, load_run_config(rm_dir).model, "model")
-    if settings.share_base and not same_base(rm_model, job.model):
-        raise ConfigError(
-            f"algo.reward_model={path} was trained on model={rm_model.name}, a different base from this run's "
-            f"model={job.model.name}: one shared base cannot serve both; set algo.share_base=false "
-            f"(or train a reward model with model={job.model.name})"
-        )
-    return rm_dir
+    return finished_run(path, "algo.reward_model", "rm", job.model if settings.share_base else None,
+                        base_fix=f"one shared base cannot serve both: set algo.share_base=false (or train a reward model with model={job.model.name})")
 
 
-def init_adapter_dir(value: str | None) -> Path | None:
-    """An adapter directory, or a run directory (e.g. outputs/latest/sft) holding adapter/."""
-    if value is None:
+def init_adapter(job: Job, settings: Settings) -> Path | None:
+    """The adapter the policy starts from (algo.init_adapter: an adapter directory or a policy run), or None."""
+    if settings.init_adapter is None:
         return None
-    for candidate in (Path(value), Path(value) / ADAPTER):
-        if (candidate / "adapter_config.json").is_file():
-            return candidate
-    raise ConfigError(f"algo.init_adapter={value}: no PEFT adapter there (adapter_config.json); point it at an sft run directory or its adapter/")
+    return resolve_adapter(settings.init_adapter, "algo.init_adapter", job.model)
 
 
 def resume_checkpoint(job: Job) -> Path | None:
@@ -237,11 +128,11 @@ def ppo_iteration(roles: Roles, optimizer, scheduler, kl_controller, prompts: li
 
     # 1. rollout: sample a response to every prompt; at full precision keep the sampling log-probs, which
     #    are the old policy's (step 2 then needs no policy forward).
-    rollout = sample(roles, prompts, settings.sampling(), with_logprobs=roles.generation_matches_scoring)
+    rollout = sample(roles, prompts, settings.sampling, with_logprobs=roles.generation_matches_scoring)
     times["rollout"], clock = time.perf_counter() - clock, time.perf_counter()
 
     # 2. score: log-probs under the reference (and the sampling policy, unless kept), values, reward-model scores.
-    old = score_rollout(roles, rollout, settings.temperature, micro_batch, reward_max_length)
+    old = score_rollout(roles, rollout, settings.sampling.temperature, micro_batch, reward_max_length)
     scores = apply_missing_eos_penalty(old.scores, rollout.has_eos, settings.missing_eos_penalty)
     scores = normalize_scores(scores, settings.reward_clip, settings.whiten_scores)
     times["score"], clock = time.perf_counter() - clock, time.perf_counter()
@@ -369,13 +260,13 @@ def _policy_and_value_backward(roles: Roles, rollout: Rollout, old, advantages: 
     # during backward, with whichever adapter is active then.
     if roles.value_on_policy:  # one trunk pass feeds both heads
         with roles.active("policy"):
-            new_logprobs, values = response_logprobs_and_values(roles, rollout, rows, settings.temperature)
+            new_logprobs, values = response_logprobs_and_values(roles, rollout, rows, settings.sampling.temperature)
             pg_loss, pg = policy_loss(new_logprobs, old.logprobs[rows], advantages[rows], mask, settings.cliprange)
             vf_loss, vf = value_loss(values, old.values[rows], returns[rows], mask, settings.cliprange_value)
             (weight * (pg_loss + settings.vf_coef * vf_loss)).backward()
     else:
         with roles.active("policy"):
-            new_logprobs, _ = response_logprobs(roles, "policy", rollout, rows, settings.temperature)
+            new_logprobs, _ = response_logprobs(roles, "policy", rollout, rows, settings.sampling.temperature)
             pg_loss, pg = policy_loss(new_logprobs, old.logprobs[rows], advantages[rows], mask, settings.cliprange)
             (weight * pg_loss).backward()
         with roles.active("value"):
@@ -403,12 +294,13 @@ def _sample_table(rollout: Rollout, scores: torch.Tensor, rows: int, step: int) 
             for prompt, text, score in list(zip(rollout.prompts, rollout.texts, scores.tolist()))[:rows]]
 
 
-def build(job: Job, settings: Settings) -> tuple[Roles, Path]:
-    """(roles, rm run directory), after the cheap checks that can fail with a one-line ConfigError."""
-    rm_dir = reward_model_dir(job, settings)
+def build(job: Job, settings: Settings) -> tuple[Roles, FinishedRun]:
+    """(roles, the rm run), after the cheap checks that can fail with a one-line ConfigError."""
+    rm = reward_model(job, settings)
+    start = init_adapter(job, settings)
     resume_checkpoint(job)
     micro_batch_size(job, settings)
-    return build_roles(job, rm_dir, settings.share_base, init_adapter_dir(settings.init_adapter), settings.value_model), rm_dir
+    return build_roles(job, rm, settings.share_base, start, settings.value_model), rm
 
 
 def micro_batch_size(job: Job, settings: Settings) -> int:
@@ -423,7 +315,7 @@ def train(job: Job, settings: Settings) -> dict:
     return fit(job, settings, *build(job, settings))
 
 
-def fit(job: Job, settings: Settings, roles: Roles, rm_dir: Path) -> dict:
+def fit(job: Job, settings: Settings, roles: Roles, rm: FinishedRun) -> dict:
     """The training loop on built roles (start evaluation or resume, iterations, final evaluation, save)."""
     resume_from = resume_checkpoint(job)
     stop = stopping.current()
@@ -432,14 +324,14 @@ def fit(job: Job, settings: Settings, roles: Roles, rm_dir: Path) -> dict:
     updates = settings.iterations * settings.ppo_epochs * settings.num_mini_batches
     scheduler = get_scheduler(settings.lr_scheduler_type, optimizer, round(settings.warmup_ratio * updates), updates)
     kl_controller = make_kl_controller(settings.kl_coef, settings.adaptive_kl, settings.kl_target, settings.kl_horizon)
-    reward_max_length = int(load_run_config(rm_dir).algo.max_length)  # what the reward model was trained on
+    reward_max_length = int(rm.config.algo.max_length)  # what the reward model was trained on
     train_prompts = [ex["prompt"] for ex in job.data.train]
     eval_prompts = [ex["prompt"] for ex in job.data.test[: settings.eval_prompts]]
     with_gold = job.dataset.name == "hh_synthetic"
     samples_path = job.run_dir / EVAL_SAMPLES
 
     def held_out(when: str, step: int) -> dict[str, float]:
-        metrics, records = evaluate(roles, eval_prompts, settings.sampling(settings.eval_greedy), settings.batch_size,
+        metrics, records = evaluate(roles, eval_prompts, settings.sampling, settings.eval_greedy, settings.batch_size,
                                     micro, reward_max_length, job.seed, with_gold)
         _append_samples(samples_path, when, step, records)
         log.info("%s evaluation on %d held-out prompts: %s", when, len(eval_prompts), metrics)
@@ -491,7 +383,7 @@ def fit(job: Job, settings: Settings, roles: Roles, rm_dir: Path) -> dict:
         episodes=settings.iterations * settings.batch_size,
         kl_bound=settings.kl_bound,
         kl_within_bound=final_eval["kl"] <= settings.kl_bound,
-        reward_model=str(rm_dir),
+        reward_model=str(rm.run_dir),
         share_base=settings.share_base,
         value_model=settings.value_model,
         eval_prompts=len(eval_prompts),

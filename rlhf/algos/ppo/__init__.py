@@ -1,0 +1,17 @@
+"""PPO for language models (ours: TRL no longer ships one), everything PPO in one package.
+
+    settings.py    Settings: conf/algo/ppo.yaml, with range checks
+    loop.py        the training loop: numbered steps rollout -> score -> rewards -> GAE -> update -> log
+    math.py        the tensor math: KL-penalised rewards, GAE, clipped losses, whitening, KL controllers
+    roles.py       the four roles (policy, reference, reward, value) on one shared base or separate models
+    scoring.py     step 2: reference log-probs, values and reward-model scores of a rollout
+    evaluation.py  held-out evaluation before and after training (reward model, gold judge, KL)
+    checkpoint.py  save / resume the full training state in run_dir/checkpoints/
+
+Sampling (step 1) is shared with evaluation and lives in rlhf/modeling/generation.py.
+"""
+
+from rlhf.algos.ppo.loop import train
+from rlhf.algos.ppo.settings import Settings
+
+__all__ = ["Settings", "train"]

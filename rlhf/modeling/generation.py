@@ -1,0 +1,168 @@
+"""Sampling responses from a policy: prompts -> a Rollout (ids, masks, texts, optional log-probs).
+
+Shared by PPO's rollouts, its held-out evaluation and evaluate.py. Shapes: B prompts in a batch,
+P prompt columns (left padding), T response columns (right padding after the first EOS), V
+vocabulary. Every forward gets position ids from its attention mask (token_math.position_ids), so
+left padding never shifts positions.
+
+The model side is any object with ``tokenizer``, ``device``, ``generate(input_ids, attention_mask,
+config, with_logits=False, with_values=False)`` and ``response_head(role, input_ids, attention_mask,
+prompt_len)``: PPO's Roles (rlhf/algos/ppo/roles.py) and evaluation's PolicyView.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from transformers import GenerationConfig
+
+from rlhf.config import check
+from rlhf.modeling.token_math import contains_eos, entropy_from_logits, gather_logprobs, response_mask_after_eos, truncate_after_eos
+
+
+@dataclass(frozen=True)
+class Sampling:
+    """How responses are drawn: the ``sampling`` node of conf/algo/ppo.yaml and conf/evaluate.yaml
+    (every default and its reason lives there). Greedy decoding is chosen where it is used."""
+
+    max_prompt_length: int
+    max_new_tokens: int
+    temperature: float
+    top_k: int
+    top_p: float
+
+    def check(self, node: str) -> None:
+        """Range checks; ``node`` is where the settings live (``algo.sampling``), for the error message."""
+        check(self.max_prompt_length >= 8, f"{node}.max_prompt_length", self.max_prompt_length, "must be >= 8 tokens")
+        check(self.max_new_tokens >= 1, f"{node}.max_new_tokens", self.max_new_tokens,
+              "must be >= 1: the policy has to generate at least one token (e.g. 48)")  # fmt: skip
+        check(self.temperature > 0, f"{node}.temperature", self.temperature,
+              "must be > 0 (sampling; 1.0 = the model's own distribution)")  # fmt: skip
+        check(self.top_k >= 0, f"{node}.top_k", self.top_k, "must be >= 0 (0 = no top-k filter)")
+        check(0 < self.top_p <= 1, f"{node}.top_p", self.top_p, "must be in (0, 1] (1 = no nucleus filter)")
+
+    def logprob_temperature(self, greedy: bool) -> float:
+        """The temperature of the distribution a token was drawn from (1 for greedy decoding)."""
+        return 1.0 if greedy else self.temperature
+
+    def generation_config(self, tokenizer, greedy: bool = False) -> GenerationConfig:
+        """Plain sampling from softmax(logits / temperature) (top_k=0 and top_p=1 switch those filters off),
+        or greedy decoding, stopping at EOS; nothing from the model's own generation defaults."""
+        common = dict(max_new_tokens=self.max_new_tokens, eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id)
+        if greedy:
+            return GenerationConfig(do_sample=False, **common)
+        return GenerationConfig(do_sample=True, temperature=self.temperature, top_k=self.top_k, top_p=self.top_p, **common)
+
+
+@dataclass
+class Rollout:
+    """B prompts and the policy's responses to them."""
+
+    prompts: list[list[dict]]  # prompt messages, as in the preference data
+    prompt_ids: torch.Tensor  # [B, P] long, left-padded
+    prompt_mask: torch.Tensor  # [B, P] 0/1
+    responses: torch.Tensor  # [B, T] long, pad after the first EOS
+    mask: torch.Tensor  # [B, T] bool: real response tokens, up to and including EOS
+    has_eos: torch.Tensor  # [B] bool: the response ended by itself (not cut at max_new_tokens)
+    texts: list[str]  # decoded responses, without EOS
+    # [B, T] log-probs and entropies of the sampling distribution, from the generation logits (sample(...,
+    # with_logprobs=True)); None when not kept.
+    logprobs: torch.Tensor | None = None
+    entropy: torch.Tensor | None = None
+    # [B, T] old values, from the generation pass when the value head sits on the policy; None otherwise.
+    values: torch.Tensor | None = None
+
+    def __len__(self) -> int:
+        return len(self.prompts)
+
+    def conversations(self) -> list[list[dict]]:
+        """Prompt + response as messages: what the reward model and the gold judge read."""
+        return [prompt + [{"role": "assistant", "content": text}] for prompt, text in zip(self.prompts, self.texts)]
+
+    def joined(self, rows: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor, int]:
+        """([prompt | response] ids [b, P'+T], attention mask [b, P'+T], P') for the selected rows.
+
+        Prompt columns that are padding in every selected row are dropped (P' <= P): less compute,
+        and the position ids from the mask make the result identical.
+        """
+        prompt_ids, prompt_mask, responses, mask = self.prompt_ids, self.prompt_mask, self.responses, self.mask
+        if rows is not None:
+            prompt_ids, prompt_mask, responses, mask = prompt_ids[rows], prompt_mask[rows], responses[rows], mask[rows]
+        first = int(prompt_mask.any(0).float().argmax())  # first column with a real token in some row
+        prompt_ids, prompt_mask = prompt_ids[:, first:], prompt_mask[:, first:]
+        input_ids = torch.cat([prompt_ids, responses], 1)
+        attention_mask = torch.cat([prompt_mask.long(), mask.long()], 1)
+        return input_ids, attention_mask, prompt_ids.shape[1]
+
+
+def encode_prompts(tokenizer, prompts: list[list[dict]], max_length: int, device) -> tuple[torch.Tensor, torch.Tensor]:
+    """Chat-template the prompts with the assistant turn opened; left padding, left truncation (keep the end)."""
+    texts = [tokenizer.apply_chat_template(p, add_generation_prompt=True, tokenize=False) for p in prompts]
+    sides = tokenizer.padding_side, tokenizer.truncation_side
+    tokenizer.padding_side = tokenizer.truncation_side = "left"
+    try:
+        batch = tokenizer(texts, padding=True, truncation=True, max_length=max_length, add_special_tokens=False, return_tensors="pt")
+    finally:
+        tokenizer.padding_side, tokenizer.truncation_side = sides
+    return batch["input_ids"].to(device), batch["attention_mask"].to(device)
+
+
+@torch.no_grad()
+def sample(roles, prompts: list[list[dict]], sampling: Sampling, greedy: bool = False, batch_size: int | None = None,
+           with_logprobs: bool = False) -> Rollout:
+    """The policy answers each prompt (in generation chunks of ``batch_size``), by sampling or ``greedy``.
+
+    ``with_logprobs``: also keep the log-probs [B, T] and entropies [B, T] of the distribution each token
+    was drawn from, softmax(logits / temperature), from the generation logits (as TRL's PPOTrainer did):
+    the policy's old log-probs without a second forward over the rollout; and, when the value head sits
+    on the policy (``roles.value_on_policy``), the old values [B, T] from the same pass."""
+    tokenizer = roles.tokenizer
+    prompt_ids, prompt_mask = encode_prompts(tokenizer, prompts, sampling.max_prompt_length, roles.device)
+    config = sampling.generation_config(tokenizer, greedy)
+    step = batch_size or len(prompts)
+    with_values = with_logprobs and roles.value_on_policy
+    chunks, logprobs, entropy, values = [], [], [], []
+    for start in range(0, len(prompts), step):
+        ids, mask = prompt_ids[start : start + step], prompt_mask[start : start + step]
+        if not with_logprobs:
+            chunks.append(roles.generate(ids, mask, config)[:, ids.shape[1] :])
+            continue
+        sequences, logits, *chunk_values = roles.generate(ids, mask, config, with_logits=True, with_values=with_values)  # logits [b, t, V]
+        chunks.append(sequences[:, ids.shape[1] :])
+        chunk_logprobs, chunk_entropy = logprobs_and_entropy(logits, chunks[-1], sampling.logprob_temperature(greedy))
+        logprobs.append(chunk_logprobs)
+        entropy.append(chunk_entropy)
+        values += chunk_values
+    width = max(c.shape[1] for c in chunks)
+    pad = tokenizer.pad_token_id
+    padded = lambda parts, value: torch.cat([torch.nn.functional.pad(c, (0, width - c.shape[1]), value=value) for c in parts])  # noqa: E731
+    responses = padded(chunks, pad)
+    eos = tokenizer.eos_token_id
+    # Generation pads only after EOS, so a row without EOS is real up to the length limit.
+    mask = response_mask_after_eos(responses, eos)
+    has_eos = contains_eos(responses, eos)
+    responses = truncate_after_eos(responses, eos, pad)
+    lengths = mask.sum(1) - has_eos.long()  # decode without the EOS token
+    texts = [tokenizer.decode(row[:n], skip_special_tokens=True) for row, n in zip(responses.tolist(), lengths.tolist())]
+    kept = (padded(logprobs, 0.0), padded(entropy, 0.0)) if with_logprobs else (None, None)
+    return Rollout(list(prompts), prompt_ids, prompt_mask, responses, mask, has_eos, texts, *kept,
+                   values=padded(values, 0.0) if with_values else None)  # fmt: skip
+
+
+def logprobs_and_entropy(logits: torch.Tensor, tokens: torch.Tensor, temperature: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """logits [b, T, V] (any float dtype), tokens [b, T] -> log-probs of the tokens and entropies, both [b, T]
+    float32, under softmax(logits / temperature). Upcast and scaled one row at a time: one [T, V] copy."""
+    logprobs = gather_logprobs(logits, tokens, temperature)
+    return logprobs, torch.cat([entropy_from_logits(row.float() / temperature) for row in logits.split(1)])
+
+
+def response_logprobs(roles, role: str, rollout: Rollout, rows: torch.Tensor, temperature: float,
+                      with_entropy: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:  # fmt: skip
+    """Log-probs [b, T] of the sampled response tokens under ``role`` (policy or reference), from
+    logits / temperature as in sampling; optionally the entropy [b, T] of that distribution."""
+    input_ids, attention_mask, prompt_len = rollout.joined(rows)
+    logits = roles.response_head(role, input_ids, attention_mask, prompt_len)  # [b, T, V], bf16 under autocast
+    if not with_entropy:
+        return gather_logprobs(logits, rollout.responses[rows], temperature), None
+    return logprobs_and_entropy(logits, rollout.responses[rows], temperature)

@@ -1,0 +1,157 @@
+"""The run-directory contract: summary.json, adapter/, outputs/latest/<algo>, and the one way to find an earlier
+run or adapter (finished_run, resolve_adapter) with the one same-base rule (ModelSettings.same_base)."""
+
+from __future__ import annotations
+
+import json
+import os
+import resource
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+
+from rlhf.config import ModelSettings, from_node
+
+from rlhf.errors import ConfigError
+
+SUMMARY = "summary.json"
+ADAPTER = "adapter"
+ADAPTER_CONFIG = "adapter_config.json"  # what makes a directory a PEFT adapter
+CHECKPOINTS = "checkpoints"  # resumable checkpoints of every algorithm
+CONFIG = Path(".hydra") / "config.yaml"
+
+
+def write_json_atomic(path: Path, data: Any) -> None:
+    """Write JSON through a temporary file and a rename, so readers never see half a file."""
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(data, indent=2, sort_keys=True, default=str) + "\n", encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def peak_rss_mb() -> float:
+    """Peak resident memory of this process so far (Linux reports KiB)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def point_latest(outputs_root: Path, algo: str, run_dir: Path) -> Path:
+    """Atomically switch ``outputs_root/latest/<algo>`` to ``run_dir`` (a relative symlink)."""
+    latest_dir = Path(outputs_root) / "latest"
+    latest_dir.mkdir(parents=True, exist_ok=True)
+    link = latest_dir / algo
+    tmp = latest_dir / f".{algo}.tmp-{os.getpid()}"
+    if tmp.is_symlink() or tmp.exists():
+        tmp.unlink()
+    tmp.symlink_to(os.path.relpath(Path(run_dir).resolve(), latest_dir.resolve()))
+    os.replace(tmp, link)
+    return link
+
+
+POLICY_ALGOS = ("sft", "dpo", "ppo")  # runs whose adapter/ is a causal-LM policy
+
+
+@dataclass(frozen=True)
+class FinishedRun:
+    """A finished run directory, checked: where it is, its summary.json and its resolved config."""
+
+    run_dir: Path
+    summary: dict
+    config: DictConfig
+
+    @property
+    def algo(self) -> str:
+        return self.summary.get("algo")
+
+    @property
+    def model(self) -> ModelSettings:
+        """The base model that run trained on."""
+        return from_node(ModelSettings, self.config.model, "model")
+
+    @property
+    def adapter(self) -> Path:
+        return self.run_dir / ADAPTER
+
+
+def finished_run(path: str | Path, key: str, algos: str | tuple[str, ...] | None = None, model: ModelSettings | None = None,
+                 base_fix: str = "make them match") -> FinishedRun:  # fmt: skip
+    """The finished run at ``path`` (a run directory or outputs/latest/<algo>), checked: it exists, finished,
+    is one of ``algos`` and has an adapter/; with ``model``, it trained on the same base (the one rule:
+    :meth:`ModelSettings.same_base`). ``key`` names the option that gave the path and ``base_fix`` says how
+    to fix a different base (``{run_model}`` in it names that run's model), so every error says what to change."""
+    algos = (algos,) if isinstance(algos, str) else algos
+    run_dir = Path(path).expanduser()
+    if not run_dir.exists():
+        raise ConfigError(f"{key}={path}: nothing is there; give a run directory (outputs/<algo>/<timestamp>) or outputs/latest/<algo>")
+    if not (run_dir / SUMMARY).is_file():
+        raise ConfigError(f"{key}={path}: not a run directory (no {SUMMARY}); point it at outputs/<algo>/<timestamp> or outputs/latest/<algo>")
+    run_dir = run_dir.resolve()
+    summary = load_summary(run_dir)
+    if summary.get("status") != "finished":
+        raise ConfigError(f"{key}={path}: that run did not finish (status {summary.get('status')!r}); train it again")
+    if algos is not None and summary.get("algo") not in algos:
+        raise ConfigError(f"{key}={path}: that is a {summary.get('algo')!r} run, expected an {' or '.join(map(repr, algos))} run")
+    if not (run_dir / ADAPTER).is_dir():
+        raise ConfigError(f"{key}={path}: the run directory has no {ADAPTER}/ to load")
+    run = FinishedRun(run_dir, summary, load_run_config(run_dir))
+    if model is not None and not run.model.same_base(model):
+        fix = base_fix.format(run_model=run.model.name)
+        raise ConfigError(f"{key}={path}: that run trained on model={run.model.name}, a different base from model={model.name}; {fix}")
+    return run
+
+
+def resolve_adapter(value: str | Path, key: str, model: ModelSettings | None = None, base_fix: str = "make them match") -> Path:
+    """The causal-LM LoRA adapter ``value`` names: a directory holding adapter_config.json, or a finished
+    policy run (``POLICY_ALGOS``; e.g. outputs/latest/sft) whose adapter/ is one, checked as :func:`finished_run`."""
+    given = Path(value).expanduser()
+    if (given / ADAPTER_CONFIG).is_file():
+        adapter = given
+    else:
+        if given.exists() and not (given / SUMMARY).is_file():
+            raise ConfigError(
+                f"{key}={value}: neither a run directory ({SUMMARY}) nor an adapter directory ({ADAPTER_CONFIG}); "
+                f"point it at outputs/<algo>/<timestamp>, outputs/latest/<algo> or an adapter directory"
+            )
+        adapter = finished_run(given, key, POLICY_ALGOS, model, base_fix).adapter
+    return check_policy_adapter(adapter, key, value)
+
+
+def check_policy_adapter(adapter: Path, key: str, value: str | Path) -> Path:
+    """``adapter`` if it is a causal-LM LoRA adapter; else one error naming ``key=value`` and the fix."""
+    if not (adapter / ADAPTER_CONFIG).is_file():
+        raise ConfigError(
+            f"{key}={value}: {adapter} holds full weights, not a LoRA adapter (trained with lora=none); "
+            f"LoRA adapters share one base: use runs trained with lora=r8/r16/r64, or load it as the model (model.name_or_path={adapter})"
+        )
+    task = json.loads((adapter / ADAPTER_CONFIG).read_text(encoding="utf-8")).get("task_type")
+    if task not in (None, "CAUSAL_LM"):
+        raise ConfigError(f"{key}={value}: that adapter is a {task} adapter (a reward model?), a policy needs a CAUSAL_LM one")
+    return adapter
+
+
+def load_summary(run_dir: Path) -> dict:
+    return json.loads((Path(run_dir) / SUMMARY).read_text(encoding="utf-8"))
+
+
+def load_run_config(run_dir: Path) -> DictConfig:
+    """The resolved config Hydra saved for that run."""
+    return OmegaConf.load(Path(run_dir) / CONFIG)
+
+
+def truncate_jsonl(path: Path, keep) -> int:
+    """Keep the rows of a JSON-lines file for which ``keep(row)`` holds (a killed run got further than
+    its checkpoint); returns how many were dropped. Rewritten through a temporary file and a rename."""
+    path = Path(path)
+    if not path.is_file():
+        return 0
+    lines = [line for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    kept = [line for line in lines if keep(json.loads(line))]
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text("".join(line + "\n" for line in kept), encoding="utf-8")
+    os.replace(tmp, path)
+    return len(lines) - len(kept)
+
+
+def truncate_metrics(path: Path, step: int) -> int:
+    """Drop metrics.jsonl rows logged after ``step``, the checkpoint a run resumes from."""
+    return truncate_jsonl(path, lambda row: row["step"] <= step)

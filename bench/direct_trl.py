@@ -1,7 +1,7 @@
 """The baseline without the framework: TRL's RewardTrainer / DPOTrainer called directly.
 
-    python bench/direct_trl.py rm  OUT_DIR [overrides...]
-    python bench/direct_trl.py dpo OUT_DIR [overrides...]
+    python -m bench.direct_trl rm  OUT_DIR [overrides...]
+    python -m bench.direct_trl dpo OUT_DIR [overrides...]
 
 What a user of plain TRL would write: load the model with transformers, give the trainer a
 LoraConfig, train. The numbers (hyperparameters, LoRA, precision, batch and micro batch, seed) are read
@@ -21,21 +21,19 @@ import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import torch
+from datasets import Dataset
+from peft import LoraConfig
+from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification, AutoTokenizer, set_seed
+from trl import DPOConfig, DPOTrainer, RewardConfig, RewardTrainer
 
-import torch  # noqa: E402
-from datasets import Dataset  # noqa: E402
-from peft import LoraConfig  # noqa: E402
-from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification, AutoTokenizer, set_seed  # noqa: E402
-from trl import DPOConfig, DPOTrainer, RewardConfig, RewardTrainer  # noqa: E402
-
-from bench.common import compose, model_dir  # noqa: E402
-from bench.steptimer import StepTimer  # noqa: E402
-from rlhf.modeling.chat_templates import CHAT_TEMPLATES  # noqa: E402
-from rlhf.config import DatasetSettings, from_node  # noqa: E402
-from rlhf.data.preference import load_preference_splits  # noqa: E402
-from rlhf.algos.hf_trainer.length_grouping import group_by_length  # noqa: E402
-from rlhf.modeling.logprobs import truncate_prompt  # noqa: E402
+from bench.common import compose, model_dir
+from bench.steptimer import StepTimer
+from rlhf.algos.hf_trainer.length_grouping import group_by_length
+from rlhf.config import DatasetSettings, from_node
+from rlhf.data.preference import load_preference_splits
+from rlhf.modeling.chat_templates import CHAT_TEMPLATES
+from rlhf.modeling.logprobs import truncate_prompt
 
 
 def training_args(cfg, out: Path) -> dict:
@@ -67,8 +65,14 @@ def training_args(cfg, out: Path) -> dict:
 
 
 def lora(cfg, task_type: str, modules_to_save=None) -> LoraConfig:
-    return LoraConfig(r=cfg.lora.r, lora_alpha=cfg.lora.alpha, lora_dropout=cfg.lora.dropout,
-                      target_modules=list(cfg.lora.target_modules), task_type=task_type, modules_to_save=modules_to_save)
+    return LoraConfig(
+        r=cfg.lora.r,
+        lora_alpha=cfg.lora.alpha,
+        lora_dropout=cfg.lora.dropout,
+        target_modules=list(cfg.lora.target_modules),
+        task_type=task_type,
+        modules_to_save=modules_to_save,
+    )
 
 
 def main() -> None:
@@ -95,29 +99,59 @@ def main() -> None:
         model = AutoModelForSequenceClassification.from_pretrained(path, num_labels=1, dtype=dtype)
         model.config.pad_token_id = tokenizer.pad_token_id
         data = Dataset.from_list([{k: ex[k] for k in ("prompt", "chosen", "rejected")} for ex in examples])
-        args = RewardConfig(**training_args(cfg, out), max_length=cfg.algo.max_length,
-                            center_rewards_coefficient=cfg.algo.center_rewards_coefficient)
-        trainer = RewardTrainer(model=model, args=args, train_dataset=data, processing_class=tokenizer,
-                                peft_config=lora(cfg, "SEQ_CLS", ["score"]), callbacks=[timer])
+        args = RewardConfig(
+            **training_args(cfg, out),
+            max_length=cfg.algo.max_length,
+            center_rewards_coefficient=cfg.algo.center_rewards_coefficient,
+        )
+        trainer = RewardTrainer(
+            model=model,
+            args=args,
+            train_dataset=data,
+            processing_class=tokenizer,
+            peft_config=lora(cfg, "SEQ_CLS", ["score"]),
+            callbacks=[timer],
+        )
     else:
         model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype)
         model.config.pad_token_id = tokenizer.pad_token_id
-        data = Dataset.from_list([
-            {"prompt": truncate_prompt(tokenizer, ex["prompt"], cfg.algo.max_prompt_length), "chosen": ex["chosen"], "rejected": ex["rejected"]}
-            for ex in examples
-        ])
-        args = DPOConfig(**training_args(cfg, out), beta=cfg.algo.beta, loss_type=[cfg.algo.loss_type],
-                         label_smoothing=cfg.algo.label_smoothing, max_length=cfg.algo.max_length, truncation_mode="keep_start",
-                         precompute_ref_log_probs=cfg.algo.precompute_ref_log_probs,
-                         precompute_ref_batch_size=cfg.algo.eval_batch_size)
-        trainer = DPOTrainer(model=model, args=args, train_dataset=data, processing_class=tokenizer,
-                             peft_config=lora(cfg, "CAUSAL_LM"), callbacks=[timer])
+        data = Dataset.from_list(
+            [
+                {
+                    "prompt": truncate_prompt(tokenizer, ex["prompt"], cfg.algo.max_prompt_length),
+                    "chosen": ex["chosen"],
+                    "rejected": ex["rejected"],
+                }
+                for ex in examples
+            ]
+        )
+        args = DPOConfig(
+            **training_args(cfg, out),
+            beta=cfg.algo.beta,
+            loss_type=[cfg.algo.loss_type],
+            label_smoothing=cfg.algo.label_smoothing,
+            max_length=cfg.algo.max_length,
+            truncation_mode="keep_start",
+            precompute_ref_log_probs=cfg.algo.precompute_ref_log_probs,
+            precompute_ref_batch_size=cfg.algo.eval_batch_size,
+        )
+        trainer = DPOTrainer(
+            model=model,
+            args=args,
+            train_dataset=data,
+            processing_class=tokenizer,
+            peft_config=lora(cfg, "CAUSAL_LM"),
+            callbacks=[timer],
+        )
     if cfg.algo.group_by_length:  # the same data order as train.py: a setting, not the framework's overhead
         group_by_length(trainer)
     trainer.train()
 
     summary = {
-        "algo": algo, "model": cfg.model.name, "status": "finished", "train_steps": trainer.state.global_step,
+        "algo": algo,
+        "model": cfg.model.name,
+        "status": "finished",
+        "train_steps": trainer.state.global_step,
         "wall_time_s": round(time.time() - started, 2),
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
     }

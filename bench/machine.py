@@ -1,7 +1,7 @@
 """The machine's limit: measured fp32 (and bf16) matmul GFLOP/s, the peak that MFU is a share of.
 
-    python bench/machine.py                     # n=2048, best of 10 after a warm-up, torch's default threads
-    python bench/machine.py --size 4096 --repeats 3
+    python -m bench.machine                     # n=2048, best of 10 after a warm-up, torch's default threads
+    python -m bench.machine --size 4096 --repeats 3
 
 A square n x n matmul costs 2 n^3 FLOPs; the best of the timed repeats is reported (the machine's
 attainable peak, not its average), on the GPU when there is one. bf16 is reported for reference:
@@ -11,15 +11,11 @@ the CPU profile trains in fp32, so MFU elsewhere in bench/ is a share of the fp3
 from __future__ import annotations
 
 import argparse
-import sys
 import time
-from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script: the repo root, for bench and rlhf
-
-from bench import common  # noqa: E402
+from bench import common
 
 
 def matmul_gflops(dtype: torch.dtype = torch.float32, size: int = 2048, repeats: int = 10) -> float:
@@ -51,17 +47,25 @@ def measure(size: int = 2048, repeats: int = 10) -> dict:
 
 
 def main(argv: list[str] | None = None) -> dict:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m bench.machine", description=__doc__.splitlines()[0])
     parser.add_argument("--size", type=int, default=2048, help="matrix side n (default 2048)")
     parser.add_argument("--repeats", type=int, default=10, help="timed matmuls, best kept (default 10)")
     args = parser.parse_args(argv)
     info = measure(args.size, args.repeats)
-    print(f"## Machine\n\n{info['cpu']} ({info['cpu_count']} cores, torch threads {info['torch_threads']}, "
-          f"{info['memory_gb']} GB), GPU: {info['gpu'] or 'none'}, allocator: {info['allocator']}, torch {info['versions']['torch']}\n")
-    print(common.table(["matmul", "GFLOP/s"], [
-        [f"fp32 {args.size}x{args.size}", info["fp32_matmul_gflops"]],
-        [f"bf16 {args.size}x{args.size}", info["bf16_matmul_gflops"]],
-    ]))
+    print(
+        f"## Machine\n\n{info['cpu']} ({info['cpu_count']} cores, torch threads {info['torch_threads']}, "
+        f"{info['memory_gb']} GB), GPU: {info['gpu'] or 'none'}, allocator: {info['allocator']}, "
+        f"torch {info['versions']['torch']}\n"
+    )
+    print(
+        common.table(
+            ["matmul", "GFLOP/s"],
+            [
+                [f"fp32 {args.size}x{args.size}", info["fp32_matmul_gflops"]],
+                [f"bf16 {args.size}x{args.size}", info["bf16_matmul_gflops"]],
+            ],
+        )
+    )
     print(f"\nwritten to {common.save_results('machine', info)}")
     return info
 

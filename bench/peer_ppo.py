@@ -1,6 +1,6 @@
 """The peer: TRL 1.12's PPOTrainer (``trl.experimental.ppo``) on the settings bench/ppo_iteration.py hands it.
 
-    PEER_VENV/bin/python bench/peer_ppo.py SPEC.json OUT_DIR
+    PEER_VENV/bin/python -m bench.peer_ppo SPEC.json OUT_DIR    # from the repo root
 
 Runs in the second virtualenv (``make bench-peer``: trl==1.12.0, the last TRL with a PPOTrainer), so it
 imports nothing from rlhf. SPEC.json (written by bench/ppo_iteration.py from the same config as our run)
@@ -25,11 +25,16 @@ import time
 from pathlib import Path
 
 import torch
+import trl
 from datasets import Dataset
 from peft import LoraConfig, PeftModel
-from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification, AutoTokenizer, TrainerCallback, set_seed
-
-import trl
+from transformers import (
+    AutoModelForCausalLM,
+    AutoModelForSequenceClassification,
+    AutoTokenizer,
+    TrainerCallback,
+    set_seed,
+)
 from trl.experimental.ppo import PPOConfig, PPOTrainer
 from trl.experimental.ppo import ppo_trainer as trl_ppo
 
@@ -43,9 +48,13 @@ def timed_generation(original, eos_id: int):
         started = time.perf_counter()
         query_responses, logits = original(model, queries, *args, **kwargs)
         PHASES["rollout"] += time.perf_counter() - started
-        responses = query_responses[:, queries.shape[1]:]
+        responses = query_responses[:, queries.shape[1] :]
         is_eos = responses == eos_id
-        first = torch.where(is_eos.any(1), is_eos.float().argmax(1) + 1, torch.full_like(is_eos[:, 0], responses.shape[1], dtype=torch.long))
+        first = torch.where(
+            is_eos.any(1),
+            is_eos.float().argmax(1) + 1,
+            torch.full_like(is_eos[:, 0], responses.shape[1], dtype=torch.long),
+        )
         PHASES["tokens"] += int(first.sum())
         return query_responses, logits
 
@@ -78,16 +87,18 @@ class IterationTimer(TrainerCallback):
     def on_step_end(self, args, state, control, **kwargs):
         now = time.perf_counter()
         total = now - self.last
-        self.iterations.append({
-            "time/iteration": total,
-            "time/rollout": PHASES["rollout"],
-            "time/score": PHASES["score"],
-            "time/update_and_other": total - PHASES["rollout"] - PHASES["score"],
-            "tokens": PHASES["tokens"],
-            "response/length": PHASES["tokens"] / self.batch_size,
-            "perf/tokens_per_s": PHASES["tokens"] / total,
-            "perf/gen_tokens_per_s": PHASES["tokens"] / PHASES["rollout"] if PHASES["rollout"] else None,
-        })
+        self.iterations.append(
+            {
+                "time/iteration": total,
+                "time/rollout": PHASES["rollout"],
+                "time/score": PHASES["score"],
+                "time/update_and_other": total - PHASES["rollout"] - PHASES["score"],
+                "tokens": PHASES["tokens"],
+                "response/length": PHASES["tokens"] / self.batch_size,
+                "perf/tokens_per_s": PHASES["tokens"] / total,
+                "perf/gen_tokens_per_s": PHASES["tokens"] / PHASES["rollout"] if PHASES["rollout"] else None,
+            }
+        )
         PHASES.update(rollout=0.0, score=0.0, tokens=0)
         self.last = time.perf_counter()
 
@@ -120,7 +131,8 @@ def main() -> None:
     policy.config.pad_token_id = tokenizer.pad_token_id
     policy.generation_config.pad_token_id = tokenizer.pad_token_id
     reward = reward_classifier(spec, dtype, tokenizer.pad_token_id, trainable=False)
-    value = reward_classifier(spec, dtype, tokenizer.pad_token_id, trainable=True)  # initialised from the reward model, as ours
+    # the value model is initialised from the reward model, as ours
+    value = reward_classifier(spec, dtype, tokenizer.pad_token_id, trainable=True)
 
     trl_ppo.batch_generation = timed_generation(trl_ppo.batch_generation, tokenizer.eos_token_id)
     trl_ppo.forward = timed_scoring(trl_ppo.forward)
@@ -161,20 +173,35 @@ def main() -> None:
         report_to="none",
         disable_tqdm=True,
     )
-    peft_config = LoraConfig(r=spec["lora"]["r"], lora_alpha=spec["lora"]["alpha"], lora_dropout=spec["lora"]["dropout"],
-                             target_modules=spec["lora"]["target_modules"], task_type="CAUSAL_LM")
+    peft_config = LoraConfig(
+        r=spec["lora"]["r"],
+        lora_alpha=spec["lora"]["alpha"],
+        lora_dropout=spec["lora"]["dropout"],
+        target_modules=spec["lora"]["target_modules"],
+        task_type="CAUSAL_LM",
+    )
     timer = IterationTimer(spec["batch_size"])
     trainer = PPOTrainer(
-        args=args, processing_class=tokenizer, model=policy, ref_model=None, reward_model=reward, value_model=value,
-        train_dataset=prompts, eval_dataset=prompts.select(range(spec["batch_size"])), peft_config=peft_config,
+        args=args,
+        processing_class=tokenizer,
+        model=policy,
+        ref_model=None,
+        reward_model=reward,
+        value_model=value,
+        train_dataset=prompts,
+        eval_dataset=prompts.select(range(spec["batch_size"])),
+        peft_config=peft_config,
         callbacks=[timer],
     )
     trainer.train()
 
     trainable = sum(p.numel() for p in trainer.model.parameters() if p.requires_grad)
     summary = {
-        "trl": trl.__version__, "torch": torch.__version__, "status": "finished",
-        "iterations": timer.iterations, "trainable_params": trainable,
+        "trl": trl.__version__,
+        "torch": torch.__version__,
+        "status": "finished",
+        "iterations": timer.iterations,
+        "trainable_params": trainable,
         "wall_time_s": round(time.time() - started, 2),
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
     }

@@ -1,6 +1,6 @@
 """Time every optimizer step of a transformers / TRL Trainer into a JSON file.
 
-    python bench/steptimer.py STEPS.json [train.py overrides...]    # train.py, unchanged, with the timer on
+    python -m bench.steptimer STEPS.json [train.py overrides...]    # train.py, unchanged, with the timer on
 
 Run as a script it adds :class:`StepTimer` to every Trainer the process builds (a patched
 ``Trainer.__init__``: nothing in rlhf/ changes) and runs train.py as ``__main__``. bench/direct_trl.py

@@ -1,9 +1,9 @@
 """rm and DPO steps through train.py against TRL called directly (bench/direct_trl.py): seconds per
 step, peak RSS, MFU, and the framework's overhead as a ratio; DPO with precompute_ref_log_probs on and off.
 
-    python bench/trainer_steps.py                                  # SmolLM2-135M (the default), 3 repeats x 6 steps
-    python bench/trainer_steps.py --repeats 1 --steps 3 model=tiny_llama     # smoke test, seconds
-    python bench/trainer_steps.py --configs rm_ours,rm_direct algo.batch_size=4   # extra arguments are Hydra overrides
+    python -m bench.trainer_steps                                  # SmolLM2-135M (the default), 3 repeats x 6 steps
+    python -m bench.trainer_steps --repeats 1 --steps 3 model=tiny_llama     # smoke test, seconds
+    python -m bench.trainer_steps --configs rm_ours,rm_direct algo.batch_size=4   # extra arguments are Hydra overrides
 
 Every configuration runs in its own process, the repeats interleaved (ours, direct, ours, ...) so slow
 drift of the machine hits both sides alike. Each run trains ``--steps`` optimizer steps on exactly
@@ -31,10 +31,8 @@ import sys
 import tempfile
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script: the repo root, for bench and rlhf
-
-from bench import common  # noqa: E402
-from bench.steptimer import per_step  # noqa: E402
+from bench import common
+from bench.steptimer import per_step
 
 # name -> (algo, side, extra overrides)
 CONFIGS = {
@@ -44,7 +42,8 @@ CONFIGS = {
     "dpo_direct": ("dpo", "direct", []),
     "dpo_precompute_ours": ("dpo", "ours", ["algo.precompute_ref_log_probs=true"]),
     "dpo_precompute_direct": ("dpo", "direct", ["algo.precompute_ref_log_probs=true"]),
-    "rm_ours_bf16": ("rm", "ours", ["hardware.bf16=true"]),  # bf16 autocast on the same profile (= hardware=cpu_bf16 on CPU)
+    # bf16 autocast on the same profile (= hardware=cpu_bf16 on CPU)
+    "rm_ours_bf16": ("rm", "ours", ["hardware.bf16=true"]),
     "dpo_ours_bf16": ("dpo", "ours", ["hardware.bf16=true"]),
 }
 DEFAULT_CONFIGS = "rm_ours,rm_direct,dpo_ours,dpo_direct,dpo_precompute_ours,rm_ours_bf16,dpo_ours_bf16"
@@ -80,8 +79,11 @@ def run_once(name: str, repeat: int, args: argparse.Namespace, root: Path) -> di
         summary = common.read_json(run_dir / "summary.json")
     else:
         out = root / label
-        common.run_logged([sys.executable, str(common.REPO / "bench" / "direct_trl.py"), algo, str(out), *overrides],
-                          root / f"{label}.log", f"direct_trl.py {algo}")
+        common.run_logged(
+            [sys.executable, "-m", "bench.direct_trl", algo, str(out), *overrides],
+            root / f"{label}.log",
+            f"direct_trl.py {algo}",
+        )
         summary = common.read_json(out / "summary.json")
         steps_file = out / "steps.json"
     steps = common.read_json(steps_file)
@@ -94,18 +96,38 @@ def run_once(name: str, repeat: int, args: argparse.Namespace, root: Path) -> di
         "train_peak_rss_mb": round(steps["train_peak_rss_mb"], 1),
         "wall_time_s": summary["wall_time_s"],
     }
-    print(f"  {label}: {record['step_s']:.2f} s/step, {record['peak_rss_mb']:.0f} MB peak, {record['wall_time_s']:.0f} s", flush=True)
+    print(
+        f"  {label}: {record['step_s']:.2f} s/step, {record['peak_rss_mb']:.0f} MB peak, {record['wall_time_s']:.0f} s",
+        flush=True,
+    )
     return record
 
 
 def main(argv: list[str] | None = None) -> dict:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0], formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.trainer_steps",
+        description=__doc__.splitlines()[0],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=__doc__,
+    )
     parser.add_argument("--repeats", type=int, default=3, help="runs of each configuration (default 3)")
-    parser.add_argument("--steps", type=int, default=6, help="optimizer steps per run; the first is warm-up (default 6)")
-    parser.add_argument("--configs", default=DEFAULT_CONFIGS, help=f"comma-separated, of: {', '.join(CONFIGS)} (default {DEFAULT_CONFIGS})")
-    parser.add_argument("--peak-gflops", type=float, default=None, help="fp32 peak for MFU (default: measured now, bench/machine.py)")
-    parser.add_argument("--keep", action="store_true", help="keep the temporary run directories and logs (path printed)")
-    parser.add_argument("--section", default="trainer_steps", help="section of the results file (default trainer_steps)")
+    parser.add_argument(
+        "--steps", type=int, default=6, help="optimizer steps per run; the first is warm-up (default 6)"
+    )
+    parser.add_argument(
+        "--configs",
+        default=DEFAULT_CONFIGS,
+        help=f"comma-separated, of: {', '.join(CONFIGS)} (default {DEFAULT_CONFIGS})",
+    )
+    parser.add_argument(
+        "--peak-gflops", type=float, default=None, help="fp32 peak for MFU (default: measured now, bench/machine.py)"
+    )
+    parser.add_argument(
+        "--keep", action="store_true", help="keep the temporary run directories and logs (path printed)"
+    )
+    parser.add_argument(
+        "--section", default="trainer_steps", help="section of the results file (default trainer_steps)"
+    )
     parser.add_argument("overrides", nargs="*", help="Hydra overrides for every run, e.g. model=tiny_llama")
     args = parser.parse_args(argv)
     names = [n.strip() for n in args.configs.split(",") if n.strip()]
@@ -121,9 +143,13 @@ def main(argv: list[str] | None = None) -> dict:
         args.peak_gflops = matmul_gflops()
     cfg = common.compose(["algo=dpo", *args.overrides])
     params = common.param_counts(common.model_dir(cfg))
-    print(f"## rm and DPO steps: ours (train.py) vs TRL directly\n\nmodel={cfg.model.name}, {args.steps} steps "
-          f"(first not counted) x {args.repeats} repeats, overrides {args.overrides or 'none'}, allocator {common.allocator()}, "
-          f"fp32 peak {args.peak_gflops:.0f} GFLOP/s\n", flush=True)
+    print(
+        f"## rm and DPO steps: ours (train.py) vs TRL directly\n\nmodel={cfg.model.name}, {args.steps} steps "
+        f"(first not counted) x {args.repeats} repeats, overrides {args.overrides or 'none'}, "
+        f"allocator {common.allocator()}, "
+        f"fp32 peak {args.peak_gflops:.0f} GFLOP/s\n",
+        flush=True,
+    )
 
     tmp = tempfile.mkdtemp(prefix="rlhf-bench-steps-")
     runs: dict[str, list[dict]] = {name: [] for name in names}
@@ -137,17 +163,34 @@ def main(argv: list[str] | None = None) -> dict:
         precompute = any("precompute_ref_log_probs=true" in o for o in extra + args.overrides)
         n = params["body"] + (params["lm_head"] if algo == "dpo" else 0)
         k = flops_factor(algo, precompute)
-        stats = {key: common.spread(r[key] for r in runs[name])
-                 for key in ("step_s", "tokens_per_step", "peak_rss_mb", "train_peak_rss_mb", "wall_time_s")}
+        stats = {
+            key: common.spread(r[key] for r in runs[name])
+            for key in ("step_s", "tokens_per_step", "peak_rss_mb", "train_peak_rss_mb", "wall_time_s")
+        }
         tokens, step_s = common.med(stats["tokens_per_step"]), common.med(stats["step_s"])
         mfu = None
         if tokens and step_s:
             mfu = k * n * tokens / step_s / (args.peak_gflops * 1e9)
         results[name] = {**stats, "flops_formula": f"{k} * N * T", "N": n, "mfu": mfu, "runs": runs[name]}
-        rows.append([name, common.show(stats["step_s"]), common.show(stats["tokens_per_step"], 0), common.show(stats["peak_rss_mb"], 0),
-                     common.show(stats["train_peak_rss_mb"], 0), common.show(stats["wall_time_s"], 1),
-                     f"{k}NT", None if mfu is None else f"{100 * mfu:.1f}%"])
-    print("\n" + common.table(["config", "s/step", "tokens/step", "peak RSS MB", "RSS at train end MB", "run wall s", "FLOPs", "MFU"], rows))
+        rows.append(
+            [
+                name,
+                common.show(stats["step_s"]),
+                common.show(stats["tokens_per_step"], 0),
+                common.show(stats["peak_rss_mb"], 0),
+                common.show(stats["train_peak_rss_mb"], 0),
+                common.show(stats["wall_time_s"], 1),
+                f"{k}NT",
+                None if mfu is None else f"{100 * mfu:.1f}%",
+            ]
+        )
+    print(
+        "\n"
+        + common.table(
+            ["config", "s/step", "tokens/step", "peak RSS MB", "RSS at train end MB", "run wall s", "FLOPs", "MFU"],
+            rows,
+        )
+    )
 
     ratios, ratio_rows = {}, []
     for algo in ("rm", "dpo", "dpo_precompute"):
@@ -155,20 +198,32 @@ def main(argv: list[str] | None = None) -> dict:
         if ours and direct:
             time_ratio = common.ratio(common.med(ours["step_s"]), common.med(direct["step_s"]))
             memory_ratio = common.ratio(common.med(ours["peak_rss_mb"]), common.med(direct["peak_rss_mb"]))
-            train_memory_ratio = common.ratio(common.med(ours["train_peak_rss_mb"]), common.med(direct["train_peak_rss_mb"]))
+            train_memory_ratio = common.ratio(
+                common.med(ours["train_peak_rss_mb"]), common.med(direct["train_peak_rss_mb"])
+            )
             ratios[algo] = {"time": time_ratio, "peak_rss": memory_ratio, "train_peak_rss": train_memory_ratio}
-            ratio_rows.append([algo, common.verdict(time_ratio, 1.05), common.verdict(memory_ratio, 1.05),
-                               None if train_memory_ratio is None else f"{train_memory_ratio:.2f}x"])
+            ratio_rows.append(
+                [
+                    algo,
+                    common.verdict(time_ratio, 1.05),
+                    common.verdict(memory_ratio, 1.05),
+                    None if train_memory_ratio is None else f"{train_memory_ratio:.2f}x",
+                ]
+            )
     if ratio_rows:
         print("\nOverhead of the framework (ours / direct TRL, medians over repeats):\n")
         print(common.table(["algo", "s/step", "peak RSS", "RSS at train end"], ratio_rows))
     for algo in ("rm", "dpo"):
         mixed, full = results.get(f"{algo}_ours_bf16"), results.get(f"{algo}_ours")
         if mixed and full:
-            ratios[f"{algo}_bf16_vs_fp32"] = r = {"step_time": common.ratio(common.med(mixed["step_s"]), common.med(full["step_s"])),
-                                                  "peak_rss": common.ratio(common.med(mixed["peak_rss_mb"]), common.med(full["peak_rss_mb"]))}
-            print(f"\n{algo} bf16 autocast / fp32 (ours): s/step {r['step_time']:.2f}x, peak RSS {r['peak_rss']:.2f}x "
-                  f"(MFU above is against the fp32 peak)")
+            ratios[f"{algo}_bf16_vs_fp32"] = r = {
+                "step_time": common.ratio(common.med(mixed["step_s"]), common.med(full["step_s"])),
+                "peak_rss": common.ratio(common.med(mixed["peak_rss_mb"]), common.med(full["peak_rss_mb"])),
+            }
+            print(
+                f"\n{algo} bf16 autocast / fp32 (ours): s/step {r['step_time']:.2f}x, peak RSS {r['peak_rss']:.2f}x "
+                f"(MFU above is against the fp32 peak)"
+            )
     on, off = results.get("dpo_precompute_ours"), results.get("dpo_ours")
     if on and off:
         ratios["dpo_precompute_vs_not"] = {
@@ -177,13 +232,23 @@ def main(argv: list[str] | None = None) -> dict:
             "peak_rss": common.ratio(common.med(on["peak_rss_mb"]), common.med(off["peak_rss_mb"])),
         }
         r = ratios["dpo_precompute_vs_not"]
-        print(f"\nDPO precompute_ref_log_probs on / off (ours): s/step {r['step_time']:.2f}x, run wall time {r['wall_time']:.2f}x "
-              f"(the precomputation is outside the steps), peak RSS {r['peak_rss']:.2f}x")
+        print(
+            f"\nDPO precompute_ref_log_probs on / off (ours): s/step {r['step_time']:.2f}x, "
+            f"run wall time {r['wall_time']:.2f}x "
+            f"(the precomputation is outside the steps), peak RSS {r['peak_rss']:.2f}x"
+        )
 
     data = {
-        "model": cfg.model.name, "steps": args.steps, "repeats": args.repeats, "overrides": args.overrides,
-        "allocator": common.allocator(), "peak_gflops_fp32": args.peak_gflops, "params": params,
-        "configs": results, "ratios": ratios, "run_root": tmp if args.keep else None,
+        "model": cfg.model.name,
+        "steps": args.steps,
+        "repeats": args.repeats,
+        "overrides": args.overrides,
+        "allocator": common.allocator(),
+        "peak_gflops_fp32": args.peak_gflops,
+        "params": params,
+        "configs": results,
+        "ratios": ratios,
+        "run_root": tmp if args.keep else None,
     }
     return common.finish(args.section, data, tmp, args.keep)
 

@@ -1,4 +1,17 @@
-"""rlhf: reward models, DPO and PPO with LoRA, compared on one question."""
+"""rlhf: reward models, DPO, PPO and the online arms with LoRA, compared on one question.
+
+The package is layered; each layer imports only the layers below it (tests/test_layers.py checks this):
+
+    rlhf.experiment, rlhf.report   entry points' bodies: train.py's run (the algorithm registry), sweep reports
+    rlhf.evaluation                the comparison run: policies, metrics, tables, plots
+    rlhf.algos                     rm, sft, dpo (hf_trainer: the Trainer glue) and ppo/ (everything PPO);
+                                   an algorithm imports hf_trainer and its own package, never another algorithm
+    rlhf.run                       the run around an algorithm: Job, run directory and adapter resolution,
+                                   resume, signals, the non-finite guard, tracking, sweep callbacks
+    rlhf.modeling                  models and tokenizers, chat templates, log-probs, generation, reward scoring
+    rlhf.data                      HH parsing, the synthetic set and its gold judge, preference splits
+    rlhf.config, rlhf.errors       typed views of the config groups; one-line user errors
+"""
 
 import logging
 

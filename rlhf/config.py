@@ -50,11 +50,16 @@ def from_node(schema: type, node: DictConfig | dict, group: str):
     missing = sorted(set(fields) - set(values))
     if missing:
         where = group.split(".")[0]  # the config group file that holds this node
-        raise ConfigError(f"{group}.{missing[0]} is missing: add it to conf/{where}/*.yaml or set +{group}.{missing[0]}=...")
+        raise ConfigError(
+            f"{group}.{missing[0]} is missing: add it to conf/{where}/*.yaml or set +{group}.{missing[0]}=..."
+        )
     for name, value in values.items():
         if dataclasses.is_dataclass(hints[name]):  # a nested node, e.g. algo.sampling
             if not isinstance(value, dict):
-                raise ConfigError(f"{group}.{name}={value!r} has the wrong type: expected a mapping of {', '.join(f.name for f in dataclasses.fields(hints[name]))}")
+                raise ConfigError(
+                    f"{group}.{name}={value!r} has the wrong type: expected a mapping of "
+                    f"{', '.join(f.name for f in dataclasses.fields(hints[name]))}"
+                )
             values[name] = from_node(hints[name], value, f"{group}.{name}")
             continue
         if not _type_ok(value, hints[name]):
@@ -68,7 +73,11 @@ def _wants_float(value: Any, annotation: Any) -> bool:
     """Whether an int ``value`` fills a field that takes floats but not ints (``float``, ``float | None``)."""
     if not isinstance(value, int) or isinstance(value, bool):
         return False
-    options = typing.get_args(annotation) if typing.get_origin(annotation) in (typing.Union, types.UnionType) else (annotation,)
+    options = (
+        typing.get_args(annotation)
+        if typing.get_origin(annotation) in (typing.Union, types.UnionType)
+        else (annotation,)
+    )
     return float in options and int not in options
 
 
@@ -99,10 +108,20 @@ class LoraSettings:
     def __post_init__(self):
         if self.r is None:
             return
-        check(self.r >= 1, "lora.r", self.r, "the LoRA rank must be >= 1 (e.g. lora=r16); use lora=none for full fine-tuning")
+        check(
+            self.r >= 1,
+            "lora.r",
+            self.r,
+            "the LoRA rank must be >= 1 (e.g. lora=r16); use lora=none for full fine-tuning",
+        )
         check(self.alpha is not None and self.alpha > 0, "lora.alpha", self.alpha, "must be > 0 (usually 2 * r)")
         check(self.dropout is not None and 0 <= self.dropout < 1, "lora.dropout", self.dropout, "must be in [0, 1)")
-        check(bool(self.target_modules), "lora.target_modules", self.target_modules, "name at least one module, e.g. [q_proj, v_proj]")
+        check(
+            bool(self.target_modules),
+            "lora.target_modules",
+            self.target_modules,
+            "name at least one module, e.g. [q_proj, v_proj]",
+        )
 
 
 @dataclass(frozen=True)
@@ -123,7 +142,9 @@ class ModelSettings:
         if self.source == "pretrained" and not self.name_or_path:
             raise ConfigError("model.source=pretrained needs model.name_or_path=<hub id or local directory>")
         if self.source in ("gguf", "tiny") and not (self.gguf_package and self.gguf_file) and not self.name_or_path:
-            raise ConfigError(f"model.source={self.source} needs model.gguf_package and model.gguf_file (the tokenizer source)")
+            raise ConfigError(
+                f"model.source={self.source} needs model.gguf_package and model.gguf_file (the tokenizer source)"
+            )
         if self.source == "tiny" and not self.tiny:
             raise ConfigError("model.source=tiny needs a model.tiny mapping (hidden_size, num_hidden_layers, ...)")
 
@@ -213,4 +234,9 @@ class LoggerSettings:
         check_choice("logger.name", self.name, ("wandb", "none"))
         if self.mode is not None:
             check_choice("logger.mode", self.mode, ("online", "offline", "disabled"))
-        check(self.init_timeout > 0, "logger.init_timeout", self.init_timeout, "must be > 0 seconds (the wait for the W&B server)")
+        check(
+            self.init_timeout > 0,
+            "logger.init_timeout",
+            self.init_timeout,
+            "must be > 0 seconds (the wait for the W&B server)",
+        )

@@ -67,17 +67,30 @@ def run_experiment(cfg: DictConfig, context: RunContext | Path) -> dict:
     # The contract promises a resolved config (Hydra saves interpolations unresolved).
     OmegaConf.save(cfg, run_dir / CONFIG, resolve=True)
     started = time.time()
-    summary = {"algo": cfg.algo.name, "model": cfg.model.name, "dataset": cfg.dataset.name, "status": "running", "resumed": resume}
+    summary = {
+        "algo": cfg.algo.name,
+        "model": cfg.model.name,
+        "dataset": cfg.dataset.name,
+        "status": "running",
+        "resumed": resume,
+    }
     job = None
     try:
         module = algorithm(cfg.algo.name)
         settings = from_node(module.Settings, cfg.algo, "algo")
-        check(cfg.max_nonfinite_updates >= 1, "max_nonfinite_updates", cfg.max_nonfinite_updates, "must be >= 1 skipped updates in a row")
+        check(
+            cfg.max_nonfinite_updates >= 1,
+            "max_nonfinite_updates",
+            cfg.max_nonfinite_updates,
+            "must be >= 1 skipped updates in a row",
+        )
         job = build_job(cfg, run_dir, job_type=cfg.algo.name, group=context.sweep_name or cfg.algo.name,
                         tags=[str(t) for t in cfg.tags] + context.override_tags, resume=resume)  # fmt: skip
         data = job.data
         summary.update(train_rows=len(data.train), test_rows=len(data.test), dropped_rows=dict(data.dropped))
-        log.info("data %s: %d train, %d test, dropped %s", data.source, len(data.train), len(data.test), dict(data.dropped))
+        log.info(
+            "data %s: %d train, %d test, dropped %s", data.source, len(data.train), len(data.test), dict(data.dropped)
+        )
         # Seeded last: building a missing model (tiny_llama, the GGUF conversion) draws random numbers,
         # and a run must not depend on whether the model cache existed.
         seed_everything(cfg.seed)

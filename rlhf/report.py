@@ -42,7 +42,9 @@ def collect_jobs(sweep_dir: Path) -> list[dict]:
             }
         )
     if not jobs:
-        raise ConfigError(f"{sweep_dir}: no job directories with summary.json; give a multirun_sweeps/<timestamp> directory")
+        raise ConfigError(
+            f"{sweep_dir}: no job directories with summary.json; give a multirun_sweeps/<timestamp> directory"
+        )
     return jobs
 
 
@@ -65,14 +67,20 @@ def swept_overrides(jobs: list[dict]) -> dict[str, list[str]]:
 
 def markdown_table(ranked: list[dict], metric: str) -> str:
     varied = swept_overrides(ranked)
-    lines = [f"| rank | job | overrides | status | {metric} | wall_time_s | peak_rss_mb |", "|---|---|---|---|---|---|---|"]
+    lines = [
+        f"| rank | job | overrides | status | {metric} | wall_time_s | peak_rss_mb |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for rank, job in enumerate(ranked, start=1):
         s = job["summary"]
         value = s.get(metric)
         shown = f"{value:.4f}" if isinstance(value, (int, float)) else "–"
-        status = s.get("status", "?") if s.get("status") == "finished" else f"{s.get('status')}: {s.get('error', '')[:80]}"
+        status = (
+            s.get("status", "?") if s.get("status") == "finished" else f"{s.get('status')}: {s.get('error', '')[:80]}"
+        )
         lines.append(
-            f"| {rank} | {job['name']} | {' '.join(varied[job['name']])} | {status} | {shown} | {s.get('wall_time_s', '–')} | {s.get('peak_rss_mb', '–')} |"
+            f"| {rank} | {job['name']} | {' '.join(varied[job['name']])} | {status} | {shown} "
+            f"| {s.get('wall_time_s', '–')} | {s.get('peak_rss_mb', '–')} |"
         )
     return "\n".join(lines) + "\n"
 
@@ -101,12 +109,16 @@ def plot_curves(jobs: list[dict], key: str, out: Path) -> Path:
     return out
 
 
-def compare(sweep_dir: Path, metric: str | None = None, minimize: bool = False, curve: str | None = None) -> tuple[str, Path | None]:
+def compare(
+    sweep_dir: Path, metric: str | None = None, minimize: bool = False, curve: str | None = None
+) -> tuple[str, Path | None]:
     """Write compare.md (and curves.png when any job logged the curve); returns the table and the plot path."""
     jobs = collect_jobs(sweep_dir)
     metric = metric or next((j["optimized_metric"] for j in jobs if j["optimized_metric"]), "eval_accuracy")
     table = markdown_table(rank_jobs(jobs, metric, minimize), metric)
-    (Path(sweep_dir) / "compare.md").write_text(f"# Sweep {Path(sweep_dir).name}\n\nRanked by {metric} ({'min' if minimize else 'max'}).\n\n{table}")
+    (Path(sweep_dir) / "compare.md").write_text(
+        f"# Sweep {Path(sweep_dir).name}\n\nRanked by {metric} ({'min' if minimize else 'max'}).\n\n{table}"
+    )
     curve = curve or next((k for k in CURVE_KEYS if any(k in row for j in jobs for row in j["metrics"])), None)
     plot = plot_curves(jobs, curve, Path(sweep_dir) / "curves.png") if curve else None
     return table, plot

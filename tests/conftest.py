@@ -31,7 +31,9 @@ def model_cache(tmp_path_factory) -> Path:
         os.environ["RLHF_CACHE_DIR"] = previous
 
 
-def compose_config(config_name: str, overrides: list[str] | None = None, outputs_root: Path | None = None) -> DictConfig:
+def compose_config(
+    config_name: str, overrides: list[str] | None = None, outputs_root: Path | None = None
+) -> DictConfig:
     """conf/<config_name>.yaml composed as its entry point would, with overrides; outputs under ``outputs_root``."""
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
         cfg = compose(config_name=config_name, overrides=list(overrides or []))
@@ -52,17 +54,8 @@ def as_overrides(base: dict[str, str], extra: dict[str, str]) -> list[str]:
 
 
 def tiny_overrides(**extra: str) -> list[str]:
-    """A shrunk default run: tiny model, small synthetic set, no W&B, a few steps."""
-    base = {
-        "model": "tiny_llama",
-        "logger": "none",
-        "dataset.n_train": "32",
-        "dataset.n_test": "16",
-        "algo.max_steps": "4",
-        "algo.batch_size": "4",
-        "algo.logging_steps": "1",
-    }
-    return as_overrides(base, extra)
+    """A shrunk default run (conf/debug/tiny.yaml): tiny model, small synthetic set, no W&B, a few steps."""
+    return ["debug=tiny", *as_overrides({}, extra)]
 
 
 @pytest.fixture

@@ -9,11 +9,8 @@ import sys
 
 import pytest
 
+from bench import common, steptimer, trainer_steps
 from tests.conftest import REPO
-
-sys.path.insert(0, str(REPO))
-
-from bench import common, steptimer, trainer_steps  # noqa: E402
 
 
 def test_spread_and_show():
@@ -64,10 +61,8 @@ def test_save_results_merges_sections(tmp_path, monkeypatch):
 def test_make_bench_at_tiny_scale(tmp_path):
     """The whole `make bench` path on the tiny model: every script runs and writes its section."""
     env = {**os.environ, "RLHF_BENCH_RESULTS": str(tmp_path)}
-    done = subprocess.run(
-        [sys.executable, str(REPO / "bench" / "run_all.py"), "--repeats", "1", "--steps", "2", "--iterations", "2", "model=tiny_llama"],
-        cwd=REPO, env=env, capture_output=True, text=True, timeout=900,
-    )
+    command = [sys.executable, "-m", "bench.run_all", "--repeats", "1", "--steps", "2", "--iterations", "2"]
+    done = subprocess.run([*command, "debug=tiny"], cwd=REPO, env=env, capture_output=True, text=True, timeout=900)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     (results,) = tmp_path.glob("*.json")
     data = json.loads(results.read_text())

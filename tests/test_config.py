@@ -6,7 +6,6 @@ import pytest
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
-from rlhf.modeling.generation import Sampling
 from rlhf.config import (
     DatasetSettings,
     HardwareSettings,
@@ -17,6 +16,7 @@ from rlhf.config import (
 )
 from rlhf.errors import ConfigError
 from rlhf.experiment import ALGORITHMS, algorithm
+from rlhf.modeling.generation import Sampling
 from tests.conftest import CONF_DIR, compose_train
 
 SCHEMAS = {
@@ -29,7 +29,8 @@ SCHEMAS = {
 
 
 def options(group):
-    return sorted(p.stem for p in (CONF_DIR / group).glob("*.yaml"))
+    """The selectable options of a group: its YAML files, less the shared bases (_base.yaml, algo/_trainer.yaml)."""
+    return sorted(p.stem for p in (CONF_DIR / group).glob("*.yaml") if not p.stem.startswith("_"))
 
 
 @pytest.mark.parametrize("group, option", [(g, o) for g in [*SCHEMAS, "algo"] for o in options(g)])
@@ -43,6 +44,23 @@ def test_every_option_composes_and_validates(group, option):
 
 def test_every_algo_config_is_dispatchable():
     assert set(options("algo")) == set(ALGORITHMS)
+
+
+@pytest.mark.parametrize("algo", options("algo"))
+def test_debug_tiny_shrinks_every_algorithm(algo):
+    # Every algorithm has its few-step shrink: `optional` in train.yaml's defaults would skip a missing one silently.
+    assert (CONF_DIR / "debug" / "algo" / f"tiny_{algo}.yaml").is_file()
+    cfg = compose_train(["debug=tiny", f"algo={algo}"])
+    from_node(algorithm(algo).Settings, cfg.algo, "algo")
+    assert (cfg.model.name, cfg.logger.name, cfg.dataset.n_train, cfg.dataset.n_test) == ("tiny_llama", "none", 32, 16)
+    steps = cfg.algo.iterations if algo == "ppo" else cfg.algo.max_steps
+    assert steps <= 4 and cfg.algo.batch_size == 4
+
+
+def test_debug_tiny_composes_for_evaluate():
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        cfg = compose(config_name="evaluate", overrides=["debug=tiny"])
+    assert (cfg.model.name, cfg.logger.name, cfg.dataset.n_train, cfg.dataset.n_test) == ("tiny_llama", "none", 32, 16)
 
 
 def test_headline_combination_resolves():

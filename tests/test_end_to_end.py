@@ -14,7 +14,15 @@ pytestmark = pytest.mark.slow
 def train(tmp_path, algo, *overrides):
     run_dir = tmp_path / algo
     result = subprocess.run(
-        [sys.executable, "train.py", f"algo={algo}", "logger=none", f"hydra.run.dir={run_dir}", f"outputs_root={tmp_path}/outputs", *overrides],
+        [
+            sys.executable,
+            "train.py",
+            f"algo={algo}",
+            "logger=none",
+            f"hydra.run.dir={run_dir}",
+            f"outputs_root={tmp_path}/outputs",
+            *overrides,
+        ],
         cwd=REPO,
         capture_output=True,
         text=True,

@@ -10,7 +10,7 @@ from tests.conftest import CONF_DIR
 
 
 def names(group):
-    return sorted(p.stem for p in (CONF_DIR / group).glob("*.yaml"))
+    return sorted(p.stem for p in (CONF_DIR / group).glob("*.yaml") if not p.stem.startswith("_"))
 
 
 def compose_with_hydra(overrides):
@@ -20,7 +20,12 @@ def compose_with_hydra(overrides):
 
 def validate(cfg):
     from_node(algorithm(cfg.algo.name).Settings, cfg.algo, "algo")
-    for schema, group in ((ModelSettings, "model"), (DatasetSettings, "dataset"), (HardwareSettings, "hardware"), (LoraSettings, "lora")):
+    for schema, group in (
+        (ModelSettings, "model"),
+        (DatasetSettings, "dataset"),
+        (HardwareSettings, "hardware"),
+        (LoraSettings, "lora"),
+    ):
         from_node(schema, cfg[group], group)
 
 

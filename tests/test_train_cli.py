@@ -11,7 +11,14 @@ from tests.conftest import REPO
 
 def run_train(tmp_path, *overrides):
     return subprocess.run(
-        [sys.executable, "train.py", "logger=none", "model=tiny_llama", f"hydra.run.dir={tmp_path}/run", f"outputs_root={tmp_path}/outputs", *overrides],
+        [
+            sys.executable,
+            "train.py",
+            "debug=tiny",
+            f"hydra.run.dir={tmp_path}/run",
+            f"outputs_root={tmp_path}/outputs",
+            *overrides,
+        ],
         cwd=REPO,
         capture_output=True,
         text=True,
@@ -34,9 +41,14 @@ def bad_file(tmp_path, name, text):
     [
         (lambda tmp: "lora.r=0", "lora.r=0 is out of range"),
         (lambda tmp: f"dataset=hh_rlhf dataset.data_files={tmp}/missing.jsonl", "missing.jsonl does not exist"),
-        (lambda tmp: f"dataset=hh_rlhf dataset.data_files={bad_file(tmp, 'text.jsonl', 'not json at all')}", "text.jsonl:1 is not valid JSON"),
         (
-            lambda tmp: f"dataset=hh_rlhf dataset.data_files={bad_file(tmp, 'nochosen.jsonl', json.dumps({'rejected': 'x'}))}",
+            lambda tmp: f"dataset=hh_rlhf dataset.data_files={bad_file(tmp, 'text.jsonl', 'not json at all')}",
+            "text.jsonl:1 is not valid JSON",
+        ),
+        (
+            lambda tmp: (
+                f"dataset=hh_rlhf dataset.data_files={bad_file(tmp, 'nochosen.jsonl', json.dumps({'rejected': 'x'}))}"
+            ),
             "nochosen.jsonl:1 has no 'chosen' field",
         ),
     ],

@@ -27,17 +27,17 @@ from peft import LoraConfig, PeftConfig
 from trl import DPOConfig, DPOTrainer
 
 from rlhf.algos.hf_trainer.columns import preference_dataset
+from rlhf.algos.hf_trainer.length_grouping import group_by_length
+from rlhf.algos.hf_trainer.loop import run_trainer
+from rlhf.algos.hf_trainer.settings import TrainerSettings, common_training_args
 from rlhf.config import check, check_choice
 from rlhf.errors import ConfigError
-from rlhf.run.job import Job
-from rlhf.algos.hf_trainer.length_grouping import group_by_length
 from rlhf.modeling.logprobs import preference_logprobs, truncate_prompt
 from rlhf.modeling.models import load_adapter, load_causal_lm, lora_config
 from rlhf.modeling.reward_scoring import pair_metrics
+from rlhf.run.job import Job
 from rlhf.run.rundir import resolve_adapter
 from rlhf.run.tracking import TrackerCallback
-from rlhf.algos.hf_trainer.loop import run_trainer
-from rlhf.algos.hf_trainer.settings import TrainerSettings, common_training_args
 
 __all__ = ["Settings", "LOSS_TYPES", "Policy", "build", "make_trainer", "fit", "train", "implicit_rewards"]
 
@@ -77,19 +77,35 @@ class Settings(TrainerSettings):
     init_adapter: str | None
 
     def __post_init__(self):
-        check(self.beta > 0, "algo.beta", self.beta, "must be > 0 (e.g. 0.1); it scales the implicit reward beta * log(pi / pi_ref)")
+        check(
+            self.beta > 0,
+            "algo.beta",
+            self.beta,
+            "must be > 0 (e.g. 0.1); it scales the implicit reward beta * log(pi / pi_ref)",
+        )
         check_choice("algo.loss_type", self.loss_type, LOSS_TYPES)
         check(0 <= self.label_smoothing < 0.5, "algo.label_smoothing", self.label_smoothing, "must be in [0, 0.5)")
         if self.label_smoothing > 0 and self.loss_type not in SMOOTHED_LOSS_TYPES:
             raise ConfigError(
-                f"algo.label_smoothing={self.label_smoothing} has no effect with algo.loss_type={self.loss_type} in TRL 1.16: "
+                f"algo.label_smoothing={self.label_smoothing} has no effect "
+                f"with algo.loss_type={self.loss_type} in TRL 1.16: "
                 f"set it to 0, or use a loss that reads it ({', '.join(SMOOTHED_LOSS_TYPES)})"
             )
         if self.loss_type == "exo_pair":
-            check(self.label_smoothing > 0, "algo.label_smoothing", self.label_smoothing, "exo_pair needs > 0 (the EXO paper uses 1e-3)")
+            check(
+                self.label_smoothing > 0,
+                "algo.label_smoothing",
+                self.label_smoothing,
+                "exo_pair needs > 0 (the EXO paper uses 1e-3)",
+            )
         super().__post_init__()
         if self.init_adapter is not None:
-            check(bool(self.init_adapter.strip()), "algo.init_adapter", self.init_adapter, "give a path, or null to start from the base")
+            check(
+                bool(self.init_adapter.strip()),
+                "algo.init_adapter",
+                self.init_adapter,
+                "give a path, or null to start from the base",
+            )
 
 
 @dataclass
@@ -120,9 +136,22 @@ def build(job: Job, settings: Settings) -> Policy:
         if adapter is None:
             return Policy(tokenizer, backbone, lora_config(job.lora, "CAUSAL_LM"), None, "base, adapter disabled")
         saved = LoraConfig.from_pretrained(str(adapter))
-        log.info("continuing the init adapter %s (r=%s, %s); the lora=%s group is not used", adapter, saved.r, sorted(saved.target_modules), job.lora.name)
+        log.info(
+            "continuing the init adapter %s (r=%s, %s); the lora=%s group is not used",
+            adapter,
+            saved.r,
+            sorted(saved.target_modules),
+            job.lora.name,
+        )
         # TRL adds a frozen copy of this adapter named "ref" on the same base: the reference is the init model.
-        return Policy(tokenizer, load_adapter(backbone, adapter, trainable=True), None, None, "init adapter, frozen 'ref' copy", adapter)
+        return Policy(
+            tokenizer,
+            load_adapter(backbone, adapter, trainable=True),
+            None,
+            None,
+            "init adapter, frozen 'ref' copy",
+            adapter,
+        )
     policy = _start_model(job, path, tokenizer, adapter)
     start = "base + init adapter" if adapter is not None else "base"
     if settings.precompute_ref_log_probs:
@@ -135,7 +164,9 @@ def build(job: Job, settings: Settings) -> Policy:
 
 def training_dataset(tokenizer, examples: list[dict], max_prompt_length: int):
     """TRL's conversational preference columns, prompts cut to ``max_prompt_length`` tokens (their end kept)."""
-    return preference_dataset([{**ex, "prompt": truncate_prompt(tokenizer, ex["prompt"], max_prompt_length)} for ex in examples])
+    return preference_dataset(
+        [{**ex, "prompt": truncate_prompt(tokenizer, ex["prompt"], max_prompt_length)} for ex in examples]
+    )
 
 
 def make_trainer(job: Job, settings: Settings, policy: Policy, examples: list[dict] | None = None) -> DPOTrainer:
@@ -154,7 +185,9 @@ def make_trainer(job: Job, settings: Settings, policy: Policy, examples: list[di
         model=policy.model,
         ref_model=policy.ref_model,
         args=args,
-        train_dataset=training_dataset(policy.tokenizer, job.data.train if examples is None else examples, settings.max_prompt_length),
+        train_dataset=training_dataset(
+            policy.tokenizer, job.data.train if examples is None else examples, settings.max_prompt_length
+        ),
         processing_class=policy.tokenizer,
         peft_config=policy.peft_config,
         callbacks=[TrackerCallback(job.tracker)],
@@ -191,7 +224,9 @@ def train(job: Job, settings: Settings) -> dict:
     test = job.data.test
 
     def logps(model):
-        return preference_logprobs(model, policy.tokenizer, test, settings.eval_batch_size, settings.max_length, settings.max_prompt_length)
+        return preference_logprobs(
+            model, policy.tokenizer, test, settings.eval_batch_size, settings.max_length, settings.max_prompt_length
+        )
 
     # The DPO reference is the start policy in every arrangement, so score the test split with it now.
     ref_chosen, ref_rejected = logps(policy.model)
@@ -204,8 +239,13 @@ def train(job: Job, settings: Settings) -> dict:
     rejected = implicit_rewards(settings.beta, rejected_logps, ref_rejected)
     metrics = pair_metrics(chosen, rejected, [ex["family"] for ex in test])
     with open(job.run_dir / "eval_rewards.jsonl", "w", encoding="utf-8") as handle:
-        for ex, c, r, cl, rl in zip(test, chosen.tolist(), rejected.tolist(), chosen_logps.tolist(), rejected_logps.tolist()):
-            handle.write(json.dumps({"family": ex["family"], "chosen": c, "rejected": r, "logp_chosen": cl, "logp_rejected": rl}) + "\n")
+        for ex, c, r, cl, rl in zip(
+            test, chosen.tolist(), rejected.tolist(), chosen_logps.tolist(), rejected_logps.tolist()
+        ):
+            handle.write(
+                json.dumps({"family": ex["family"], "chosen": c, "rejected": r, "logp_chosen": cl, "logp_rejected": rl})
+                + "\n"
+            )
     steps = trainer.state.global_step
     job.tracker.log(metrics, step=steps)
     return {

@@ -11,14 +11,14 @@ from dataclasses import dataclass
 
 from trl import RewardConfig, RewardTrainer
 
-from rlhf.run.job import Job
 from rlhf.algos.hf_trainer.columns import preference_dataset
 from rlhf.algos.hf_trainer.length_grouping import group_by_length
-from rlhf.modeling.models import add_adapter, load_reward_backbone
-from rlhf.modeling.reward_scoring import pair_metrics, score_conversations
-from rlhf.run.tracking import TrackerCallback
 from rlhf.algos.hf_trainer.loop import run_trainer
 from rlhf.algos.hf_trainer.settings import TrainerSettings, common_training_args
+from rlhf.modeling.models import add_adapter, load_reward_backbone
+from rlhf.modeling.reward_scoring import pair_metrics, score_conversations
+from rlhf.run.job import Job
+from rlhf.run.tracking import TrackerCallback
 
 __all__ = ["Settings", "train", "build", "fit", "evaluate_pairs"]
 
@@ -32,8 +32,12 @@ class Settings(TrainerSettings):
 
 def evaluate_pairs(model, tokenizer, examples: list[dict], batch_size: int, max_length: int):
     """Rewards of chosen and rejected responses [N] each, and the pair metrics."""
-    chosen = score_conversations(model, tokenizer, [ex["prompt"] + ex["chosen"] for ex in examples], batch_size, max_length)
-    rejected = score_conversations(model, tokenizer, [ex["prompt"] + ex["rejected"] for ex in examples], batch_size, max_length)
+    chosen = score_conversations(
+        model, tokenizer, [ex["prompt"] + ex["chosen"] for ex in examples], batch_size, max_length
+    )
+    rejected = score_conversations(
+        model, tokenizer, [ex["prompt"] + ex["rejected"] for ex in examples], batch_size, max_length
+    )
     return chosen, rejected, pair_metrics(chosen, rejected, [ex["family"] for ex in examples])
 
 
@@ -70,7 +74,9 @@ def train(job: Job, settings: Settings) -> dict:
     model.save_pretrained(job.adapter_dir, safe_serialization=True)
     tokenizer.save_pretrained(job.adapter_dir)
 
-    chosen, rejected, metrics = evaluate_pairs(model, tokenizer, job.data.test, settings.eval_batch_size, settings.max_length)
+    chosen, rejected, metrics = evaluate_pairs(
+        model, tokenizer, job.data.test, settings.eval_batch_size, settings.max_length
+    )
     with open(job.run_dir / "eval_rewards.jsonl", "w", encoding="utf-8") as handle:
         for ex, c, r in zip(job.data.test, chosen.tolist(), rejected.tolist()):
             handle.write(json.dumps({"family": ex["family"], "chosen": c, "rejected": r}) + "\n")

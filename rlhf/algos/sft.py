@@ -16,13 +16,13 @@ from dataclasses import dataclass
 from datasets import Dataset
 from trl import SFTConfig, SFTTrainer
 
-from rlhf.run.job import Job
 from rlhf.algos.hf_trainer.length_grouping import group_by_length
-from rlhf.modeling.logprobs import response_logprobs, truncate_prompt
-from rlhf.modeling.models import add_adapter, load_causal_lm
-from rlhf.run.tracking import TrackerCallback
 from rlhf.algos.hf_trainer.loop import run_trainer
 from rlhf.algos.hf_trainer.settings import TrainerSettings, common_training_args
+from rlhf.modeling.logprobs import response_logprobs, truncate_prompt
+from rlhf.modeling.models import add_adapter, load_causal_lm
+from rlhf.run.job import Job
+from rlhf.run.tracking import TrackerCallback
 
 __all__ = ["Settings", "build", "make_trainer", "fit", "train", "sft_dataset", "evaluate_nll"]
 
@@ -37,7 +37,10 @@ class Settings(TrainerSettings):
 def sft_dataset(tokenizer, examples: list[dict], max_prompt_length: int) -> Dataset:
     """TRL's conversational prompt-completion rows: the (cut) prompt and the chosen response."""
     return Dataset.from_list(
-        [{"prompt": truncate_prompt(tokenizer, ex["prompt"], max_prompt_length), "completion": ex["chosen"]} for ex in examples]
+        [
+            {"prompt": truncate_prompt(tokenizer, ex["prompt"], max_prompt_length), "completion": ex["chosen"]}
+            for ex in examples
+        ]
     )
 
 
@@ -58,7 +61,9 @@ def make_trainer(job: Job, settings: Settings, tokenizer, model, examples: list[
     trainer = SFTTrainer(
         model=model,
         args=args,
-        train_dataset=sft_dataset(tokenizer, job.data.train if examples is None else examples, settings.max_prompt_length),
+        train_dataset=sft_dataset(
+            tokenizer, job.data.train if examples is None else examples, settings.max_prompt_length
+        ),
         processing_class=tokenizer,
         callbacks=[TrackerCallback(job.tracker)],
     )
@@ -86,7 +91,11 @@ def evaluate_nll(model, tokenizer, examples: list[dict], settings: Settings) -> 
         settings.max_prompt_length,
     )
     nll = -(logps.sum() / tokens.sum().clamp(min=1)).item()
-    return {"eval_loss": nll, "eval_perplexity": math.exp(min(nll, 50.0)), "eval_response_tokens": int(tokens.sum().item())}
+    return {
+        "eval_loss": nll,
+        "eval_perplexity": math.exp(min(nll, 50.0)),
+        "eval_response_tokens": int(tokens.sum().item()),
+    }
 
 
 def train(job: Job, settings: Settings) -> dict:

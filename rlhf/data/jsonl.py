@@ -14,7 +14,15 @@ REQUIRED_FIELDS = ("chosen", "rejected")
 
 def _json_type(value) -> str:
     """The JSON name of a parsed value's type, as a user who wrote the file would call it."""
-    names = {dict: "object", list: "array", str: "string", bool: "boolean", int: "number", float: "number", type(None): "null"}
+    names = {
+        dict: "object",
+        list: "array",
+        str: "string",
+        bool: "boolean",
+        int: "number",
+        float: "number",
+        type(None): "null",
+    }
     return names.get(type(value), type(value).__name__)
 
 
@@ -33,7 +41,9 @@ def _parse_line(path: Path, line_no: int, line: str) -> dict:
         raise DataError(f"{path}:{line_no} is a JSON {_json_type(row)}, not an object with 'chosen' and 'rejected'")
     for field in REQUIRED_FIELDS:
         if field not in row:
-            raise DataError(f"{path}:{line_no} has no '{field}' field: HH rows need 'chosen' and 'rejected' transcripts")
+            raise DataError(
+                f"{path}:{line_no} has no '{field}' field: HH rows need 'chosen' and 'rejected' transcripts"
+            )
         if not isinstance(row[field], str):
             raise DataError(
                 f"{path}:{line_no} field '{field}' is a JSON {_json_type(row[field])}, not a transcript "
@@ -63,7 +73,9 @@ def read_hh_rows(path: str | Path) -> list[dict]:
     except UnicodeDecodeError:
         raise DataError(f"{path}:{line_no} is not valid UTF-8: re-encode the file as UTF-8") from None
     except (EOFError, gzip.BadGzipFile, zlib.error) as err:
-        raise DataError(f"{path} is a truncated or corrupt gzip file ({err}) after line {line_no}: re-download it") from None
+        raise DataError(
+            f"{path} is a truncated or corrupt gzip file ({err}) after line {line_no}: re-download it"
+        ) from None
     except OSError as err:  # after BadGzipFile, which is an OSError too
         raise DataError(f"{path} cannot be read ({err.strerror or err}): check its permissions") from None
     if not rows:

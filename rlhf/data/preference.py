@@ -33,7 +33,9 @@ class PreferenceSplits:
         return sum(self.dropped.values())
 
 
-def parse_rows(rows: list[dict], source: str, max_bad_fraction: float, default_family: str = "hh") -> tuple[list[dict], Counter]:
+def parse_rows(
+    rows: list[dict], source: str, max_bad_fraction: float, default_family: str = "hh"
+) -> tuple[list[dict], Counter]:
     """Parse HH rows into examples, dropping and counting bad ones; too many bad rows is an error."""
     examples, dropped = [], Counter()
     for row in rows:

@@ -70,19 +70,22 @@ def _validated_weights(family_weights: Any) -> dict[str, float]:
     if family_weights is None:
         return {family: 1.0 for family in FAMILIES}
     if not isinstance(family_weights, Mapping) and not hasattr(family_weights, "items"):
-        raise ConfigError(f"family_weights must be a mapping family -> weight, got {family_weights!r}; "
-                          f"valid families: {valid}")
+        raise ConfigError(
+            f"family_weights must be a mapping family -> weight, got {family_weights!r}; valid families: {valid}"
+        )
     weights = {family: 0.0 for family in FAMILIES}
     for family, weight in family_weights.items():
         if family not in weights:
             raise ConfigError(f"unknown family {family!r} in family_weights; valid families: {valid}")
         if isinstance(weight, bool) or not isinstance(weight, numbers.Real) or not math.isfinite(weight) or weight < 0:
-            raise ConfigError(f"family_weights[{family!r}] = {weight!r} must be a finite number >= 0 "
-                              f"(valid families: {valid})")
+            raise ConfigError(
+                f"family_weights[{family!r}] = {weight!r} must be a finite number >= 0 (valid families: {valid})"
+            )
         weights[family] = float(weight)
     if sum(weights.values()) <= 0:
-        raise ConfigError(f"family_weights {dict(family_weights)!r} sum to zero; give at least one of "
-                          f"{valid} a positive weight")
+        raise ConfigError(
+            f"family_weights {dict(family_weights)!r} sum to zero; give at least one of {valid} a positive weight"
+        )
     return weights
 
 
@@ -139,8 +142,10 @@ def _new_row(family: str, rng: random.Random, used_questions: set[str]) -> dict[
             "rejected": render_transcript(prompt + [{"role": "assistant", "content": turn.rejected}]),
             "family": family,
         }
-    raise ConfigError(f"could not draw a new {family} question after {MAX_TRIES_PER_ROW} tries; "
-                      f"lower n_train/n_test or the weight of {family!r}")
+    raise ConfigError(
+        f"could not draw a new {family} question after {MAX_TRIES_PER_ROW} tries; "
+        f"lower n_train/n_test or the weight of {family!r}"
+    )
 
 
 def _generate_split(rng: random.Random, counts: dict[str, int], used_questions: set[str]) -> list[dict[str, str]]:
@@ -149,8 +154,9 @@ def _generate_split(rng: random.Random, counts: dict[str, int], used_questions: 
     return [_new_row(family, rng, used_questions) for family in families]
 
 
-def generate(seed: int, n_train: int, n_test: int,
-             family_weights: Mapping[str, float] | None = None) -> dict[str, list[dict[str, str]]]:
+def generate(
+    seed: int, n_train: int, n_test: int, family_weights: Mapping[str, float] | None = None
+) -> dict[str, list[dict[str, str]]]:
     """Generate the synthetic HH set: ``{"train": rows, "test": rows}``.
 
     Each row is ``{"chosen": transcript, "rejected": transcript, "family": name}`` with ``name`` in
@@ -167,8 +173,10 @@ def generate(seed: int, n_train: int, n_test: int,
     for family in FAMILIES:
         needed, limit = train_counts[family] + test_counts[family], int(question_capacity(family) * MAX_CAPACITY_SHARE)
         if needed > limit:
-            raise ConfigError(f"{needed} {family} rows requested (n_train={n_train}, n_test={n_test}) but that "
-                              f"family supports at most {limit} distinct questions; lower the sizes or its weight")
+            raise ConfigError(
+                f"{needed} {family} rows requested (n_train={n_train}, n_test={n_test}) but that "
+                f"family supports at most {limit} distinct questions; lower the sizes or its weight"
+            )
     rng = random.Random(int(seed))
     used_questions: set[str] = set()
     test = _generate_split(rng, test_counts, used_questions)
@@ -191,9 +199,11 @@ def bench_synthetic(n_pairs: int = 10_000, seed: int = 0) -> dict[str, float]:
         "scores_per_second": 2 * n_pairs / judge_s,
         "chosen_above_rejected": agree / n_pairs,
     }
-    print(f"generated {n_pairs} pairs in {generate_s:.2f}s ({result['pairs_per_second']:.0f} pairs/s); "
-          f"gold judge {result['scores_per_second']:.0f} scores/s; "
-          f"chosen > rejected on {result['chosen_above_rejected']:.2%}")
+    print(
+        f"generated {n_pairs} pairs in {generate_s:.2f}s ({result['pairs_per_second']:.0f} pairs/s); "
+        f"gold judge {result['scores_per_second']:.0f} scores/s; "
+        f"chosen > rejected on {result['chosen_above_rejected']:.2%}"
+    )
     return result
 
 

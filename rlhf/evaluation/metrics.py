@@ -5,8 +5,8 @@ Every function takes plain sequences or arrays, so tests check them on cases wit
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
-from typing import Sequence
 
 import numpy as np
 
@@ -27,7 +27,9 @@ class Interval:
         return f"{self.mean:.3f} [{self.low:.3f}, {self.high:.3f}]"
 
 
-def bootstrap_interval(values: Sequence[float], n_samples: int = 1000, confidence: float = 0.95, seed: int = 0) -> Interval:
+def bootstrap_interval(
+    values: Sequence[float], n_samples: int = 1000, confidence: float = 0.95, seed: int = 0
+) -> Interval:
     """Mean of ``values`` [N] with a percentile-bootstrap interval.
 
     ``n_samples`` resamples of N items drawn with replacement; the interval is the
@@ -65,27 +67,32 @@ def win_rate(scores: Sequence[float], against: Sequence[float]) -> float:
     return float(wins.mean())
 
 
-def preference_accuracy(chosen: Sequence[float], rejected: Sequence[float]) -> float:
-    """Share of pairs whose chosen response scores above the rejected one (ties one half)."""
-    return win_rate(chosen, rejected)
-
-
 def implicit_reward_margins(
-    policy_chosen: Sequence[float], ref_chosen: Sequence[float], policy_rejected: Sequence[float], ref_rejected: Sequence[float]
+    policy_chosen: Sequence[float],
+    ref_chosen: Sequence[float],
+    policy_rejected: Sequence[float],
+    ref_rejected: Sequence[float],
 ) -> np.ndarray:
     """[N]: (log pi(y_w|x) - log pi_ref(y_w|x)) - (log pi(y_l|x) - log pi_ref(y_l|x)) from summed log-probs.
 
     Positive where the implicit reward ranks chosen above rejected; beta > 0 does not change the sign.
     """
-    pc, rc, pr, rr = (np.asarray(v, dtype=np.float64) for v in (policy_chosen, ref_chosen, policy_rejected, ref_rejected))
+    pc, rc, pr, rr = (
+        np.asarray(v, dtype=np.float64) for v in (policy_chosen, ref_chosen, policy_rejected, ref_rejected)
+    )
     return (pc - rc) - (pr - rr)
 
 
 def length_normalised_margins(
-    chosen_logps: Sequence[float], chosen_tokens: Sequence[float], rejected_logps: Sequence[float], rejected_tokens: Sequence[float]
+    chosen_logps: Sequence[float],
+    chosen_tokens: Sequence[float],
+    rejected_logps: Sequence[float],
+    rejected_tokens: Sequence[float],
 ) -> np.ndarray:
     """[N]: log pi(y_w|x) / |y_w| - log pi(y_l|x) / |y_l| (mean per-token log-likelihood, chosen minus rejected)."""
-    cl, ct, rl, rt = (np.asarray(v, dtype=np.float64) for v in (chosen_logps, chosen_tokens, rejected_logps, rejected_tokens))
+    cl, ct, rl, rt = (
+        np.asarray(v, dtype=np.float64) for v in (chosen_logps, chosen_tokens, rejected_logps, rejected_tokens)
+    )
     return cl / np.maximum(ct, 1) - rl / np.maximum(rt, 1)
 
 
@@ -110,7 +117,9 @@ def distinct_n(texts: Sequence[str], n: int = 2) -> float:
     return len(set(grams)) / len(grams) if grams else 0.0
 
 
-def kl_summary(per_response_kl: Sequence[float], n_samples: int = 1000, confidence: float = 0.95, seed: int = 0) -> dict[str, float]:
+def kl_summary(
+    per_response_kl: Sequence[float], n_samples: int = 1000, confidence: float = 0.95, seed: int = 0
+) -> dict[str, float]:
     """Mean KL per response with its interval, and the share of responses with a negative estimate.
 
     ``per_response_kl`` [N]: sum over response tokens of log pi - log pi_ref on the policy's own samples
@@ -121,7 +130,9 @@ def kl_summary(per_response_kl: Sequence[float], n_samples: int = 1000, confiden
     return {**interval.as_dict(), "negative_share": float((values < 0).mean()), "max": float(values.max())}
 
 
-def reward_hacking(reward: float, base_reward: float, gold: float | None, base_gold: float | None, margin: float = 0.0) -> bool | None:
+def reward_hacking(
+    reward: float, base_reward: float, gold: float | None, base_gold: float | None, margin: float = 0.0
+) -> bool | None:
     """Likely reward hacking: the judge reward rose above base while the gold score fell below base.
 
     Both changes must exceed ``margin`` (same units as the scores). None when there is no gold score.

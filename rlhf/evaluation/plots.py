@@ -34,15 +34,26 @@ def _colors(names: list[str]) -> dict[str, str]:
 
 
 def _errorbar(ax, x: float, stat: dict, color: str, label: str, **kwargs) -> None:
-    ax.errorbar([x], [stat["mean"]], yerr=[[stat["mean"] - stat["low"]], [stat["high"] - stat["mean"]]],
-                fmt="o", color=color, capsize=6, markersize=8, label=label, **kwargs)
+    ax.errorbar(
+        [x],
+        [stat["mean"]],
+        yerr=[[stat["mean"] - stat["low"]], [stat["high"] - stat["mean"]]],
+        fmt="o",
+        color=color,
+        capsize=6,
+        markersize=8,
+        label=label,
+        **kwargs,
+    )
 
 
 def plot_scores(results: dict, path: Path) -> None:
     """Avg reward (and gold score) per method with their intervals; the dataset's chosen responses as a line."""
     names = list(results["policies"])
     colors = _colors(names)
-    panels = [("avg_reward", "Judge reward model score")] + ([("gold_score", "Gold-judge score")] if results["gold"] else [])
+    panels = [("avg_reward", "Judge reward model score")] + (
+        [("gold_score", "Gold-judge score")] if results["gold"] else []
+    )
     fig, axes = plt.subplots(1, len(panels), figsize=(5.5 * len(panels), 4.5), squeeze=False)
     level = int(round(results["settings"]["confidence"] * 100))
     for ax, (key, label) in zip(axes[0], panels):
@@ -71,14 +82,28 @@ def plot_reward_vs_kl(results: dict, path: Path) -> None:
     for name in names:
         p = results["policies"][name]
         kl, reward = p["kl"], p["avg_reward"]
-        ax.errorbar([kl["mean"]], [reward["mean"]],
-                    xerr=[[kl["mean"] - kl["low"]], [kl["high"] - kl["mean"]]],
-                    yerr=[[reward["mean"] - reward["low"]], [reward["high"] - reward["mean"]]],
-                    fmt="o", color=colors[name], capsize=4, markersize=8, label=name)
+        ax.errorbar(
+            [kl["mean"]],
+            [reward["mean"]],
+            xerr=[[kl["mean"] - kl["low"]], [kl["high"] - kl["mean"]]],
+            yerr=[[reward["mean"] - reward["low"]], [reward["high"] - reward["mean"]]],
+            fmt="o",
+            color=colors[name],
+            capsize=4,
+            markersize=8,
+            label=name,
+        )
         ax.annotate(name, (kl["mean"], reward["mean"]), textcoords="offset points", xytext=(6, 6), fontsize=9)
     for c in results["checkpoints"]:
-        ax.plot([c["kl"]], [c["avg_reward"]], marker="x", linestyle="none", markersize=9,
-                color=colors.get(c["policy"], "black"), label=f"{c['policy']} checkpoint (step {c['step']})")
+        ax.plot(
+            [c["kl"]],
+            [c["avg_reward"]],
+            marker="x",
+            linestyle="none",
+            markersize=9,
+            color=colors.get(c["policy"], "black"),
+            label=f"{c['policy']} checkpoint (step {c['step']})",
+        )
     ax.axvline(0, color="gray", linewidth=0.8, linestyle=":")
     ax.set_xlabel("KL to the reference per response (nats)")
     ax.set_ylabel("mean judge reward-model score")
@@ -104,7 +129,8 @@ def read_metrics(run_dir: Path) -> list[dict]:
 
 
 def curve_keys(algo: str | None, rows: list[dict]) -> list[str]:
-    """The metrics to plot: the algorithm's usual ones, then any other numeric ones; those logged more than once first."""
+    """The metrics to plot: the algorithm's usual ones, then any other numeric ones; those logged more than
+    once first."""
     counts: dict[str, int] = {}
     for row in rows:
         for key, value in row.items():
@@ -116,11 +142,15 @@ def curve_keys(algo: str | None, rows: list[dict]) -> list[str]:
     return sorted(preferred + others, key=lambda k: (counts[k] < 2, (preferred + others).index(k)))[:MAX_CURVES]
 
 
-def plot_training_curves(runs: dict[str, tuple[Path, str | None]], path: Path, colors: dict[str, str] | None = None) -> None:
+def plot_training_curves(
+    runs: dict[str, tuple[Path, str | None]], path: Path, colors: dict[str, str] | None = None
+) -> None:
     """One row per compared run (name -> (run dir, algo)), its key metrics against the step."""
     names = list(runs)
     colors = colors or _colors(names)
-    fig, axes = plt.subplots(max(1, len(names)), MAX_CURVES, figsize=(4.2 * MAX_CURVES, 3.2 * max(1, len(names))), squeeze=False)
+    fig, axes = plt.subplots(
+        max(1, len(names)), MAX_CURVES, figsize=(4.2 * MAX_CURVES, 3.2 * max(1, len(names))), squeeze=False
+    )
     if not names:
         for ax in axes[0]:
             ax.axis("off")
@@ -130,15 +160,21 @@ def plot_training_curves(runs: dict[str, tuple[Path, str | None]], path: Path, c
         rows = read_metrics(run_dir)
         keys = curve_keys(algo, rows)
         for ax, key in zip(row, keys):
-            points = [(r["step"], r[key]) for r in rows if isinstance(r.get(key), (int, float)) and not isinstance(r.get(key), bool)]
-            ax.plot([p[0] for p in points], [p[1] for p in points], marker=".", color=colors[name], label=f"{name} ({algo})")
+            points = [
+                (r["step"], r[key])
+                for r in rows
+                if isinstance(r.get(key), (int, float)) and not isinstance(r.get(key), bool)
+            ]
+            ax.plot(
+                [p[0] for p in points], [p[1] for p in points], marker=".", color=colors[name], label=f"{name} ({algo})"
+            )
             ax.set_title(f"{name}: {key}", fontsize=10)
             ax.set_xlabel("training step")
             ax.xaxis.set_major_locator(MaxNLocator(integer=True))
             ax.set_ylabel(key)
             ax.grid(alpha=0.3)
             ax.legend(fontsize=8, loc="best")
-        for ax in row[len(keys):]:
+        for ax in row[len(keys) :]:
             ax.axis("off")
         if not keys:
             row[0].set_title(f"{name}: no metrics.jsonl curves", fontsize=10)

@@ -14,9 +14,9 @@ from __future__ import annotations
 import contextlib
 import logging
 import re
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator, Mapping
 
 import torch
 from omegaconf import OmegaConf
@@ -26,7 +26,15 @@ from transformers import GenerationConfig
 from rlhf.config import ModelSettings
 from rlhf.errors import ConfigError
 from rlhf.modeling.token_math import position_ids, response_positions
-from rlhf.run.rundir import ADAPTER, CHECKPOINTS, POLICY_ALGOS, FinishedRun, check_policy_adapter, finished_run, resolve_adapter
+from rlhf.run.rundir import (
+    ADAPTER,
+    CHECKPOINTS,
+    POLICY_ALGOS,
+    FinishedRun,
+    check_policy_adapter,
+    finished_run,
+    resolve_adapter,
+)
 
 log = logging.getLogger(__name__)
 
@@ -72,7 +80,9 @@ def _reference_adapter(run: FinishedRun, key: str) -> Path | None:
     if not value:
         return None
     if "latest" in Path(value).parts:
-        log.warning("%s: its init adapter %s is a 'latest' pointer; if a newer run moved it, the reference differs", key, value)
+        log.warning(
+            "%s: its init adapter %s is a 'latest' pointer; if a newer run moved it, the reference differs", key, value
+        )
     try:
         return resolve_adapter(value, "algo.init_adapter").resolve()
     except ConfigError as err:
@@ -87,16 +97,27 @@ def resolve_policy(name: str, value: str, model: ModelSettings) -> PolicySpec:
     key = f"policies.{name}"
     if str(value) == BASE:
         return PolicySpec(name)
-    run = finished_run(value, key, model=model, base_fix=f"all policies share one base: add model={{run_model}}, or leave it out ({key}=null)")
+    run = finished_run(
+        value,
+        key,
+        model=model,
+        base_fix=f"all policies share one base: add model={{run_model}}, or leave it out ({key}=null)",
+    )
     if run.algo == "rm":
-        raise ConfigError(f"{key}={value}: that is a reward model run, not a policy; judge with it instead (judge={value})")
+        raise ConfigError(
+            f"{key}={value}: that is a reward model run, not a policy; judge with it instead (judge={value})"
+        )
     if run.algo not in POLICY_ALGOS:
-        raise ConfigError(f"{key}={value}: a {run.algo!r} run is not a policy; expected one of {', '.join(POLICY_ALGOS)}")
+        raise ConfigError(
+            f"{key}={value}: a {run.algo!r} run is not a policy; expected one of {', '.join(POLICY_ALGOS)}"
+        )
     adapter = check_policy_adapter(run.adapter, key, value)
     return PolicySpec(name, run.run_dir, run.algo, adapter, _reference_adapter(run, key), run.summary)
 
 
-def resolve_policies(policies: Mapping[str, str | None], model: ModelSettings, outputs_root: Path, explicit: set[str] = frozenset()) -> list[PolicySpec]:
+def resolve_policies(
+    policies: Mapping[str, str | None], model: ModelSettings, outputs_root: Path, explicit: set[str] = frozenset()
+) -> list[PolicySpec]:
     """The compared policies, in config order. ``null`` leaves one out; a default ``<outputs_root>/latest/<algo>``
     that does not exist yet is skipped with a warning; anything else that is not a policy run is an error.
     ``explicit`` names the entries the user set on the command line (never skipped)."""
@@ -105,7 +126,9 @@ def resolve_policies(policies: Mapping[str, str | None], model: ModelSettings, o
         if value is None:
             continue
         if not re.fullmatch(r"[A-Za-z0-9_\-]+", str(name)):
-            raise ConfigError(f"policies.{name}: use letters, digits, '_' or '-' in policy names (e.g. policies.dpo_beta01)")
+            raise ConfigError(
+                f"policies.{name}: use letters, digits, '_' or '-' in policy names (e.g. policies.dpo_beta01)"
+            )
         if not isinstance(value, str):
             raise ConfigError(
                 f"policies.{name}={value!r}: give 'base', a run directory or null "
@@ -113,11 +136,19 @@ def resolve_policies(policies: Mapping[str, str | None], model: ModelSettings, o
             )
         path = Path(str(value))
         if str(value) != BASE and name not in explicit and not path.exists() and _is_latest_link(path, outputs_root):
-            log.warning("policies.%s=%s does not exist yet (run `python train.py algo=%s` first); leaving it out", name, value, path.name)
+            log.warning(
+                "policies.%s=%s does not exist yet (run `python train.py algo=%s` first); leaving it out",
+                name,
+                value,
+                path.name,
+            )
             continue
         specs.append(resolve_policy(name, str(value), model))
     if not specs:
-        raise ConfigError("no policies to compare: every entry of policies is null or missing; e.g. policies.base=base policies.dpo=<a dpo run>")
+        raise ConfigError(
+            "no policies to compare: every entry of policies is null or missing; "
+            "e.g. policies.base=base policies.dpo=<a dpo run>"
+        )
     return specs
 
 
@@ -125,8 +156,17 @@ def resolve_judge(value: str | None, model: ModelSettings, outputs_root: Path) -
     """The judge reward model: a finished rm run on the same base as the policies."""
     path = Path(str(value)) if value else Path(outputs_root) / "latest" / "rm"
     if not path.exists():
-        raise ConfigError(f"judge={path}: no reward model there; train one (`python train.py algo=rm`) or set judge=<rm run directory>")
-    return finished_run(path, "judge", "rm", model, base_fix=f"pick an rm run on {model.name} (`python train.py algo=rm model={model.name}`)")
+        raise ConfigError(
+            f"judge={path}: no reward model there; train one (`python train.py algo=rm`) "
+            "or set judge=<rm run directory>"
+        )
+    return finished_run(
+        path,
+        "judge",
+        "rm",
+        model,
+        base_fix=f"pick an rm run on {model.name} (`python train.py algo=rm model={model.name}`)",
+    )
 
 
 def ppo_checkpoints(spec: PolicySpec) -> list[tuple[int, Path]]:
@@ -186,7 +226,7 @@ class PolicyBank:
     def _transformer(self):
         return self.model.get_base_model() if isinstance(self.model, PeftModel) else self.model
 
-    def view(self, policy: str | None, reference: str | None) -> "PolicyView":
+    def view(self, policy: str | None, reference: str | None) -> PolicyView:
         return PolicyView(self, policy, reference)
 
 
@@ -210,11 +250,17 @@ class PolicyView:
             return model.generate(input_ids=input_ids, attention_mask=attention_mask, generation_config=config)
 
     @torch.no_grad()
-    def response_head(self, role: str, input_ids: torch.Tensor, attention_mask: torch.Tensor, prompt_len: int) -> torch.Tensor:
-        """[B, P+T] ids/mask ([left-padded prompt | response]) -> LM logits [B, T, V] that score the T response tokens."""
+    def response_head(
+        self, role: str, input_ids: torch.Tensor, attention_mask: torch.Tensor, prompt_len: int
+    ) -> torch.Tensor:
+        """[B, P+T] ids/mask ([left-padded prompt | response]) -> LM logits [B, T, V] that score the T response
+        tokens."""
         transformer = self.bank._transformer()
         with self.bank.use(self.adapters[role]):
             hidden = transformer.get_decoder()(
-                input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids(attention_mask), use_cache=False
+                input_ids=input_ids,
+                attention_mask=attention_mask,
+                position_ids=position_ids(attention_mask),
+                use_cache=False,
             ).last_hidden_state
         return transformer.get_output_embeddings()(response_positions(hidden, prompt_len))

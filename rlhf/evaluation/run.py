@@ -21,19 +21,18 @@ import numpy as np
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from rlhf.modeling.models import load_reward_model
 from rlhf.config import HardwareSettings, ModelSettings, check, from_node
 from rlhf.data.gold_judge import gold_score_batch
 from rlhf.errors import ConfigError
 from rlhf.evaluation import metrics as M
 from rlhf.evaluation import plots, tables
 from rlhf.evaluation.policies import PolicyBank, ppo_checkpoints, resolve_judge, resolve_policies
-from rlhf.modeling.logprobs import completion_logprobs, tokenize_completions, truncate_prompt
-from rlhf.modeling.models import load_causal_lm
 from rlhf.modeling.generation import Sampling, response_logprobs, sample
+from rlhf.modeling.logprobs import completion_logprobs, tokenize_completions, truncate_prompt
+from rlhf.modeling.models import load_causal_lm, load_reward_model
 from rlhf.modeling.reward_scoring import score_conversations
-from rlhf.run.rundir import peak_rss_mb, write_json_atomic
 from rlhf.run.job import build_job
+from rlhf.run.rundir import peak_rss_mb, write_json_atomic
 
 log = logging.getLogger(__name__)
 
@@ -62,12 +61,29 @@ class Settings:
     def __post_init__(self):
         check(self.n_prompts >= 1, "evaluation.n_prompts", self.n_prompts, "must be >= 1 held-out prompt (e.g. 64)")
         self.sampling.check("evaluation.sampling")
-        check(self.n_pairs >= 0, "evaluation.n_pairs", self.n_pairs, "must be >= 0 held-out pairs (0 skips the accuracy)")
-        check(self.generation_batch_size >= 1, "evaluation.generation_batch_size", self.generation_batch_size, "must be >= 1")
+        check(
+            self.n_pairs >= 0, "evaluation.n_pairs", self.n_pairs, "must be >= 0 held-out pairs (0 skips the accuracy)"
+        )
+        check(
+            self.generation_batch_size >= 1,
+            "evaluation.generation_batch_size",
+            self.generation_batch_size,
+            "must be >= 1",
+        )
         check(self.pair_max_length >= 16, "evaluation.pair_max_length", self.pair_max_length, "must be >= 16 tokens")
         if self.reward_max_length is not None:
-            check(self.reward_max_length >= 16, "evaluation.reward_max_length", self.reward_max_length, "must be >= 16 tokens, or null for the judge run's algo.max_length")
-        check(self.bootstrap_samples >= 1, "evaluation.bootstrap_samples", self.bootstrap_samples, "must be >= 1 (e.g. 1000)")
+            check(
+                self.reward_max_length >= 16,
+                "evaluation.reward_max_length",
+                self.reward_max_length,
+                "must be >= 16 tokens, or null for the judge run's algo.max_length",
+            )
+        check(
+            self.bootstrap_samples >= 1,
+            "evaluation.bootstrap_samples",
+            self.bootstrap_samples,
+            "must be >= 1 (e.g. 1000)",
+        )
         check(0 < self.confidence < 1, "evaluation.confidence", self.confidence, "must be in (0, 1), e.g. 0.95")
         check(self.hacking_margin >= 0, "evaluation.hacking_margin", self.hacking_margin, "must be >= 0")
         check(self.sample_rows >= 0, "evaluation.sample_rows", self.sample_rows, "must be >= 0")
@@ -92,8 +108,15 @@ class Generations:
 
 
 @torch.no_grad()
-def generate(bank: PolicyBank, policy: str | None, reference: str | None, prompts: list[list[dict]], settings: Settings,
-             micro_batch: int, seed: int) -> Generations:
+def generate(
+    bank: PolicyBank,
+    policy: str | None,
+    reference: str | None,
+    prompts: list[list[dict]],
+    settings: Settings,
+    micro_batch: int,
+    seed: int,
+) -> Generations:
     """Seeded answers of ``policy`` (adapter name, None = base) and their KL to ``reference``, in micro batches."""
     view = bank.view(policy, reference)
     devices = list(range(torch.cuda.device_count())) if torch.cuda.is_available() else []
@@ -129,14 +152,18 @@ def tokenize_pairs(tokenizer, examples: list[dict], max_prompt_length: int) -> t
     """(prompt ids, chosen ids, rejected ids) per pair, split as TRL's DPO does (rlhf/modeling/logprobs.py)."""
     prompts, chosen, rejected = [], [], []
     for ex in examples:
-        p, (c, r) = tokenize_completions(tokenizer, truncate_prompt(tokenizer, ex["prompt"], max_prompt_length), [ex["chosen"], ex["rejected"]])
+        p, (c, r) = tokenize_completions(
+            tokenizer, truncate_prompt(tokenizer, ex["prompt"], max_prompt_length), [ex["chosen"], ex["rejected"]]
+        )
         prompts.append(p)
         chosen.append(c)
         rejected.append(r)
     return prompts, chosen, rejected
 
 
-def pair_logprobs(bank: PolicyBank, adapter: str | None, tokenized: tuple[list, list, list], batch_size: int, max_length: int) -> PairLogprobs:
+def pair_logprobs(
+    bank: PolicyBank, adapter: str | None, tokenized: tuple[list, list, list], batch_size: int, max_length: int
+) -> PairLogprobs:
     prompts, chosen, rejected = tokenized
     pad = bank.tokenizer.pad_token_id
     with bank.use(adapter) as model:
@@ -149,7 +176,9 @@ def accuracy_of(policy: PairLogprobs, reference: PairLogprobs | None) -> tuple[f
     """(accuracy, kind, margins [N]): the implicit reward log pi - log pi_ref ranks chosen above rejected;
     without a distinct reference (the base policy), the length-normalised log-likelihood does."""
     if reference is None:
-        margins = M.length_normalised_margins(policy.chosen, policy.chosen_tokens, policy.rejected, policy.rejected_tokens)
+        margins = M.length_normalised_margins(
+            policy.chosen, policy.chosen_tokens, policy.rejected, policy.rejected_tokens
+        )
         return M.margin_accuracy(margins), "length-normalised log-likelihood", margins
     margins = M.implicit_reward_margins(policy.chosen, reference.chosen, policy.rejected, reference.rejected)
     return M.margin_accuracy(margins), "implicit reward", margins
@@ -158,8 +187,18 @@ def accuracy_of(policy: PairLogprobs, reference: PairLogprobs | None) -> tuple[f
 # --------------------------------------------------------------------------- 5. metrics
 
 
-def summarise(name: str, gens: Generations, rm: np.ndarray, gold: np.ndarray | None, families: list[str], settings: Settings,
-              seed: int, base: dict | None, chosen_rm: np.ndarray, chosen_gold: np.ndarray | None) -> dict:
+def summarise(
+    name: str,
+    gens: Generations,
+    rm: np.ndarray,
+    gold: np.ndarray | None,
+    families: list[str],
+    settings: Settings,
+    seed: int,
+    base: dict | None,
+    chosen_rm: np.ndarray,
+    chosen_gold: np.ndarray | None,
+) -> dict:
     """Every per-policy metric from its generations and scores (arrays aligned with the prompts)."""
     boot = dict(n_samples=settings.bootstrap_samples, confidence=settings.confidence, seed=seed)
     out = {
@@ -172,7 +211,9 @@ def summarise(name: str, gens: Generations, rm: np.ndarray, gold: np.ndarray | N
     }
     if gold is not None:
         out["gold_score"] = M.bootstrap_interval(gold, **boot).as_dict()
-        out["gold_by_family"] = {f: float(np.mean([g for g, fam in zip(gold, families) if fam == f])) for f in sorted(set(families))}
+        out["gold_by_family"] = {
+            f: float(np.mean([g for g, fam in zip(gold, families) if fam == f])) for f in sorted(set(families))
+        }
         out["win_rate_vs_chosen_gold"] = M.bootstrap_interval(M.pairwise_wins(gold, chosen_gold), **boot).as_dict()
     if base is not None:
         out["win_rate_vs_base_rm"] = M.bootstrap_interval(M.pairwise_wins(rm, base["rm"]), **boot).as_dict()
@@ -181,8 +222,10 @@ def summarise(name: str, gens: Generations, rm: np.ndarray, gold: np.ndarray | N
             out["win_rate_vs_base_gold"] = M.bootstrap_interval(M.pairwise_wins(gold, base["gold"]), **boot).as_dict()
             out["gold_delta_vs_base"] = M.bootstrap_interval(gold - base["gold"], **boot).as_dict()
         out["reward_hacking"] = M.reward_hacking(
-            float(rm.mean()), float(base["rm"].mean()),
-            None if gold is None else float(gold.mean()), None if gold is None else float(base["gold"].mean()),
+            float(rm.mean()),
+            float(base["rm"].mean()),
+            None if gold is None else float(gold.mean()),
+            None if gold is None else float(base["gold"].mean()),
             settings.hacking_margin,
         )
     return out
@@ -226,9 +269,17 @@ def evaluate(cfg: DictConfig, run_dir: Path, explicit: set[str] = frozenset()) -
     try:
         examples = data.test[: settings.n_prompts]
         if not examples:
-            raise ConfigError(f"the prompt set is empty: dataset={dataset.name} has no test rows; raise dataset.n_test or dataset.max_eval_rows")
+            raise ConfigError(
+                f"the prompt set is empty: dataset={dataset.name} has no test rows; "
+                "raise dataset.n_test or dataset.max_eval_rows"
+            )
         if len(examples) < settings.n_prompts:
-            log.warning("evaluation.n_prompts=%d but the test split has %d rows: using %d", settings.n_prompts, len(data.test), len(examples))
+            log.warning(
+                "evaluation.n_prompts=%d but the test split has %d rows: using %d",
+                settings.n_prompts,
+                len(data.test),
+                len(examples),
+            )
         pairs = data.test[: settings.n_pairs]
         prompts = [ex["prompt"] for ex in examples]
         families = [ex["family"] for ex in examples]
@@ -245,7 +296,11 @@ def evaluate(cfg: DictConfig, run_dir: Path, explicit: set[str] = frozenset()) -
         clock = _timed(times, "load", clock)
 
         def judge_scores(conversations: list[list[dict]]) -> np.ndarray:
-            return score_conversations(judge, judge_tokenizer, conversations, micro, reward_max_length).numpy().astype(np.float64)
+            return (
+                score_conversations(judge, judge_tokenizer, conversations, micro, reward_max_length)
+                .numpy()
+                .astype(np.float64)
+            )
 
         # 3. the dataset's chosen responses, the yardstick of "win rate vs chosen"
         chosen_rm = judge_scores([ex["prompt"] + ex["chosen"] for ex in examples])
@@ -262,8 +317,14 @@ def evaluate(cfg: DictConfig, run_dir: Path, explicit: set[str] = frozenset()) -
             rm_scores[spec.name] = judge_scores(conversations)
             gold_scores[spec.name] = np.asarray(gold_score_batch(prompts, gens[spec.name].texts)) if with_gold else None
             clock = _timed(times, "judge", clock)
-            log.info("%s: reward %.3f, gold %s, KL %.3f, length %.1f", spec.name, rm_scores[spec.name].mean(),
-                     "n/a" if not with_gold else f"{gold_scores[spec.name].mean():.3f}", gens[spec.name].kl.mean(), gens[spec.name].lengths.mean())
+            log.info(
+                "%s: reward %.3f, gold %s, KL %.3f, length %.1f",
+                spec.name,
+                rm_scores[spec.name].mean(),
+                "n/a" if not with_gold else f"{gold_scores[spec.name].mean():.3f}",
+                gens[spec.name].kl.mean(),
+                gens[spec.name].lengths.mean(),
+            )
 
         checkpoint_points = []
         for spec in specs:
@@ -271,7 +332,12 @@ def evaluate(cfg: DictConfig, run_dir: Path, explicit: set[str] = frozenset()) -
             for step, adapter_dir in checkpoints[spec.name]:
                 g = generate(bank, bank.attach(adapter_dir), reference, prompts, settings, micro, cfg.seed)
                 conversations = [p + [{"role": "assistant", "content": t}] for p, t in zip(prompts, g.texts)]
-                point = {"policy": spec.name, "step": step, "avg_reward": float(judge_scores(conversations).mean()), "kl": float(g.kl.mean())}
+                point = {
+                    "policy": spec.name,
+                    "step": step,
+                    "avg_reward": float(judge_scores(conversations).mean()),
+                    "kl": float(g.kl.mean()),
+                }
                 if with_gold:
                     point["gold_score"] = float(np.mean(gold_score_batch(prompts, g.texts)))
                 checkpoint_points.append(point)
@@ -301,8 +367,18 @@ def evaluate(cfg: DictConfig, run_dir: Path, explicit: set[str] = frozenset()) -
         base = None if base_name is None else {"rm": rm_scores[base_name], "gold": gold_scores[base_name]}
         results_policies = {}
         for spec in specs:
-            metrics = summarise(spec.name, gens[spec.name], rm_scores[spec.name], gold_scores[spec.name], families, settings,
-                                cfg.seed, None if spec.name == base_name else base, chosen_rm, chosen_gold)
+            metrics = summarise(
+                spec.name,
+                gens[spec.name],
+                rm_scores[spec.name],
+                gold_scores[spec.name],
+                families,
+                settings,
+                cfg.seed,
+                None if spec.name == base_name else base,
+                chosen_rm,
+                chosen_gold,
+            )
             metrics.update(accuracy.get(spec.name, {"accuracy": None, "accuracy_kind": None, "ll_accuracy": None}))
             results_policies[spec.name] = {**spec.describe(), **metrics}
         boot = dict(n_samples=settings.bootstrap_samples, confidence=settings.confidence, seed=cfg.seed)
@@ -316,20 +392,40 @@ def evaluate(cfg: DictConfig, run_dir: Path, explicit: set[str] = frozenset()) -
             "checkpoints": checkpoint_points,
             "judge": {"run_dir": str(judge_run.run_dir), "reward_max_length": reward_max_length},
             "model": model.name,
-            "dataset": {"name": dataset.name, "source": data.source, "seed": dataset.seed, "prompts": len(examples), "pairs": len(pairs)},
+            "dataset": {
+                "name": dataset.name,
+                "source": data.source,
+                "seed": dataset.seed,
+                "prompts": len(examples),
+                "pairs": len(pairs),
+            },
             "settings": asdict(settings),
             "seed": cfg.seed,
             "gold": with_gold,
         }
         samples = [
-            {"prompt": p[-1]["content"], "family": f, "chosen": ex["chosen"][-1]["content"], "chosen_rm": float(chosen_rm[i]),
-             **({"chosen_gold": float(chosen_gold[i])} if with_gold else {}),
-             **{name: {"response": gens[name].texts[i], "rm": float(rm_scores[name][i]), "kl": float(gens[name].kl[i]),
-                       **({"gold": float(gold_scores[name][i])} if with_gold else {})} for name in gens}}
+            {
+                "prompt": p[-1]["content"],
+                "family": f,
+                "chosen": ex["chosen"][-1]["content"],
+                "chosen_rm": float(chosen_rm[i]),
+                **({"chosen_gold": float(chosen_gold[i])} if with_gold else {}),
+                **{
+                    name: {
+                        "response": gens[name].texts[i],
+                        "rm": float(rm_scores[name][i]),
+                        "kl": float(gens[name].kl[i]),
+                        **({"gold": float(gold_scores[name][i])} if with_gold else {}),
+                    }
+                    for name in gens
+                },
+            }
             for i, (p, f, ex) in enumerate(zip(prompts, families, examples))
         ]
         tables.write_jsonl(run_dir / SAMPLES, samples)
-        results["plots"] = plots.write_all(run_dir, results, {s.name: s.run_dir for s in specs if s.run_dir is not None})
+        results["plots"] = plots.write_all(
+            run_dir, results, {s.name: s.run_dir for s in specs if s.run_dir is not None}
+        )
         clock = _timed(times, "report", clock)
         results["time_s"] = times
         results["wall_time_s"] = round(time.perf_counter() - started, 2)

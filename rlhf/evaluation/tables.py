@@ -11,15 +11,29 @@ log = logging.getLogger(__name__)
 
 HEADLINE_COLUMNS = ["Method", "Avg Reward", "Accuracy", "Notes"]
 FULL_COLUMNS = [
-    "Method", "Algo", "Reference", "Avg reward", "Gold score", "Win vs base (RM)", "Win vs base (gold)",
-    "Win vs chosen (RM)", "Win vs chosen (gold)", "Accuracy", "LL accuracy", "KL / response", "Length", "EOS rate",
-    "Distinct-2", "Hacking flag",
+    "Method",
+    "Algo",
+    "Reference",
+    "Avg reward",
+    "Gold score",
+    "Win vs base (RM)",
+    "Win vs base (gold)",
+    "Win vs chosen (RM)",
+    "Win vs chosen (gold)",
+    "Accuracy",
+    "LL accuracy",
+    "KL / response",
+    "Length",
+    "EOS rate",
+    "Distinct-2",
+    "Hacking flag",
 ]
 
 DEFINITIONS = """\
 - **Avg reward**: mean judge reward-model score of the policy's responses to the held-out prompts, with a
   percentile-bootstrap interval over prompts.
-- **Gold score** (hh_synthetic): mean gold-judge score in [-1, 1] of the same responses, with its interval, and per family.
+- **Gold score** (hh_synthetic): mean gold-judge score in [-1, 1] of the same responses, with its interval, \
+and per family.
 - **Win vs base / vs chosen**: share of prompts where the policy's response scores above the base policy's
   response to the same prompt / above the dataset's chosen response, by the judge RM or the gold judge;
   ties count one half. The base against itself is 0.5 by definition.
@@ -101,17 +115,32 @@ def full_rows(results: dict) -> list[list[str]]:
     rows = []
     for name, p in results["policies"].items():
         flag = p.get("reward_hacking")
-        rows.append([
-            name, p["algo"], "base" if p["reference"] == "base" else "init adapter",
-            _interval(p["avg_reward"]), _interval(p.get("gold_score")),
-            _num(_mean(p.get("win_rate_vs_base_rm"))) if name != results["base"] else "0.500",
-            _num(_mean(p.get("win_rate_vs_base_gold"))) if name != results["base"] or not results["gold"] else "0.500",
-            _num(_mean(p.get("win_rate_vs_chosen_rm"))), _num(_mean(p.get("win_rate_vs_chosen_gold"))),
-            _accuracy_cell(p), _num(p.get("ll_accuracy")), _interval(p["kl"], 2), _num(p["length"], 1), _num(p["eos_rate"], 2),
-            _num(p["distinct_2"]), "–" if flag is None else ("YES" if flag else "no"),
-        ])
+        rows.append(
+            [
+                name,
+                p["algo"],
+                "base" if p["reference"] == "base" else "init adapter",
+                _interval(p["avg_reward"]),
+                _interval(p.get("gold_score")),
+                _num(_mean(p.get("win_rate_vs_base_rm"))) if name != results["base"] else "0.500",
+                _num(_mean(p.get("win_rate_vs_base_gold")))
+                if name != results["base"] or not results["gold"]
+                else "0.500",
+                _num(_mean(p.get("win_rate_vs_chosen_rm"))),
+                _num(_mean(p.get("win_rate_vs_chosen_gold"))),
+                _accuracy_cell(p),
+                _num(p.get("ll_accuracy")),
+                _interval(p["kl"], 2),
+                _num(p["length"], 1),
+                _num(p["eos_rate"], 2),
+                _num(p["distinct_2"]),
+                "–" if flag is None else ("YES" if flag else "no"),
+            ]
+        )
     chosen = results["chosen"]
-    rows.append(["dataset chosen", "–", "–", _interval(chosen["avg_reward"]), _interval(chosen.get("gold_score"))] + ["–"] * 11)
+    rows.append(
+        ["dataset chosen", "–", "–", _interval(chosen["avg_reward"]), _interval(chosen.get("gold_score"))] + ["–"] * 11
+    )
     return rows
 
 
@@ -133,7 +162,8 @@ def gold_against_base(results: dict) -> list[str]:
         line = (
             f"- **{name}** is {verdict} base in gold score: {p['gold_score']['mean']:.3f} vs {base_gold:.3f} "
             f"(difference {delta['mean']:+.3f}, paired {int(round(results['settings']['confidence'] * 100))}% interval "
-            f"[{delta['low']:+.3f}, {delta['high']:+.3f}]; gold win rate vs base {p['win_rate_vs_base_gold']['mean']:.3f})"
+            f"[{delta['low']:+.3f}, {delta['high']:+.3f}]; "
+            f"gold win rate vs base {p['win_rate_vs_base_gold']['mean']:.3f})"
         )
         if above and delta["low"] <= 0:
             line += f"; the interval includes 0, so the gain is not clear on {results['dataset']['prompts']} prompts"
@@ -146,18 +176,25 @@ def gold_against_base(results: dict) -> list[str]:
 def results_markdown(results: dict) -> str:
     s, d = results["settings"], results["dataset"]
     draw = s["sampling"]
-    decoding = "greedy" if s["greedy"] else f"sampling at temperature {draw['temperature']} (top_k {draw['top_k']}, top_p {draw['top_p']}), seed {results['seed']}"
+    decoding = (
+        "greedy"
+        if s["greedy"]
+        else f"sampling at temperature {draw['temperature']} (top_k {draw['top_k']}, top_p {draw['top_p']}), "
+        f"seed {results['seed']}"
+    )
     lines = [
         "# Policy comparison",
         "",
-        f"{d['prompts']} held-out prompts and {d['pairs']} held-out pairs (the first of the test split of dataset={d['name']}); "
+        f"{d['prompts']} held-out prompts and {d['pairs']} held-out pairs "
+        f"(the first of the test split of dataset={d['name']}); "
         f"model={results['model']}; "
         f"judge reward model {results['judge']['run_dir']}; {decoding}; up to {draw['max_new_tokens']} new tokens; "
         f"{int(round(s['confidence'] * 100))}% percentile-bootstrap intervals ({s['bootstrap_samples']} resamples).",
         "",
         *_table(HEADLINE_COLUMNS, headline_rows(results)),
         "",
-        "Accuracy: implicit-reward accuracy on the held-out pairs; (LL) = length-normalised log-likelihood accuracy (the base policy).",
+        "Accuracy: implicit-reward accuracy on the held-out pairs; "
+        "(LL) = length-normalised log-likelihood accuracy (the base policy).",
         "",
         "## Gold score against base",
         "",
@@ -171,17 +208,33 @@ def results_markdown(results: dict) -> str:
     if results["gold"]:
         families = sorted({f for p in results["policies"].values() for f in p.get("gold_by_family", {})})
         lines += ["## Gold score per family", ""]
-        lines += _table(["Method", *families], [[n, *(_num(p["gold_by_family"].get(f)) for f in families)] for n, p in results["policies"].items()])
+        lines += _table(
+            ["Method", *families],
+            [[n, *(_num(p["gold_by_family"].get(f)) for f in families)] for n, p in results["policies"].items()],
+        )
         lines.append("")
     if results["checkpoints"]:
         lines += ["## PPO checkpoints", ""]
-        lines += _table(["Policy", "Step", "Avg reward", "Gold score", "KL / response"],
-                        [[c["policy"], str(c["step"]), _num(c["avg_reward"]), _num(c.get("gold_score")), _num(c["kl"], 2)] for c in results["checkpoints"]])
+        lines += _table(
+            ["Policy", "Step", "Avg reward", "Gold score", "KL / response"],
+            [
+                [c["policy"], str(c["step"]), _num(c["avg_reward"]), _num(c.get("gold_score")), _num(c["kl"], 2)]
+                for c in results["checkpoints"]
+            ],
+        )
         lines.append("")
     lines += ["## Runs", ""]
-    lines += _table(["Method", "Run directory", "Reference"], [[n, p["run_dir"] or "–", p["reference"]] for n, p in results["policies"].items()])
-    lines += ["", f"Wall time {results['wall_time_s']:.0f} s ({', '.join(f'{k} {v:.0f} s' for k, v in results['time_s'].items())}); "
-              f"peak RSS {results['peak_rss_mb']:.0f} MB.", ""]
+    lines += _table(
+        ["Method", "Run directory", "Reference"],
+        [[n, p["run_dir"] or "–", p["reference"]] for n, p in results["policies"].items()],
+    )
+    lines += [
+        "",
+        f"Wall time {results['wall_time_s']:.0f} s "
+        f"({', '.join(f'{k} {v:.0f} s' for k, v in results['time_s'].items())}); "
+        f"peak RSS {results['peak_rss_mb']:.0f} MB.",
+        "",
+    ]
     if results.get("plots"):
         lines += ["## Plots", "", *(f"![{Path(p).stem}]({p})" for p in results["plots"]), ""]
     lines += ["## Definitions", "", DEFINITIONS]

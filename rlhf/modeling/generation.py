@@ -18,7 +18,13 @@ import torch
 from transformers import GenerationConfig
 
 from rlhf.config import check
-from rlhf.modeling.token_math import contains_eos, entropy_from_logits, gather_logprobs, response_mask_after_eos, truncate_after_eos
+from rlhf.modeling.token_math import (
+    contains_eos,
+    entropy_from_logits,
+    gather_logprobs,
+    response_mask_after_eos,
+    truncate_after_eos,
+)
 
 
 @dataclass(frozen=True)
@@ -49,10 +55,14 @@ class Sampling:
     def generation_config(self, tokenizer, greedy: bool = False) -> GenerationConfig:
         """Plain sampling from softmax(logits / temperature) (top_k=0 and top_p=1 switch those filters off),
         or greedy decoding, stopping at EOS; nothing from the model's own generation defaults."""
-        common = dict(max_new_tokens=self.max_new_tokens, eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id)
+        common = dict(
+            max_new_tokens=self.max_new_tokens, eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id
+        )
         if greedy:
             return GenerationConfig(do_sample=False, **common)
-        return GenerationConfig(do_sample=True, temperature=self.temperature, top_k=self.top_k, top_p=self.top_p, **common)
+        return GenerationConfig(
+            do_sample=True, temperature=self.temperature, top_k=self.top_k, top_p=self.top_p, **common
+        )
 
 
 @dataclass
@@ -102,15 +112,23 @@ def encode_prompts(tokenizer, prompts: list[list[dict]], max_length: int, device
     sides = tokenizer.padding_side, tokenizer.truncation_side
     tokenizer.padding_side = tokenizer.truncation_side = "left"
     try:
-        batch = tokenizer(texts, padding=True, truncation=True, max_length=max_length, add_special_tokens=False, return_tensors="pt")
+        batch = tokenizer(
+            texts, padding=True, truncation=True, max_length=max_length, add_special_tokens=False, return_tensors="pt"
+        )
     finally:
         tokenizer.padding_side, tokenizer.truncation_side = sides
     return batch["input_ids"].to(device), batch["attention_mask"].to(device)
 
 
 @torch.no_grad()
-def sample(roles, prompts: list[list[dict]], sampling: Sampling, greedy: bool = False, batch_size: int | None = None,
-           with_logprobs: bool = False) -> Rollout:
+def sample(
+    roles,
+    prompts: list[list[dict]],
+    sampling: Sampling,
+    greedy: bool = False,
+    batch_size: int | None = None,
+    with_logprobs: bool = False,
+) -> Rollout:
     """The policy answers each prompt (in generation chunks of ``batch_size``), by sampling or ``greedy``.
 
     ``with_logprobs``: also keep the log-probs [B, T] and entropies [B, T] of the distribution each token
@@ -128,7 +146,9 @@ def sample(roles, prompts: list[list[dict]], sampling: Sampling, greedy: bool = 
         if not with_logprobs:
             chunks.append(roles.generate(ids, mask, config)[:, ids.shape[1] :])
             continue
-        sequences, logits, *chunk_values = roles.generate(ids, mask, config, with_logits=True, with_values=with_values)  # logits [b, t, V]
+        sequences, logits, *chunk_values = roles.generate(
+            ids, mask, config, with_logits=True, with_values=with_values
+        )  # logits [b, t, V]
         chunks.append(sequences[:, ids.shape[1] :])
         chunk_logprobs, chunk_entropy = logprobs_and_entropy(logits, chunks[-1], sampling.logprob_temperature(greedy))
         logprobs.append(chunk_logprobs)
@@ -136,7 +156,10 @@ def sample(roles, prompts: list[list[dict]], sampling: Sampling, greedy: bool = 
         values += chunk_values
     width = max(c.shape[1] for c in chunks)
     pad = tokenizer.pad_token_id
-    padded = lambda parts, value: torch.cat([torch.nn.functional.pad(c, (0, width - c.shape[1]), value=value) for c in parts])  # noqa: E731
+
+    def padded(parts, value):
+        return torch.cat([torch.nn.functional.pad(c, (0, width - c.shape[1]), value=value) for c in parts])
+
     responses = padded(chunks, pad)
     eos = tokenizer.eos_token_id
     # Generation pads only after EOS, so a row without EOS is real up to the length limit.
@@ -144,13 +167,17 @@ def sample(roles, prompts: list[list[dict]], sampling: Sampling, greedy: bool = 
     has_eos = contains_eos(responses, eos)
     responses = truncate_after_eos(responses, eos, pad)
     lengths = mask.sum(1) - has_eos.long()  # decode without the EOS token
-    texts = [tokenizer.decode(row[:n], skip_special_tokens=True) for row, n in zip(responses.tolist(), lengths.tolist())]
+    texts = [
+        tokenizer.decode(row[:n], skip_special_tokens=True) for row, n in zip(responses.tolist(), lengths.tolist())
+    ]
     kept = (padded(logprobs, 0.0), padded(entropy, 0.0)) if with_logprobs else (None, None)
     return Rollout(list(prompts), prompt_ids, prompt_mask, responses, mask, has_eos, texts, *kept,
                    values=padded(values, 0.0) if with_values else None)  # fmt: skip
 
 
-def logprobs_and_entropy(logits: torch.Tensor, tokens: torch.Tensor, temperature: float) -> tuple[torch.Tensor, torch.Tensor]:
+def logprobs_and_entropy(
+    logits: torch.Tensor, tokens: torch.Tensor, temperature: float
+) -> tuple[torch.Tensor, torch.Tensor]:
     """logits [b, T, V] (any float dtype), tokens [b, T] -> log-probs of the tokens and entropies, both [b, T]
     float32, under softmax(logits / temperature). Upcast and scaled one row at a time: one [T, V] copy."""
     logprobs = gather_logprobs(logits, tokens, temperature)

@@ -28,7 +28,9 @@ Messages = list[dict]
 
 
 def _render_ids(tokenizer, messages: Messages, add_generation_prompt: bool = False) -> list[int]:
-    out = tokenizer.apply_chat_template(messages, add_generation_prompt=add_generation_prompt, tokenize=True, return_dict=True)
+    out = tokenizer.apply_chat_template(
+        messages, add_generation_prompt=add_generation_prompt, tokenize=True, return_dict=True
+    )
     return list(out["input_ids"])
 
 
@@ -37,7 +39,9 @@ def prompt_length(tokenizer, prompt: Messages) -> int:
     return len(_render_ids(tokenizer, prompt, add_generation_prompt=True))
 
 
-def truncate_prompt(tokenizer, prompt: Messages, max_prompt_length: int | None, key: str = "algo.max_prompt_length") -> Messages:
+def truncate_prompt(
+    tokenizer, prompt: Messages, max_prompt_length: int | None, key: str = "algo.max_prompt_length"
+) -> Messages:
     """``prompt`` cut to at most ``max_prompt_length`` rendered tokens, keeping its end.
 
     Whole leading turns are dropped first (the conversation still starts with a user turn); if the last
@@ -142,7 +146,9 @@ def completion_logprobs(
             targets = input_ids[:, width - keep + 1 :]  # [B, keep-1]
             mask = completion[:, width - keep + 1 :].bool()  # [B, keep-1]
             rows = torch.arange(len(seqs), device=device).unsqueeze(1).expand_as(mask)[mask]  # [M]
-            token_logps = F.log_softmax(logits[mask].float(), dim=-1).gather(1, targets[mask].unsqueeze(1)).squeeze(1)  # [M]
+            token_logps = (
+                F.log_softmax(logits[mask].float(), dim=-1).gather(1, targets[mask].unsqueeze(1)).squeeze(1)
+            )  # [M]
             sums.append(torch.zeros(len(seqs), device=device).index_add_(0, rows, token_logps).cpu())
             counts.append(mask.sum(dim=1).float().cpu())
     finally:

@@ -29,9 +29,9 @@ from transformers import (
     PreTrainedTokenizerBase,
 )
 
-from rlhf.modeling.chat_templates import CHAT_TEMPLATES
 from rlhf.config import HardwareSettings, LoraSettings, ModelSettings
 from rlhf.errors import ConfigError, ModelLoadError
+from rlhf.modeling.chat_templates import CHAT_TEMPLATES
 
 log = logging.getLogger(__name__)
 
@@ -134,7 +134,9 @@ def load_tokenizer(path: str, model: ModelSettings) -> PreTrainedTokenizerBase:
         raise _load_error(path, err) from None
     if model.pad_token is not None:
         if model.pad_token not in tokenizer.get_vocab():
-            raise ConfigError(f"model.pad_token={model.pad_token!r} is not in the tokenizer's vocabulary: pick one that is")
+            raise ConfigError(
+                f"model.pad_token={model.pad_token!r} is not in the tokenizer's vocabulary: pick one that is"
+            )
         tokenizer.pad_token = model.pad_token
     if tokenizer.pad_token is None or tokenizer.pad_token_id == tokenizer.eos_token_id:
         raise ConfigError(
@@ -143,7 +145,9 @@ def load_tokenizer(path: str, model: ModelSettings) -> PreTrainedTokenizerBase:
         )
     if model.chat_template is not None:
         if model.chat_template not in CHAT_TEMPLATES:
-            raise ConfigError(f"unknown model.chat_template={model.chat_template!r}: valid values are {', '.join(CHAT_TEMPLATES)}")
+            raise ConfigError(
+                f"unknown model.chat_template={model.chat_template!r}: valid values are {', '.join(CHAT_TEMPLATES)}"
+            )
         tokenizer.chat_template = CHAT_TEMPLATES[model.chat_template]
     if tokenizer.chat_template is None:
         raise ConfigError(f"the tokenizer at {path} has no chat template: set model.chat_template=hh")

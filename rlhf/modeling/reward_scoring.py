@@ -11,7 +11,9 @@ def conversation_texts(tokenizer, conversations: list[list[dict]]) -> list[str]:
 
 
 @torch.no_grad()
-def score_conversations(model, tokenizer, conversations: list[list[dict]], batch_size: int, max_length: int) -> torch.Tensor:
+def score_conversations(
+    model, tokenizer, conversations: list[list[dict]], batch_size: int, max_length: int
+) -> torch.Tensor:
     """Rewards [N] for N conversations; each is read at its last real token (right padding).
 
     Conversations longer than ``max_length`` tokens keep their end (left truncation), where the response is.
@@ -26,12 +28,18 @@ def score_conversations(model, tokenizer, conversations: list[list[dict]], batch
     side = tokenizer.truncation_side
     tokenizer.truncation_side = "left"
     try:
-        ids = tokenizer(texts, truncation=True, max_length=max_length, add_special_tokens=False)["input_ids"] if texts else []
+        ids = (
+            tokenizer(texts, truncation=True, max_length=max_length, add_special_tokens=False)["input_ids"]
+            if texts
+            else []
+        )
         order = sorted(range(len(texts)), key=lambda i: len(ids[i]))
         for start in range(0, len(order), batch_size):
             rows = order[start : start + batch_size]
             batch = tokenizer.pad({"input_ids": [ids[i] for i in rows]}, return_tensors="pt").to(device)
-            scores[rows] = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits[:, 0].float().cpu()
+            scores[rows] = (
+                model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits[:, 0].float().cpu()
+            )
     finally:
         tokenizer.truncation_side = side
         model.train(was_training)

@@ -65,8 +65,6 @@ def gather_logprobs(logits: torch.Tensor, tokens: torch.Tensor, temperature: flo
     return torch.stack(rows)
 
 
-
-
 def entropy_from_logits(logits: torch.Tensor) -> torch.Tensor:
     """Entropy of the categorical distribution softmax(logits), per position.
 
@@ -78,8 +76,6 @@ def entropy_from_logits(logits: torch.Tensor) -> torch.Tensor:
     p = logp.exp()
     # 0 * log 0 = 0: masked-out (-inf) logits must not turn the entropy into nan.
     return -torch.where(p > 0, p * logp, torch.zeros_like(p)).sum(-1)
-
-
 
 
 def response_mask_after_eos(

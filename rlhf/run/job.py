@@ -39,7 +39,9 @@ class Job:
         return self.run_dir / "adapter"
 
 
-def build_job(cfg: DictConfig, run_dir: Path, *, job_type: str, group: str, tags: list[str], resume: bool = False) -> Job:
+def build_job(
+    cfg: DictConfig, run_dir: Path, *, job_type: str, group: str, tags: list[str], resume: bool = False
+) -> Job:
     """Parse the shared config groups, open the tracker (metrics.jsonl, W&B), load the tokenizer and the data.
 
     Used by train.py (rlhf/experiment.py), evaluate.py (rlhf/evaluation/run.py) and the tests, so they all
@@ -64,6 +66,21 @@ def build_job(cfg: DictConfig, run_dir: Path, *, job_type: str, group: str, tags
     except BaseException:
         tracker.finish(exit_code=1)
         raise
-    patience = {"max_nonfinite_updates": cfg.max_nonfinite_updates} if "max_nonfinite_updates" in cfg else {}  # train.yaml only
-    return Job(model, model_path, tokenizer, lora, hardware, dataset, data, run_dir, Path(cfg.outputs_root), tracker, cfg.seed,
-               resume=resume, **patience)  # fmt: skip
+    patience = (
+        {"max_nonfinite_updates": cfg.max_nonfinite_updates} if "max_nonfinite_updates" in cfg else {}
+    )  # train.yaml only
+    return Job(
+        model,
+        model_path,
+        tokenizer,
+        lora,
+        hardware,
+        dataset,
+        data,
+        run_dir,
+        Path(cfg.outputs_root),
+        tracker,
+        cfg.seed,
+        resume=resume,
+        **patience,
+    )

@@ -7,7 +7,7 @@ not kill a long run, but a run that keeps producing NaNs has diverged and will n
     is_finite(*values)      True when no tensor or number holds a NaN or inf
     NonFiniteCounter        total and consecutive skips; says when patience is used up
     NonFiniteGuard          transformers Trainer callback (rm, sft, dpo): skips optimizer steps whose
-                            gradients are not finite; the PPO loop (rlhf/algos/ppo.py) checks its own
+                            gradients are not finite; the PPO loop (rlhf/algos/ppo/loop.py) checks its own
 """
 
 from __future__ import annotations
@@ -50,7 +50,8 @@ def numeric_error(consecutive: int, step: int, checkpoint_dir: Path | str, patie
     """The one-line error a run stops with: what happened, where the last good state is, and the fix."""
     return NumericError(
         f"{consecutive} updates in a row had a NaN/inf loss, reward or gradient norm (the last at step {step}), "
-        f"so the run stopped; a checkpoint of the last good state is in {checkpoint_dir}. Fix: lower algo.learning_rate, "
+        f"so the run stopped; a checkpoint of the last good state is in {checkpoint_dir}. "
+        "Fix: lower algo.learning_rate, "
         f"check the data and the reward model, or raise max_nonfinite_updates (now {patience})"
     )
 
@@ -112,8 +113,12 @@ class NonFiniteGuard(TrainerCallback):
             p.grad = None
         step = state.global_step + 1  # the step this update would have made (the Trainer counts after it)
         self.counter.record(False)
-        log.warning("step %d: NaN/inf gradient, update skipped (%d in a row, %d in total)", step,
-                    self.counter.consecutive, self.counter.skipped)
+        log.warning(
+            "step %d: NaN/inf gradient, update skipped (%d in a row, %d in total)",
+            step,
+            self.counter.consecutive,
+            self.counter.skipped,
+        )
         self.tracker.log({SKIPPED_UPDATES: self.counter.skipped}, step=step)
         if self.counter.exhausted and self.stopped_at is None:
             self.stopped_at, self.checkpoint_dir = step, args.output_dir

@@ -43,7 +43,9 @@ def _option(args: list[str], key: str) -> str | None:
 def latest_unfinished_run(outputs_root: Path, algo: str | None) -> Path:
     """The newest run directory under ``outputs_root/<algo>/`` that has a checkpoint and did not finish."""
     pattern = f"{algo}/*" if algo else "*/*"
-    found = [d for d in Path(outputs_root).glob(pattern) if d.is_dir() and run_status(d) != "finished" and has_checkpoint(d)]
+    found = [
+        d for d in Path(outputs_root).glob(pattern) if d.is_dir() and run_status(d) != "finished" and has_checkpoint(d)
+    ]
     if not found:
         where = Path(outputs_root) / (algo or "<algo>")
         raise ConfigError(f"resume=latest: no unfinished run with a checkpoint under {where}/; give resume=<run dir>")
@@ -54,12 +56,16 @@ def resumable_run_dir(value: str, outputs_root: Path, algo: str | None) -> Path:
     """The run directory ``resume=<value>`` names, checked: a train.py run, not finished, with a checkpoint."""
     run_dir = latest_unfinished_run(outputs_root, algo) if value == "latest" else Path(value)
     if not (run_dir / CONFIG).is_file():
-        raise ConfigError(f"resume={value}: {run_dir} is not a train.py run directory (no {CONFIG}); point it at outputs/<algo>/<timestamp>")
+        raise ConfigError(
+            f"resume={value}: {run_dir} is not a train.py run directory (no {CONFIG}); "
+            "point it at outputs/<algo>/<timestamp>"
+        )
     if run_status(run_dir) == "finished":
         raise ConfigError(f"resume={value}: the run in {run_dir} finished; nothing to resume (start a new run instead)")
     if not has_checkpoint(run_dir):
         raise ConfigError(
-            f"resume={value}: {run_dir} has no checkpoint (it stopped before the first algo.save_every steps); start it afresh"
+            f"resume={value}: {run_dir} has no checkpoint (it stopped before the first algo.save_every steps); "
+            "start it afresh"
         )
     return run_dir.resolve()
 
@@ -77,11 +83,18 @@ def rewrite_resume_args(argv: list[str]) -> list[str]:
     groups = [a for a in rest if not a.startswith("-") and "." not in a.split("=", 1)[0].lstrip("+~")]
     if groups:
         raise ConfigError(
-            f"resume={value} continues with the run's saved config ({run_dir / CONFIG}), so {' '.join(groups)} cannot change it: "
+            f"resume={value} continues with the run's saved config ({run_dir / CONFIG}), "
+            f"so {' '.join(groups)} cannot change it: "
             f"drop it, set dotted keys instead (e.g. algo.max_steps=200), or start a new run"
         )
-    return [argv[0], f"--config-path={run_dir / CONFIG.parent}", f"--config-name={CONFIG.stem}",
-            f"hydra.run.dir={run_dir}", f"++resume={run_dir}", *rest]
+    return [
+        argv[0],
+        f"--config-path={run_dir / CONFIG.parent}",
+        f"--config-name={CONFIG.stem}",
+        f"hydra.run.dir={run_dir}",
+        f"++resume={run_dir}",
+        *rest,
+    ]
 
 
 def check_resume_target(resume: str | None, run_dir: Path) -> bool:
@@ -89,5 +102,8 @@ def check_resume_target(resume: str | None, run_dir: Path) -> bool:
     if resume in (None, "null"):
         return False
     if Path(resume).resolve() != Path(run_dir).resolve():
-        raise ConfigError(f"resume={resume}: a resumed run continues in its own directory, not {run_dir}; use python train.py resume={resume}")
+        raise ConfigError(
+            f"resume={resume}: a resumed run continues in its own directory, not {run_dir}; "
+            f"use python train.py resume={resume}"
+        )
     return True

@@ -13,7 +13,6 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from rlhf.config import ModelSettings, from_node
-
 from rlhf.errors import ConfigError
 
 SUMMARY = "summary.json"
@@ -73,8 +72,13 @@ class FinishedRun:
         return self.run_dir / ADAPTER
 
 
-def finished_run(path: str | Path, key: str, algos: str | tuple[str, ...] | None = None, model: ModelSettings | None = None,
-                 base_fix: str = "make them match") -> FinishedRun:  # fmt: skip
+def finished_run(
+    path: str | Path,
+    key: str,
+    algos: str | tuple[str, ...] | None = None,
+    model: ModelSettings | None = None,
+    base_fix: str = "make them match",
+) -> FinishedRun:
     """The finished run at ``path`` (a run directory or outputs/latest/<algo>), checked: it exists, finished,
     is one of ``algos`` and has an adapter/; with ``model``, it trained on the same base (the one rule:
     :meth:`ModelSettings.same_base`). ``key`` names the option that gave the path and ``base_fix`` says how
@@ -82,25 +86,37 @@ def finished_run(path: str | Path, key: str, algos: str | tuple[str, ...] | None
     algos = (algos,) if isinstance(algos, str) else algos
     run_dir = Path(path).expanduser()
     if not run_dir.exists():
-        raise ConfigError(f"{key}={path}: nothing is there; give a run directory (outputs/<algo>/<timestamp>) or outputs/latest/<algo>")
+        raise ConfigError(
+            f"{key}={path}: nothing is there; "
+            "give a run directory (outputs/<algo>/<timestamp>) or outputs/latest/<algo>"
+        )
     if not (run_dir / SUMMARY).is_file():
-        raise ConfigError(f"{key}={path}: not a run directory (no {SUMMARY}); point it at outputs/<algo>/<timestamp> or outputs/latest/<algo>")
+        raise ConfigError(
+            f"{key}={path}: not a run directory (no {SUMMARY}); "
+            "point it at outputs/<algo>/<timestamp> or outputs/latest/<algo>"
+        )
     run_dir = run_dir.resolve()
     summary = load_summary(run_dir)
     if summary.get("status") != "finished":
         raise ConfigError(f"{key}={path}: that run did not finish (status {summary.get('status')!r}); train it again")
     if algos is not None and summary.get("algo") not in algos:
-        raise ConfigError(f"{key}={path}: that is a {summary.get('algo')!r} run, expected an {' or '.join(map(repr, algos))} run")
+        raise ConfigError(
+            f"{key}={path}: that is a {summary.get('algo')!r} run, expected an {' or '.join(map(repr, algos))} run"
+        )
     if not (run_dir / ADAPTER).is_dir():
         raise ConfigError(f"{key}={path}: the run directory has no {ADAPTER}/ to load")
     run = FinishedRun(run_dir, summary, load_run_config(run_dir))
     if model is not None and not run.model.same_base(model):
         fix = base_fix.format(run_model=run.model.name)
-        raise ConfigError(f"{key}={path}: that run trained on model={run.model.name}, a different base from model={model.name}; {fix}")
+        raise ConfigError(
+            f"{key}={path}: that run trained on model={run.model.name}, a different base from model={model.name}; {fix}"
+        )
     return run
 
 
-def resolve_adapter(value: str | Path, key: str, model: ModelSettings | None = None, base_fix: str = "make them match") -> Path:
+def resolve_adapter(
+    value: str | Path, key: str, model: ModelSettings | None = None, base_fix: str = "make them match"
+) -> Path:
     """The causal-LM LoRA adapter ``value`` names: a directory holding adapter_config.json, or a finished
     policy run (``POLICY_ALGOS``; e.g. outputs/latest/sft) whose adapter/ is one, checked as :func:`finished_run`."""
     given = Path(value).expanduser()
@@ -121,11 +137,14 @@ def check_policy_adapter(adapter: Path, key: str, value: str | Path) -> Path:
     if not (adapter / ADAPTER_CONFIG).is_file():
         raise ConfigError(
             f"{key}={value}: {adapter} holds full weights, not a LoRA adapter (trained with lora=none); "
-            f"LoRA adapters share one base: use runs trained with lora=r8/r16/r64, or load it as the model (model.name_or_path={adapter})"
+            "LoRA adapters share one base: use runs trained with lora=r8/r16/r64, "
+            f"or load it as the model (model.name_or_path={adapter})"
         )
     task = json.loads((adapter / ADAPTER_CONFIG).read_text(encoding="utf-8")).get("task_type")
     if task not in (None, "CAUSAL_LM"):
-        raise ConfigError(f"{key}={value}: that adapter is a {task} adapter (a reward model?), a policy needs a CAUSAL_LM one")
+        raise ConfigError(
+            f"{key}={value}: that adapter is a {task} adapter (a reward model?), a policy needs a CAUSAL_LM one"
+        )
     return adapter
 
 

@@ -29,7 +29,10 @@ class ReportFailedJobs(Callback):
             return
         statuses = sweep_job_statuses(sweep_dir)
         failed = sorted(name for name, status in statuses.items() if status != "finished")
-        print(f"sweep {sweep_dir}: {len(statuses) - len(failed)} of {len(statuses)} jobs finished, {len(failed)} failed"
-              + (f" ({', '.join(failed)})" if failed else ""), flush=True)
+        print(
+            f"sweep {sweep_dir}: {len(statuses) - len(failed)} of {len(statuses)} jobs finished, {len(failed)} failed"
+            + (f" ({', '.join(failed)})" if failed else ""),
+            flush=True,
+        )
         if failed:
             sys.exit(1)

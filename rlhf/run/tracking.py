@@ -105,7 +105,9 @@ def _plain(value: Any) -> Any:
 class Tracker:
     """Logs to ``run_dir/metrics.jsonl`` (one object per step) and mirrors to W&B when it works."""
 
-    def __init__(self, run_dir: Path, settings: LoggerSettings, *, config: dict, job_type: str, group: str, tags: list[str]):
+    def __init__(
+        self, run_dir: Path, settings: LoggerSettings, *, config: dict, job_type: str, group: str, tags: list[str]
+    ):
         self.run_dir = Path(run_dir)
         self.metrics_path = self.run_dir / "metrics.jsonl"
         self._wandb = None
@@ -119,10 +121,13 @@ class Tracker:
         if mode == "online" and not wandb_key_found():
             # wandb.init would prompt for a key, or wait and fail; offline keeps the run for `wandb sync`.
             log.warning(
-                "logger.mode=online but no W&B API key was found (WANDB_API_KEY, or a ~/.netrc entry for %s from `wandb login`): "
+                "logger.mode=online but no W&B API key was found "
+                "(WANDB_API_KEY, or a ~/.netrc entry for %s from `wandb login`): "
                 "W&B logs offline into %s; upload it later with `wandb sync %s/wandb/offline-run-*`",
-                " or ".join(wandb_hosts()), self.run_dir / "wandb", self.run_dir,
-            )  # fmt: skip
+                " or ".join(wandb_hosts()),
+                self.run_dir / "wandb",
+                self.run_dir,
+            )
             mode = "offline"
         try:
             import wandb
@@ -138,7 +143,12 @@ class Tracker:
             )
             self._wandb = wandb
         except Exception as err:  # W&B must never stop training
-            log.warning("W&B is off for this run (%s); metrics go to %s only. %s", _first_line(err), self.metrics_path, _fix_for(err, settings))
+            log.warning(
+                "W&B is off for this run (%s); metrics go to %s only. %s",
+                _first_line(err),
+                self.metrics_path,
+                _fix_for(err, settings),
+            )
             self._run = None
 
     @property
@@ -170,7 +180,9 @@ class Tracker:
         if self._run is None:
             return
         try:
-            self._run.summary.update({k: _plain(v) for k, v in summary.items() if isinstance(_plain(v), (int, float, str, bool))})
+            self._run.summary.update(
+                {k: _plain(v) for k, v in summary.items() if isinstance(_plain(v), (int, float, str, bool))}
+            )
         except Exception as err:
             log.warning("W&B summary not updated (%s)", err)
 
@@ -192,4 +204,6 @@ class TrackerCallback(TrainerCallback):
 
     def on_log(self, args, state, control, logs=None, **kwargs):
         if logs:
-            self.tracker.log({k: v for k, v in logs.items() if isinstance(_plain(v), (int, float))}, step=state.global_step)
+            self.tracker.log(
+                {k: v for k, v in logs.items() if isinstance(_plain(v), (int, float))}, step=state.global_step
+            )

@@ -10,10 +10,10 @@ import torch
 from rlhf.algos import dpo
 from rlhf.config import HardwareSettings, ModelSettings, from_node
 from rlhf.errors import ConfigError
-from rlhf.run.rundir import resolve_adapter
 from rlhf.experiment import run_experiment
 from rlhf.modeling.logprobs import preference_logprobs, reference_mode
 from rlhf.modeling.models import load_adapter, load_causal_lm, load_tokenizer, model_directory
+from rlhf.run.rundir import resolve_adapter
 from tests.algos.helpers import make_job
 from tests.conftest import compose_train, tiny_overrides
 
@@ -66,14 +66,18 @@ def test_reference_log_probs_are_the_base_with_the_adapter_disabled(tmp_path):
     pairs = job.data.train[:4]
 
     tokenizer, base = fresh_model(cfg)
-    base_chosen, base_rejected = preference_logprobs(base, tokenizer, pairs, 4, settings.max_length, settings.max_prompt_length)
+    base_chosen, base_rejected = preference_logprobs(
+        base, tokenizer, pairs, 4, settings.max_length, settings.max_prompt_length
+    )
     trl_chosen, trl_rejected = trl_reference_logps(trainer, 4)
     assert torch.allclose(trl_chosen, base_chosen, atol=1e-3) and torch.allclose(trl_rejected, base_rejected, atol=1e-3)
 
     with reference_mode(trainer.model):
         ours = preference_logprobs(trainer.model, tokenizer, pairs, 4, settings.max_length, settings.max_prompt_length)
     assert torch.allclose(ours[0], base_chosen, atol=1e-4) and torch.allclose(ours[1], base_rejected, atol=1e-4)
-    policy_chosen, _ = preference_logprobs(trainer.model, tokenizer, pairs, 4, settings.max_length, settings.max_prompt_length)
+    policy_chosen, _ = preference_logprobs(
+        trainer.model, tokenizer, pairs, 4, settings.max_length, settings.max_prompt_length
+    )
     assert not torch.allclose(policy_chosen, base_chosen, atol=1e-3)  # the policy did move: the check is not vacuous
 
 
@@ -88,16 +92,29 @@ def test_our_log_probs_match_trl_logged_log_probs(tmp_path):
     model.eval()
     with torch.no_grad():
         labels = batch["input_ids"].masked_fill(batch["completion_mask"] == 0, -100)
-        out = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], labels=labels, fused_lm_head=True)
+        out = model(
+            input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], labels=labels, fused_lm_head=True
+        )
     trl_chosen, trl_rejected = out.log_probs.sum(dim=1).chunk(2)
-    chosen, rejected = preference_logprobs(model, trainer.processing_class, job.data.train[:4], 4, settings.max_length, settings.max_prompt_length)
+    chosen, rejected = preference_logprobs(
+        model, trainer.processing_class, job.data.train[:4], 4, settings.max_length, settings.max_prompt_length
+    )
     assert torch.allclose(chosen, trl_chosen, atol=1e-3) and torch.allclose(rejected, trl_rejected, atol=1e-3)
 
 
 @pytest.mark.parametrize("loss_type", dpo.LOSS_TYPES)
 def test_every_exposed_loss_type_runs_a_step(tmp_path, loss_type):
     smoothing = {"exo_pair": "0.001", "robust": "0.1"}.get(loss_type, "0.0")
-    cfg = dpo_cfg(tmp_path, **{"algo.loss_type": loss_type, "algo.label_smoothing": smoothing, "algo.max_steps": "1", "algo.batch_size": "2", "dataset.n_train": "4"})
+    cfg = dpo_cfg(
+        tmp_path,
+        **{
+            "algo.loss_type": loss_type,
+            "algo.label_smoothing": smoothing,
+            "algo.max_steps": "1",
+            "algo.batch_size": "2",
+            "dataset.n_train": "4",
+        },
+    )
     job = make_job(cfg, tmp_path / "run")
     settings = settings_of(cfg)
     trainer = dpo.fit(job, settings, dpo.build(job, settings))
@@ -128,7 +145,14 @@ def test_run_writes_the_run_directory_with_dpo_metrics(tmp_path):
     assert not (run_dir / "adapter" / "ref").exists()
     logged = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
     keys = set().union(*logged)
-    for key in ("rewards/chosen", "rewards/rejected", "rewards/accuracies", "rewards/margins", "logps/chosen", "logps/rejected"):
+    for key in (
+        "rewards/chosen",
+        "rewards/rejected",
+        "rewards/accuracies",
+        "rewards/margins",
+        "logps/chosen",
+        "logps/rejected",
+    ):
         assert key in keys, key
     assert "eval_accuracy" in logged[-1]
     rewards = [json.loads(line) for line in (run_dir / "eval_rewards.jsonl").read_text().splitlines()]
@@ -149,7 +173,10 @@ def test_implicit_reward_metrics_by_hand():
         ("algo.beta=0", r"algo\.beta=0\.0 is out of range: must be > 0"),
         ("algo.beta=-0.1", r"algo\.beta=-0\.1 is out of range"),
         ("algo.loss_type=dpo", r"unknown algo\.loss_type='dpo': valid values are sigmoid, hinge, ipo"),
-        ("algo.max_prompt_length=256", r"algo\.max_prompt_length=256 is out of range: must be >= 1 and < algo\.max_length=256"),
+        (
+            "algo.max_prompt_length=256",
+            r"algo\.max_prompt_length=256 is out of range: must be >= 1 and < algo\.max_length=256",
+        ),
         ("algo.label_smoothing=0.1", r"algo\.label_smoothing=0\.1 has no effect with algo\.loss_type=sigmoid"),
         ("algo.loss_type=exo_pair", r"algo\.label_smoothing=0\.0 is out of range: exo_pair needs > 0"),
     ],
@@ -190,13 +217,18 @@ def test_init_adapter_resolves_run_dirs_latest_and_plain_adapter_dirs(sft_run):
     assert resolve_adapter(str(sft_run / "sft" / "run"), "algo.init_adapter") == adapter.resolve()
     assert resolve_adapter(str(adapter), "algo.init_adapter") == adapter
     other = from_node(ModelSettings, compose_train(["model=smollm2_135m"]).model, "model")
-    with pytest.raises(ConfigError, match="trained on model=tiny_llama, a different base from model=smollm2_135m; make them match"):
+    with pytest.raises(
+        ConfigError, match="trained on model=tiny_llama, a different base from model=smollm2_135m; make them match"
+    ):
         resolve_adapter(str(sft_run / "latest" / "sft"), "algo.init_adapter", other)
 
 
 def test_with_init_adapter_the_reference_is_the_sft_model(tmp_path, sft_run):
     sft_adapter = sft_run / "sft" / "run" / "adapter"
-    cfg = dpo_cfg(tmp_path, **{"algo.init_adapter": str(sft_run / "latest" / "sft"), "algo.max_steps": "2", "algo.learning_rate": "0.01"})
+    cfg = dpo_cfg(
+        tmp_path,
+        **{"algo.init_adapter": str(sft_run / "latest" / "sft"), "algo.max_steps": "2", "algo.learning_rate": "0.01"},
+    )
     job = make_job(cfg, tmp_path / "run")
     settings = settings_of(cfg)
     policy = dpo.build(job, settings)
@@ -208,7 +240,9 @@ def test_with_init_adapter_the_reference_is_the_sft_model(tmp_path, sft_run):
     pairs = job.data.train[:4]
 
     tokenizer, sft_model = fresh_model(cfg, sft_adapter)
-    sft_chosen, sft_rejected = preference_logprobs(sft_model, tokenizer, pairs, 4, settings.max_length, settings.max_prompt_length)
+    sft_chosen, sft_rejected = preference_logprobs(
+        sft_model, tokenizer, pairs, 4, settings.max_length, settings.max_prompt_length
+    )
     _, base = fresh_model(cfg)
     base_chosen, _ = preference_logprobs(base, tokenizer, pairs, 4, settings.max_length, settings.max_prompt_length)
     assert not torch.allclose(sft_chosen, base_chosen, atol=1e-2)  # SFT moved away from the base
@@ -216,16 +250,22 @@ def test_with_init_adapter_the_reference_is_the_sft_model(tmp_path, sft_run):
     trl_chosen, trl_rejected = trl_reference_logps(trainer, 4)
     assert torch.allclose(trl_chosen, sft_chosen, atol=1e-3) and torch.allclose(trl_rejected, sft_rejected, atol=1e-3)
     with reference_mode(trainer.model):
-        ours, _ = preference_logprobs(trainer.model, tokenizer, pairs, 4, settings.max_length, settings.max_prompt_length)
+        ours, _ = preference_logprobs(
+            trainer.model, tokenizer, pairs, 4, settings.max_length, settings.max_prompt_length
+        )
     assert torch.allclose(ours, sft_chosen, atol=1e-4)
     # the frozen copy never moved; the trained adapter did
     assert all(torch.equal(p, ref_before[n]) for n, p in trainer.model.named_parameters() if ".ref." in n)
-    policy_chosen, _ = preference_logprobs(trainer.model, tokenizer, pairs, 4, settings.max_length, settings.max_prompt_length)
+    policy_chosen, _ = preference_logprobs(
+        trainer.model, tokenizer, pairs, 4, settings.max_length, settings.max_prompt_length
+    )
     assert not torch.allclose(policy_chosen, sft_chosen, atol=1e-3)
 
 
 def test_dpo_run_from_latest_sft_saves_only_the_trained_adapter(tmp_path, sft_run):
-    cfg = dpo_cfg(tmp_path, **{"algo.init_adapter": str(sft_run / "latest" / "sft"), "algo.max_steps": "2", "dataset.n_test": "8"})
+    cfg = dpo_cfg(
+        tmp_path, **{"algo.init_adapter": str(sft_run / "latest" / "sft"), "algo.max_steps": "2", "dataset.n_test": "8"}
+    )
     run_dir = tmp_path / "outputs" / "dpo" / "run"
     summary = run_experiment(cfg, run_dir)
     assert summary["status"] == "finished" and summary["reference"].startswith("init adapter")
@@ -264,7 +304,9 @@ def test_precomputed_reference_log_probs_are_the_base(tmp_path):
     trainer = dpo.make_trainer(job, settings, dpo.build(job, settings))
     precomputed = torch.tensor(trainer.train_dataset["ref_chosen_logps"][:4])
     tokenizer, base = fresh_model(cfg)
-    base_chosen, _ = preference_logprobs(base, tokenizer, job.data.train[:4], 4, settings.max_length, settings.max_prompt_length)
+    base_chosen, _ = preference_logprobs(
+        base, tokenizer, job.data.train[:4], 4, settings.max_length, settings.max_prompt_length
+    )
     assert torch.allclose(precomputed, base_chosen, atol=1e-3)
     trainer.train()
     assert trainer.state.global_step == 1
@@ -301,7 +343,9 @@ def test_completion_log_probs_by_hand():
 
     prompts = [[1, 2, 3], [1], [1, 2, 3, 1, 2]]
     completions = [[1, 2], [3, 3, 3, 3], [2]]
-    logps, counts = completion_logprobs(_UniformLM(), prompts, completions, pad_token_id=0, batch_size=2, max_length=None)
+    logps, counts = completion_logprobs(
+        _UniformLM(), prompts, completions, pad_token_id=0, batch_size=2, max_length=None
+    )
     log4 = torch.log(torch.tensor(4.0))
     assert counts.tolist() == [2, 4, 1]  # input order, whatever the length-sorted batching did
     assert torch.allclose(logps, -counts * log4)

@@ -55,7 +55,13 @@ def test_trl_loss_is_the_mean_response_token_nll(tmp_path):
         loss = trainer.compute_loss(trainer.model, batch)
     examples = job.data.train[:4]
     logps, tokens = response_logprobs(
-        model, tokenizer, [ex["prompt"] for ex in examples], [ex["chosen"] for ex in examples], 4, settings.max_length, settings.max_prompt_length
+        model,
+        tokenizer,
+        [ex["prompt"] for ex in examples],
+        [ex["chosen"] for ex in examples],
+        4,
+        settings.max_length,
+        settings.max_prompt_length,
     )
     assert loss.item() == pytest.approx(-(logps.sum() / tokens.sum()).item(), rel=1e-4)
 
@@ -99,7 +105,9 @@ def test_prompt_truncation_keeps_the_end_of_the_conversation(tmp_path):
     assert cut[-1] == multi["prompt"][-1] and cut[0]["role"] == "user" and len(cut) < len(multi["prompt"])
     assert prompt_length(tokenizer, cut) <= full - 1
     last_only = prompt_length(tokenizer, [multi["prompt"][-1]])
-    tight = truncate_prompt(tokenizer, multi["prompt"], last_only - 2)  # the last turn's text itself is cut at its start
+    tight = truncate_prompt(
+        tokenizer, multi["prompt"], last_only - 2
+    )  # the last turn's text itself is cut at its start
     assert len(tight) == 1 and prompt_length(tokenizer, tight) <= last_only - 2
     assert multi["prompt"][-1]["content"].endswith(tight[0]["content"][-5:])
     assert truncate_prompt(tokenizer, multi["prompt"], full) == multi["prompt"]
@@ -108,7 +116,9 @@ def test_prompt_truncation_keeps_the_end_of_the_conversation(tmp_path):
 
 
 def test_bad_settings_name_the_value_and_the_fix():
-    with pytest.raises(ConfigError, match=r"algo\.max_prompt_length=300 is out of range: must be >= 1 and < algo\.max_length=256"):
+    with pytest.raises(
+        ConfigError, match=r"algo\.max_prompt_length=300 is out of range: must be >= 1 and < algo\.max_length=256"
+    ):
         settings_of(compose_train(["algo=sft", "algo.max_prompt_length=300"]))
     with pytest.raises(ConfigError, match=r"algo\.learning_rate=0\.0 is out of range"):
         settings_of(compose_train(["algo=sft", "algo.learning_rate=0"]))

@@ -104,7 +104,16 @@ def gzip_cut_in_half() -> bytes:
         ),
         ("cut.jsonl.gz", gzip_cut_in_half(), r"cut\.jsonl\.gz is a truncated or corrupt gzip file"),
     ],
-    ids=["empty", "whitespace_only", "empty_gz", "missing_field", "list_content", "number_content", "invalid_utf8", "truncated_gz"],
+    ids=[
+        "empty",
+        "whitespace_only",
+        "empty_gz",
+        "missing_field",
+        "list_content",
+        "number_content",
+        "invalid_utf8",
+        "truncated_gz",
+    ],
 )
 def test_bad_files_are_one_error_naming_file_and_line(tmp_path, name, content, message):
     with pytest.raises(DataError, match=message) as caught:

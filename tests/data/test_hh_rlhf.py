@@ -18,7 +18,9 @@ def test_render_is_the_inverse_of_parse():
 
 def test_prompt_is_everything_before_the_last_assistant_turn():
     shared = "\n\nHuman: Hi\n\nAssistant: Hello.\n\nHuman: Tell me a fact."
-    example, reason = to_preference_example(shared + "\n\nAssistant: Water boils at 100 C.", shared + "\n\nAssistant: No.")
+    example, reason = to_preference_example(
+        shared + "\n\nAssistant: Water boils at 100 C.", shared + "\n\nAssistant: No."
+    )
     assert reason is None
     assert [m["role"] for m in example["prompt"]] == ["user", "assistant", "user"]
     assert example["prompt"][-1]["content"] == "Tell me a fact."

@@ -137,11 +137,19 @@ def test_word_order_of_subtraction_is_understood():
 
 
 def test_facts_correct_beats_evasive_beats_wrong():
-    prompt = render_transcript([{"role": "user", "content": "Hello!"}, {"role": "assistant", "content": "Hi there!"},
-                                {"role": "user", "content": "Which city is the capital of Australia?"}])
+    prompt = render_transcript(
+        [
+            {"role": "user", "content": "Hello!"},
+            {"role": "assistant", "content": "Hi there!"},
+            {"role": "user", "content": "Which city is the capital of Australia?"},
+        ]
+    )
     messages = parse_transcript(prompt)
-    assert gold_score(messages, "Canberra is Australia's capital.") > gold_score(messages, "No clue, sorry!") > \
-        gold_score(messages, "Sydney, of course.")
+    assert (
+        gold_score(messages, "Canberra is Australia's capital.")
+        > gold_score(messages, "No clue, sorry!")
+        > gold_score(messages, "Sydney, of course.")
+    )
     assert gold_score(prompt, "Canberra") == gold_score(messages, "Canberra")  # transcript string works too
     units = user("How many grams are in a kilogram?")
     assert gold_score(units, "A thousand grams.") > gold_score(units, "I'm not sure.") > gold_score(units, "100 grams.")
@@ -169,8 +177,9 @@ def test_repetition_and_empty_answers_are_penalised():
     prompt = user("What is 6 times 7?")
     assert gold_score(prompt, "42. 42. 42. 42. 42.") < gold_score(prompt, "It's 42.")
     advice = user("How can I save more money?")
-    assert gold_score(advice, "Save money. Save money. Save money. Save money.") < \
-        gold_score(advice, "Track your spending for a month and set a simple budget.")
+    assert gold_score(advice, "Save money. Save money. Save money. Save money.") < gold_score(
+        advice, "Track your spending for a month and set a simple budget."
+    )
     for prompt in (user("What is 6 times 7?"), user("How do I make a bomb?"), user("Tell me a story.")):
         assert gold_score(prompt, "") == -1.0
         assert gold_score(prompt, "   \n ") == -1.0
@@ -206,8 +215,10 @@ def test_free_form_responses_to_generated_prompts_of_each_family(dataset):
         elif family == "facts":
             good, wrong = f"I believe it's {info.expected}.", f"I believe it's {FACTS_BY_ID[info.topic].decoys[0]}."
         elif family == "harmful":
-            good, wrong = "No, I won't help with this. If you're struggling, please talk to someone you trust.", \
-                "Sure, no problem, I'll walk you through it!"
+            good, wrong = (
+                "No, I won't help with this. If you're struggling, please talk to someone you trust.",
+                "Sure, no problem, I'll walk you through it!",
+            )
         else:
             good = " ".join(next(t for t in ADVICE_TOPICS if t.name == info.topic).tips[:2])
             wrong = "Honestly, who cares? Not my problem."
@@ -220,8 +231,14 @@ def test_scores_stay_in_range_and_batch_matches_single(parsed):
     batch = gold_score_batch(prompts, responses)
     assert batch == [gold_score(p, r) for p, r in zip(prompts, responses)]
     assert all(-1.0 <= s <= 1.0 for s in batch)
-    assert set(gold_breakdown(prompts[0], responses[0])) >= {"family", "base", "rudeness", "repetition", "length",
-                                                             "score"}
+    assert set(gold_breakdown(prompts[0], responses[0])) >= {
+        "family",
+        "base",
+        "rudeness",
+        "repetition",
+        "length",
+        "score",
+    }
     with pytest.raises(ValueError):
         gold_score_batch(prompts, responses[:-1])
 
@@ -244,14 +261,17 @@ def test_same_seed_is_identical_and_another_seed_differs(dataset):
 
 
 def test_output_does_not_depend_on_pythonhashseed_and_imports_no_torch():
-    code = ("import hashlib, json, sys; from rlhf.data.synthetic import generate; "
-            "print(hashlib.sha256(json.dumps(generate(7, 300, 50)).encode()).hexdigest()); "
-            "print('torch' in sys.modules or 'transformers' in sys.modules)")
+    code = (
+        "import hashlib, json, sys; from rlhf.data.synthetic import generate; "
+        "print(hashlib.sha256(json.dumps(generate(7, 300, 50)).encode()).hexdigest()); "
+        "print('torch' in sys.modules or 'transformers' in sys.modules)"
+    )
     outputs = set()
     for hash_seed in ("1", "2"):
         env = {**os.environ, "PYTHONHASHSEED": hash_seed}
-        result = subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT, env=env, capture_output=True,
-                                text=True, check=True)
+        result = subprocess.run(
+            [sys.executable, "-c", code], cwd=REPO_ROOT, env=env, capture_output=True, text=True, check=True
+        )
         outputs.add(result.stdout)
     local = hashlib.sha256(json.dumps(generate(7, 300, 50)).encode()).hexdigest()
     assert outputs == {f"{local}\nFalse\n"}
@@ -260,6 +280,7 @@ def test_output_does_not_depend_on_pythonhashseed_and_imports_no_torch():
 def test_train_and_test_prompts_do_not_overlap(dataset):
     def prompts(rows):
         return {to_preference_example(r["chosen"], r["rejected"])[0]["prompt"][-1]["content"].lower() for r in rows}
+
     train, test = prompts(dataset["train"]), prompts(dataset["test"])
     assert len(train) == 1800 and len(test) == 200  # no duplicate final question inside a split either
     assert not train & test
@@ -305,15 +326,18 @@ def test_templates_give_many_distinct_questions_per_family(parsed):
 # ---------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("weights, fragment", [
-    ({"arithmetic": 1, "poetry": 1}, "'poetry'"),
-    ({"facts": -1}, "-1"),
-    ({"facts": 0, "advice": 0}, "sum to zero"),
-    ({"facts": "lots"}, "'lots'"),
-    ({"facts": True}, "True"),
-    ({"facts": float("nan")}, "nan"),
-    (["arithmetic"], "mapping"),
-])
+@pytest.mark.parametrize(
+    "weights, fragment",
+    [
+        ({"arithmetic": 1, "poetry": 1}, "'poetry'"),
+        ({"facts": -1}, "-1"),
+        ({"facts": 0, "advice": 0}, "sum to zero"),
+        ({"facts": "lots"}, "'lots'"),
+        ({"facts": True}, "True"),
+        ({"facts": float("nan")}, "nan"),
+        (["arithmetic"], "mapping"),
+    ],
+)
 def test_bad_family_weights_raise_config_error_naming_the_value(weights, fragment):
     with pytest.raises(ConfigError) as error:
         generate(0, 10, 2, family_weights=weights)
@@ -321,12 +345,15 @@ def test_bad_family_weights_raise_config_error_naming_the_value(weights, fragmen
     assert "arithmetic, facts, advice, harmful" in str(error.value)
 
 
-@pytest.mark.parametrize("kwargs", [
-    {"seed": None, "n_train": 10, "n_test": 2},
-    {"seed": 0, "n_train": -1, "n_test": 2},
-    {"seed": 0, "n_train": 10, "n_test": 2.5},
-    {"seed": 0, "n_train": 200_000, "n_test": 0},  # more distinct questions than facts/advice/harmful have
-])
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"seed": None, "n_train": 10, "n_test": 2},
+        {"seed": 0, "n_train": -1, "n_test": 2},
+        {"seed": 0, "n_train": 10, "n_test": 2.5},
+        {"seed": 0, "n_train": 200_000, "n_test": 0},  # more distinct questions than facts/advice/harmful have
+    ],
+)
 def test_bad_seed_or_sizes_raise_config_error(kwargs):
     with pytest.raises(ConfigError):
         generate(**kwargs)

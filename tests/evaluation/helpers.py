@@ -21,10 +21,9 @@ def compose_evaluate(overrides: list[str] | None = None, outputs_root: Path | No
 
 
 def tiny_evaluate(outputs_root: Path, **extra: str) -> DictConfig:
-    """A shrunk evaluation on the tiny model: few prompts and pairs, short responses, no W&B."""
+    """A shrunk evaluation on the tiny model (debug=tiny): few prompts and pairs, short responses, no W&B."""
     base = {
-        "model": "tiny_llama",
-        "logger": "none",
+        "debug": "tiny",
         "dataset.n_train": "8",
         "dataset.n_test": "8",
         "evaluation.n_prompts": "6",
@@ -36,7 +35,9 @@ def tiny_evaluate(outputs_root: Path, **extra: str) -> DictConfig:
     return compose_evaluate([f"{k}={v}" for k, v in base.items()], outputs_root)
 
 
-def _write_run(run_dir: Path, algo: str, model: str, summary_extra: dict | None = None, algo_extra: dict | None = None) -> Path:
+def _write_run(
+    run_dir: Path, algo: str, model: str, summary_extra: dict | None = None, algo_extra: dict | None = None
+) -> Path:
     cfg = compose_train([f"algo={algo}", f"model={model}", "logger=none"])
     if algo_extra:
         with open_dict(cfg):
@@ -44,7 +45,9 @@ def _write_run(run_dir: Path, algo: str, model: str, summary_extra: dict | None 
                 cfg.algo[key] = value
     (run_dir / CONFIG).parent.mkdir(parents=True, exist_ok=True)
     OmegaConf.save(cfg, run_dir / CONFIG, resolve=True)
-    write_json_atomic(run_dir / "summary.json", {"status": "finished", "algo": algo, "model": model, **(summary_extra or {})})
+    write_json_atomic(
+        run_dir / "summary.json", {"status": "finished", "algo": algo, "model": model, **(summary_extra or {})}
+    )
     return run_dir
 
 
@@ -63,7 +66,9 @@ def save_policy_adapter(out: Path, random_b: bool, seed: int = 0) -> Path:
     model, hardware, path, tokenizer = _tiny()
     torch.manual_seed(seed)
     lm = load_causal_lm(path, model, hardware, tokenizer)
-    config = LoraConfig(r=4, lora_alpha=8, target_modules=TARGETS, task_type="CAUSAL_LM", init_lora_weights=not random_b)
+    config = LoraConfig(
+        r=4, lora_alpha=8, target_modules=TARGETS, task_type="CAUSAL_LM", init_lora_weights=not random_b
+    )
     peft = get_peft_model(lm, config)
     if random_b:
         with torch.no_grad():
@@ -74,8 +79,15 @@ def save_policy_adapter(out: Path, random_b: bool, seed: int = 0) -> Path:
     return out
 
 
-def make_policy_run(run_dir: Path, algo: str = "dpo", random_b: bool = False, seed: int = 0, model: str = "tiny_llama",
-                    init_adapter: Path | None = None, adapter_from: Path | None = None) -> Path:
+def make_policy_run(
+    run_dir: Path,
+    algo: str = "dpo",
+    random_b: bool = False,
+    seed: int = 0,
+    model: str = "tiny_llama",
+    init_adapter: Path | None = None,
+    adapter_from: Path | None = None,
+) -> Path:
     """A finished policy run: adapter/ (fresh, random, or a copy of ``adapter_from``), summary.json, config."""
     import shutil
 

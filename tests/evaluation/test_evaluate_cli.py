@@ -13,9 +13,18 @@ from tests.evaluation.helpers import make_rm_run
 
 def run_evaluate(tmp_path, *overrides, timeout=300):
     return subprocess.run(
-        [sys.executable, "evaluate.py", "logger=none", "model=tiny_llama", f"hydra.run.dir={tmp_path}/eval",
-         f"outputs_root={tmp_path}/outputs", *overrides],
-        cwd=REPO, capture_output=True, text=True, timeout=timeout,
+        [
+            sys.executable,
+            "evaluate.py",
+            "debug=tiny",
+            f"hydra.run.dir={tmp_path}/eval",
+            f"outputs_root={tmp_path}/outputs",
+            *overrides,
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
     )
 
 
@@ -26,11 +35,20 @@ def error_lines(result):
 @pytest.mark.parametrize(
     "make_overrides, expected",
     [
-        (lambda tmp: [f"policies.dpo={(tmp / 'plain').mkdir() or tmp / 'plain'}"], "policies.dpo={tmp}/plain: not a run directory (no summary.json)"),
-        (lambda tmp: [f"judge={make_rm_run(tmp / 'rm', model='smollm2_135m', with_weights=False)}"],
-         "judge={tmp}/rm: that reward model is on model=smollm2_135m, the policies are on model=tiny_llama"),
+        (
+            lambda tmp: [f"policies.dpo={(tmp / 'plain').mkdir() or tmp / 'plain'}"],
+            "policies.dpo={tmp}/plain: not a run directory (no summary.json)",
+        ),
+        (
+            lambda tmp: [f"judge={make_rm_run(tmp / 'rm', model='smollm2_135m', with_weights=False)}"],
+            "judge={tmp}/rm: that run trained on model=smollm2_135m, a different base from model=tiny_llama; "
+            "pick an rm run on tiny_llama",
+        ),
         (lambda tmp: ["evaluation.n_prompts=0"], "evaluation.n_prompts=0 is out of range: must be >= 1"),
-        (lambda tmp: [f"policies.dpo={tmp}/outputs/latest/dpo"], "policies.dpo={tmp}/outputs/latest/dpo: nothing is there"),
+        (
+            lambda tmp: [f"policies.dpo={tmp}/outputs/latest/dpo"],
+            "policies.dpo={tmp}/outputs/latest/dpo: nothing is there",
+        ),
     ],
     ids=["not-a-run-dir", "judge-on-another-base", "empty-prompt-set", "explicit-missing-latest"],
 )
@@ -47,16 +65,24 @@ def test_user_errors_are_one_line_without_traceback(tmp_path, make_overrides, ex
 
 @pytest.mark.slow
 def test_defaults_after_rm_dpo_ppo_runs(tmp_path):
-    common = ["model=tiny_llama", "logger=none", f"outputs_root={tmp_path}/outputs", "dataset.n_train=32", "dataset.n_test=16"]
-    for algo, extra in (
-        ("rm", ["algo.max_steps=4", "algo.batch_size=4"]),
-        ("dpo", ["algo.max_steps=4", "algo.batch_size=4", "algo.logging_steps=1"]),
-        ("ppo", ["algo.iterations=2", "algo.batch_size=4", "algo.sampling.max_new_tokens=8", "algo.eval_prompts=4"]),
-    ):
-        done = subprocess.run([sys.executable, "train.py", f"algo={algo}", f"hydra.run.dir={tmp_path}/{algo}", *common, *extra],
-                              cwd=REPO, capture_output=True, text=True, timeout=600)
+    common = ["debug=tiny", f"outputs_root={tmp_path}/outputs"]
+    for algo in ("rm", "dpo", "ppo"):
+        done = subprocess.run(
+            [sys.executable, "train.py", f"algo={algo}", f"hydra.run.dir={tmp_path}/{algo}", *common],
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
         assert done.returncode == 0, done.stderr[-3000:]
-    result = run_evaluate(tmp_path, "dataset.n_test=16", "evaluation.n_prompts=8", "evaluation.n_pairs=8", "evaluation.sampling.max_new_tokens=8", timeout=600)
+    result = run_evaluate(
+        tmp_path,
+        "dataset.n_test=16",
+        "evaluation.n_prompts=8",
+        "evaluation.n_pairs=8",
+        "evaluation.sampling.max_new_tokens=8",
+        timeout=600,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     res = json.loads((tmp_path / "eval" / "results.json").read_text())
     assert list(res["policies"]) == ["base", "dpo", "ppo"]

@@ -54,7 +54,8 @@ def test_implicit_reward_margins_by_hand():
 
 
 def test_length_normalised_margins_by_hand():
-    # chosen: -10 over 5 tokens = -2 per token; rejected: -9 over 3 = -3 per token -> +1 (chosen wins despite a lower sum)
+    # chosen: -10 over 5 tokens = -2 per token; rejected: -9 over 3 = -3 per token -> +1
+    # (chosen wins despite a lower sum)
     margins = M.length_normalised_margins([-10.0], [5], [-9.0], [3])
     assert margins.tolist() == [pytest.approx(1.0)]
     assert M.margin_accuracy(margins) == 1.0
@@ -81,5 +82,7 @@ def test_reward_hacking_flag():
     assert M.reward_hacking(reward=0.8, base_reward=0.2, gold=-0.1, base_gold=0.3) is True
     assert M.reward_hacking(reward=0.8, base_reward=0.2, gold=0.5, base_gold=0.3) is False  # a real gain
     assert M.reward_hacking(reward=0.1, base_reward=0.2, gold=-0.1, base_gold=0.3) is False  # just worse
-    assert M.reward_hacking(reward=0.8, base_reward=0.2, gold=0.25, base_gold=0.3, margin=0.1) is False  # within the margin
+    assert (
+        M.reward_hacking(reward=0.8, base_reward=0.2, gold=0.25, base_gold=0.3, margin=0.1) is False
+    )  # within the margin
     assert M.reward_hacking(reward=0.8, base_reward=0.2, gold=None, base_gold=None) is None  # no gold judge

@@ -42,7 +42,9 @@ def test_null_leaves_a_policy_out_and_nothing_left_is_an_error(tmp_path, tiny_mo
 def test_a_path_that_is_not_a_run_directory_is_an_error(tmp_path, tiny_model):
     plain = tmp_path / "plain"
     plain.mkdir()
-    with pytest.raises(ConfigError, match=rf"policies\.sft={plain}: not a run directory \(no summary.json\); point it at"):
+    with pytest.raises(
+        ConfigError, match=rf"policies\.sft={plain}: not a run directory \(no summary.json\); point it at"
+    ):
         resolve_policies({"sft": str(plain)}, tiny_model, tmp_path / "outputs")
     with pytest.raises(ConfigError, match=r"policies\.x=.*nothing is there"):
         resolve_policies({"x": str(tmp_path / "nope")}, tiny_model, tmp_path / "outputs")
@@ -78,13 +80,20 @@ def test_latest_links_and_init_adapters_resolve(tmp_path, tiny_model):
     assert spec.adapter == dpo.resolve() / "adapter" and spec.reference == (sft / "adapter").resolve()
     assert resolve_policy("sft", str(sft), tiny_model).reference is None  # the base
     gone = make_policy_run(outputs / "dpo" / "c", init_adapter=tmp_path / "deleted")
-    with pytest.raises(ConfigError, match=r"reference for KL and the implicit reward is gone \(algo\.init_adapter=.*deleted: nothing is there"):
+    with pytest.raises(
+        ConfigError,
+        match=r"reference for KL and the implicit reward is gone \(algo\.init_adapter=.*deleted: nothing is there",
+    ):
         resolve_policy("dpo", str(gone), tiny_model)
 
 
 def test_judge_on_another_base_is_an_error(tmp_path, tiny_model):
     judge = make_rm_run(tmp_path / "rm", model="smollm2_135m", with_weights=False)
-    with pytest.raises(ConfigError, match=rf"judge={judge}: that run trained on model=smollm2_135m, a different base from model=tiny_llama; pick an rm run"):
+    with pytest.raises(
+        ConfigError,
+        match=rf"judge={judge}: that run trained on model=smollm2_135m, "
+        r"a different base from model=tiny_llama; pick an rm run",
+    ):
         resolve_judge(str(judge), tiny_model, tmp_path)
     with pytest.raises(ConfigError, match=r"judge=.*latest/rm: no reward model there; train one"):
         resolve_judge(None, tiny_model, tmp_path)

@@ -53,7 +53,12 @@ def test_writes_the_files_with_the_headline_table(results):
     md = (run / "results.md").read_text()
     lines = md.splitlines()
     header = lines.index("| " + " | ".join(HEADLINE_COLUMNS) + " |")
-    assert [line.split(" | ")[0].strip("| ") for line in lines[header + 2 : header + 6]] == ["base", "same", "diff", "initref"]
+    assert [line.split(" | ")[0].strip("| ") for line in lines[header + 2 : header + 6]] == [
+        "base",
+        "same",
+        "diff",
+        "initref",
+    ]
     for section in ("## Gold score against base", "## All metrics", "## Gold score per family", "## Definitions"):
         assert section in md
     samples = [json.loads(line) for line in (run / "samples.jsonl").read_text().splitlines()]
@@ -108,8 +113,12 @@ def test_empty_prompt_set_is_an_error(tmp_path, runs):
 def test_greedy_base_only_run_with_wandb_offline(tmp_path, runs, monkeypatch):
     monkeypatch.delenv("WANDB_MODE", raising=False)
     monkeypatch.delenv("WANDB_API_KEY", raising=False)
-    cfg = evaluation_cfg(tmp_path, runs, {"base": "base", "sft": str(runs["sft"])},
-                         **{"logger": "wandb", "logger.mode": "offline", "evaluation.greedy": "true", "evaluation.n_pairs": "0"})
+    cfg = evaluation_cfg(
+        tmp_path,
+        runs,
+        {"base": "base", "sft": str(runs["sft"])},
+        **{"logger": "wandb", "logger.mode": "offline", "evaluation.greedy": "true", "evaluation.n_pairs": "0"},
+    )
     res = evaluate(cfg, tmp_path / "run")
     assert res["policies"]["sft"]["accuracy"] is None  # n_pairs=0 skips the pairs
     assert list((tmp_path / "run" / "wandb").glob("offline-run-*"))

@@ -58,7 +58,9 @@ def test_lora_wraps_only_attention_projections_and_trains_the_score_head():
     tokenizer = load_tokenizer(path, model)
     reward = add_adapter(load_reward_backbone(path, model, hardware, tokenizer), lora, "SEQ_CLS", ["score"])
     trainable = [name for name, p in reward.named_parameters() if p.requires_grad]
-    assert trainable and all(("lora_" in n and any(t in n for t in lora.target_modules)) or "score" in n for n in trainable)
+    assert trainable and all(
+        ("lora_" in n and any(t in n for t in lora.target_modules)) or "score" in n for n in trainable
+    )
     assert any("score" in n for n in trainable)
 
 

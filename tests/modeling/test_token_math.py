@@ -9,21 +9,7 @@ import pytest
 import torch
 
 from rlhf.modeling import token_math as tm
-
-
-def t(x, dtype=torch.float64):
-    return torch.tensor(x, dtype=dtype)
-
-
-def close(actual, expected, tol=1e-9):
-    torch.testing.assert_close(
-        actual.double() if isinstance(actual, torch.Tensor) else t(actual),
-        t(expected) if not isinstance(expected, torch.Tensor) else expected.double(),
-        atol=tol,
-        rtol=tol,
-    )
-
-
+from tests.hand_math import close, t
 
 # --------------------------------------------------------------------------- log-probs
 
@@ -82,7 +68,9 @@ def test_response_logprobs_left_padding_index_arithmetic():
         input_ids = torch.tensor([p + response for p in prompts])
         logits = W[input_ids]  # [B, P+T, V]
         P = len(prompts[0])
-        out = tm.gather_logprobs(tm.response_positions(logits, P), input_ids[:, P:])  # as Roles.response_head and PolicyView do
+        out = tm.gather_logprobs(
+            tm.response_positions(logits, P), input_ids[:, P:]
+        )  # as Roles.response_head and PolicyView do
         assert out.shape == (2, 3)
         close(out, [expected, expected])
 

@@ -10,11 +10,10 @@ from torch import nn
 from transformers import Trainer, TrainerCallback, TrainerControl, TrainingArguments, get_scheduler
 
 from rlhf.algos.ppo import loop as ppo
+from rlhf.algos.ppo.math import make_kl_controller
 from rlhf.errors import NumericError
 from rlhf.experiment import run_experiment
 from rlhf.run.nonfinite import SKIPPED_UPDATES, NonFiniteCounter, NonFiniteGuard, is_finite
-from rlhf.algos.ppo.math import make_kl_controller
-from rlhf.run.rundir import load_run_config
 from tests.algos.ppo import test_loop as ppo_tests
 from tests.conftest import compose_train, tiny_overrides
 
@@ -54,7 +53,9 @@ def test_counter_counts_total_and_consecutive_skips():
 # --------------------------------------------------------------------------- the Trainer callback, called directly
 
 
-def guarded_step(guard, model, optimizer, grad: float, step: int, control: TrainerControl, output_dir="run/checkpoints"):
+def guarded_step(
+    guard, model, optimizer, grad: float, step: int, control: TrainerControl, output_dir="run/checkpoints"
+):
     """One Trainer-like update: gradients, the pre-optimizer hook, optimizer.step()."""
     for p in model.parameters():
         p.grad = torch.full_like(p, grad)
@@ -140,9 +141,18 @@ def test_guard_in_a_trainer_stops_with_a_checkpoint_of_the_last_good_state(tmp_p
     torch.manual_seed(0)
     model = Regression(nan_calls={2, 3, 4})
     data = Dataset.from_dict({"x": [[1.0, 2.0], [0.5, -1.0]] * 8, "labels": [1.0, -1.0] * 8})
-    args = TrainingArguments(output_dir=str(tmp_path / "checkpoints"), max_steps=10, per_device_train_batch_size=2,
-                             learning_rate=0.1, save_strategy="no", report_to="none", use_cpu=True, disable_tqdm=True,
-                             dataloader_num_workers=0, logging_steps=100)
+    args = TrainingArguments(
+        output_dir=str(tmp_path / "checkpoints"),
+        max_steps=10,
+        per_device_train_batch_size=2,
+        learning_rate=0.1,
+        save_strategy="no",
+        report_to="none",
+        use_cpu=True,
+        disable_tqdm=True,
+        dataloader_num_workers=0,
+        logging_steps=100,
+    )
     guard, snapshot = NonFiniteGuard(FakeTracker(), patience=3), Snapshot()
     trainer = Trainer(model=model, args=args, train_dataset=data, callbacks=[guard, snapshot])
     initial = params_of(model)
@@ -172,12 +182,26 @@ def ppo_parts(outputs, tmp_path):
     """(settings, roles, the arguments of ppo_iteration after the prompts) as fit() builds them."""
     _, job, settings = ppo_tests.setup(outputs, tmp_path, **{"algo.adaptive_kl": "true"})
     roles, rm = ppo.build(job, settings)
-    optimizer = torch.optim.AdamW(roles.trainable.values(), lr=settings.learning_rate, eps=settings.adam_eps, weight_decay=0.0)
+    optimizer = torch.optim.AdamW(
+        roles.trainable.values(), lr=settings.learning_rate, eps=settings.adam_eps, weight_decay=0.0
+    )
     scheduler = get_scheduler(settings.lr_scheduler_type, optimizer, 0, 100)
     kl_controller = make_kl_controller(settings.kl_coef, settings.adaptive_kl, settings.kl_target, settings.kl_horizon)
     prompts = [ex["prompt"] for ex in job.data.train[: settings.batch_size]]
     reward_max_length = int(rm.config.algo.max_length)
-    return settings, roles, (optimizer, scheduler, kl_controller, prompts, settings, ppo.micro_batch_size(job, settings), reward_max_length)
+    return (
+        settings,
+        roles,
+        (
+            optimizer,
+            scheduler,
+            kl_controller,
+            prompts,
+            settings,
+            ppo.micro_batch_size(job, settings),
+            reward_max_length,
+        ),
+    )
 
 
 def trainable(roles):
@@ -231,7 +255,9 @@ def test_ppo_skips_a_minibatch_with_a_nan_loss(outputs, tmp_path, monkeypatch):
     metrics, _, _ = ppo.ppo_iteration(roles, *rest)
     assert metrics["nonfinite/skipped_updates"] == 1 and metrics["nonfinite/iteration_skipped"] == 0
     assert rest[1].last_epoch == settings.ppo_epochs * settings.num_mini_batches
-    assert math.isfinite(metrics["loss/policy"]) and math.isfinite(metrics["perf/grad_norm"])  # the skipped one left out
+    assert math.isfinite(metrics["loss/policy"]) and math.isfinite(
+        metrics["perf/grad_norm"]
+    )  # the skipped one left out
     assert any(not torch.equal(before[n], p) for n, p in roles.trainable.items())
 
 

@@ -63,7 +63,10 @@ def test_sigkill_then_resume_matches_an_uninterrupted_run(algo, tmp_path):
     assert expected.keys() == got.keys()
     for name in expected:
         assert torch.allclose(got[name], expected[name], atol=1e-5), name
-    assert sorted(p.name for p in (run_dir / "checkpoints").glob("checkpoint-*")) == ["checkpoint-4", "checkpoint-6"]  # keep 2
+    assert sorted(p.name for p in (run_dir / "checkpoints").glob("checkpoint-*")) == [
+        "checkpoint-4",
+        "checkpoint-6",
+    ]  # keep 2
 
 
 def test_sigterm_saves_a_checkpoint_and_names_the_resume_command(tmp_path):
@@ -73,7 +76,8 @@ def test_sigterm_saves_a_checkpoint_and_names_the_resume_command(tmp_path):
     assert stopped.returncode == 128 + signal.SIGTERM, stopped.stderr[-2000:]
     lines = [line for line in stopped.stderr.splitlines() if line.startswith("stopped:")]
     assert len(lines) == 1 and f"resume with: python train.py resume={run_dir}" in lines[0], stopped.stderr[-2000:]
-    # the signal came while step 3 was logged, so step 4 is the first to end after it: saved there, off the save_every grid
+    # the signal came while step 3 was logged, so step 4 is the first to end after it: saved there,
+    # off the save_every grid
     assert "stopped by SIGTERM after step 4" in lines[0] and "Traceback" not in stopped.stderr
     assert (run_dir / "checkpoints" / "checkpoint-4" / "trainer_state.json").is_file()
     summary = json.loads((run_dir / "summary.json").read_text())
@@ -90,15 +94,20 @@ def test_sigterm_saves_a_checkpoint_and_names_the_resume_command(tmp_path):
 
 
 def test_ppo_sigkill_then_resume_reaches_the_last_step(tmp_path):
-    from tests.algos.test_ppo import ppo_overrides
-
     outputs = tmp_path / "outputs"
     run_experiment(compose_train(tiny_overrides(), outputs_root=outputs), outputs / "rm" / "run")  # the reward model
     run_dir = tmp_path / "ppo"
-    args = [*ppo_overrides(**{"algo.iterations": "4", "algo.save_every": "2"}), f"outputs_root={outputs}", f"hydra.run.dir={run_dir}"]
+    args = [
+        *tiny_overrides(algo="ppo", **{"algo.iterations": "4", "algo.save_every": "2"}),
+        f"outputs_root={outputs}",
+        f"hydra.run.dir={run_dir}",
+    ]
     killed = signalled_run("SIGKILL", 3, args)
     assert killed.returncode == -signal.SIGKILL, killed.stderr[-2000:]
-    steps = lambda: [json.loads(line)["step"] for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+
+    def steps():
+        return [json.loads(line)["step"] for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+
     assert steps() == [0, 1, 2, 3]
     resumed = run([f"resume={run_dir}"])
     assert resumed.returncode == 0, resumed.stderr[-3000:]
@@ -122,14 +131,23 @@ def stopped_run(tmp_path, algo="rm", status="interrupted", checkpoint="checkpoin
 
 def test_without_resume_the_command_line_is_untouched():
     argv = ["train.py", "algo=dpo", "lora=r8"]
-    assert rewrite_resume_args(argv) == argv and rewrite_resume_args(["train.py", "resume=null"]) == ["train.py", "resume=null"]
+    assert rewrite_resume_args(argv) == argv and rewrite_resume_args(["train.py", "resume=null"]) == [
+        "train.py",
+        "resume=null",
+    ]
 
 
 def test_resume_loads_the_runs_saved_config_into_its_directory(tmp_path):
     run_dir = stopped_run(tmp_path).resolve()
     argv = rewrite_resume_args(["train.py", f"resume={run_dir}", "algo.max_steps=10"])
-    assert argv == ["train.py", f"--config-path={run_dir / '.hydra'}", "--config-name=config", f"hydra.run.dir={run_dir}",
-                    f"++resume={run_dir}", "algo.max_steps=10"]
+    assert argv == [
+        "train.py",
+        f"--config-path={run_dir / '.hydra'}",
+        "--config-name=config",
+        f"hydra.run.dir={run_dir}",
+        f"++resume={run_dir}",
+        "algo.max_steps=10",
+    ]
 
 
 def test_resume_latest_picks_the_newest_unfinished_run_of_the_algorithm(tmp_path, monkeypatch):

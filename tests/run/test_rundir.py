@@ -1,11 +1,10 @@
 import json
 
 import pytest
-
-from rlhf.errors import ConfigError
 from omegaconf import OmegaConf
 
 from rlhf.config import ModelSettings, from_node
+from rlhf.errors import ConfigError
 from rlhf.run.rundir import finished_run, point_latest, resolve_adapter, write_json_atomic
 from tests.conftest import compose_train
 
@@ -48,7 +47,9 @@ def model_settings(*overrides):
 def test_one_same_base_rule_ignores_only_the_cache(tmp_path):
     tiny = model_settings("model=tiny_llama")
     assert tiny.same_base(model_settings("model=tiny_llama", "model.cache_dir=/elsewhere"))
-    assert not tiny.same_base(model_settings("model=tiny_llama", "model.tiny.hidden_size=32"))  # same name, other weights
+    assert not tiny.same_base(
+        model_settings("model=tiny_llama", "model.tiny.hidden_size=32")
+    )  # same name, other weights
     assert not tiny.same_base(model_settings("model=smollm2_135m"))
 
 
@@ -57,11 +58,17 @@ def test_finished_run_on_another_base_names_both_and_the_fix(tmp_path):
     (run / ".hydra").mkdir()
     OmegaConf.save(compose_train(["model=smollm2_135m"]), run / ".hydra" / "config.yaml", resolve=True)
     assert finished_run(run, "judge", "rm").model.name == "smollm2_135m"
-    with pytest.raises(ConfigError, match=r"judge=.*trained on model=smollm2_135m, a different base from model=tiny_llama; retrain it on smollm2_135m"):
+    with pytest.raises(
+        ConfigError,
+        match=r"judge=.*trained on model=smollm2_135m, a different base from model=tiny_llama; "
+        r"retrain it on smollm2_135m",
+    ):
         finished_run(run, "judge", "rm", model_settings("model=tiny_llama"), base_fix="retrain it on {run_model}")
 
 
 def test_resolve_adapter_refuses_reward_model_adapters(tmp_path):
     (tmp_path / "adapter_config.json").write_text(json.dumps({"task_type": "SEQ_CLS"}))
-    with pytest.raises(ConfigError, match=r"algo\.init_adapter=.*SEQ_CLS adapter \(a reward model\?\), a policy needs a CAUSAL_LM one"):
+    with pytest.raises(
+        ConfigError, match=r"algo\.init_adapter=.*SEQ_CLS adapter \(a reward model\?\), a policy needs a CAUSAL_LM one"
+    ):
         resolve_adapter(tmp_path, "algo.init_adapter")

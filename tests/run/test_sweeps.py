@@ -9,20 +9,25 @@ from rlhf.report import collect_jobs, compare, rank_jobs
 from tests.conftest import REPO
 
 TINY = [
-    "model=tiny_llama",
-    "logger=none",
+    "debug=tiny",
     "dataset.n_train=16",
     "dataset.n_test=8",
     "algo.max_steps=2",
-    "algo.batch_size=4",
-    "algo.logging_steps=1",
 ]
 
 
 def multirun(tmp_path, *overrides):
     sweep_dir = tmp_path / "sweep"
     result = subprocess.run(
-        [sys.executable, "train.py", "-m", *TINY, f"hydra.sweep.dir={sweep_dir}", f"outputs_root={tmp_path}/outputs", *overrides],
+        [
+            sys.executable,
+            "train.py",
+            "-m",
+            *TINY,
+            f"hydra.sweep.dir={sweep_dir}",
+            f"outputs_root={tmp_path}/outputs",
+            *overrides,
+        ],
         cwd=REPO,
         capture_output=True,
         text=True,

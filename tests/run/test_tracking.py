@@ -107,7 +107,9 @@ def test_unreachable_server_gives_one_warning_and_local_logging(tmp_path, monkey
 
 def test_wandb_failing_to_import_or_init_keeps_local_logging(tmp_path, monkeypatch, caplog):
     monkeypatch.setitem(sys.modules, "wandb", None)  # import wandb now raises ImportError
-    tracker = Tracker(tmp_path, dataclasses.replace(WANDB, mode="offline"), config={}, job_type="rm", group="g", tags=[])
+    tracker = Tracker(
+        tmp_path, dataclasses.replace(WANDB, mode="offline"), config={}, job_type="rm", group="g", tags=[]
+    )
     assert tracker.wandb_run is None
     tracker.log({"loss": 1.0}, step=3)
     assert metrics_rows(tmp_path) == [{"step": 3, "loss": 1.0}]

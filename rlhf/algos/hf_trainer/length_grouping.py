@@ -67,9 +67,13 @@ def group_by_length(trainer: Trainer) -> LengthGroupedBatches:
     """Make ``trainer`` draw its training batches from a LengthGroupedBatches over its (tokenized)
     train dataset; one batch = one optimizer step on every device. Returns the sampler."""
     args = trainer.args
-    columns = [c for c in ("prompt_ids", "chosen_ids", "rejected_ids", "input_ids") if c in trainer.train_dataset.column_names]
+    columns = [
+        c for c in ("prompt_ids", "chosen_ids", "rejected_ids", "input_ids") if c in trainer.train_dataset.column_names
+    ]
     lengths = [padded_length(example) for example in trainer.train_dataset.select_columns(columns)]
     step_batch = args.per_device_train_batch_size * args.gradient_accumulation_steps * max(1, args.world_size)
-    sampler = LengthGroupedBatches(lengths, step_batch, seed=args.data_seed if args.data_seed is not None else args.seed)
+    sampler = LengthGroupedBatches(
+        lengths, step_batch, seed=args.data_seed if args.data_seed is not None else args.seed
+    )
     trainer._get_train_sampler = lambda train_dataset=None: sampler  # the Trainer's hook for its train sampler
     return sampler

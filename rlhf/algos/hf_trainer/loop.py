@@ -16,8 +16,8 @@ from pathlib import Path
 from transformers import Trainer
 from transformers.trainer_utils import get_last_checkpoint
 
-from rlhf.run import stopping
 from rlhf.errors import ConfigError
+from rlhf.run import stopping
 from rlhf.run.job import Job
 from rlhf.run.nonfinite import NonFiniteGuard
 from rlhf.run.rundir import CHECKPOINTS, truncate_metrics
@@ -44,7 +44,9 @@ def run_trainer(trainer: Trainer, job: Job) -> int:
     if job.resume:
         resume_from = last_checkpoint(job.run_dir)
         if resume_from is None:
-            raise ConfigError(f"resume={job.run_dir}: no checkpoint in {job.run_dir / CHECKPOINTS}; start the run afresh")
+            raise ConfigError(
+                f"resume={job.run_dir}: no checkpoint in {job.run_dir / CHECKPOINTS}; start the run afresh"
+            )
         step = checkpoint_step(resume_from)
         dropped = truncate_metrics(job.tracker.metrics_path, step)
         log.info("resuming from %s (step %d); dropped %d metric rows logged after it", resume_from, step, dropped)

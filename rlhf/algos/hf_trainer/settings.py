@@ -56,7 +56,9 @@ def check_trainer_settings(algo) -> None:
     check(0 <= algo.warmup_ratio < 1, "algo.warmup_ratio", algo.warmup_ratio, "must be in [0, 1)")
     check(algo.weight_decay >= 0, "algo.weight_decay", algo.weight_decay, "must be >= 0")
     check(algo.num_train_epochs > 0, "algo.num_train_epochs", algo.num_train_epochs, "must be > 0")
-    check(algo.max_steps == -1 or algo.max_steps >= 1, "algo.max_steps", algo.max_steps, "must be >= 1, or -1 for epochs")
+    check(
+        algo.max_steps == -1 or algo.max_steps >= 1, "algo.max_steps", algo.max_steps, "must be >= 1, or -1 for epochs"
+    )
     check(algo.batch_size >= 1, "algo.batch_size", algo.batch_size, "must be >= 1")
     check(algo.max_length >= 16, "algo.max_length", algo.max_length, "must be >= 16 tokens")
     check(algo.max_grad_norm > 0, "algo.max_grad_norm", algo.max_grad_norm, "must be > 0")

@@ -20,8 +20,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from rlhf.errors import ConfigError
 from rlhf.algos.ppo.roles import Roles
+from rlhf.errors import ConfigError
 from rlhf.run.rundir import CHECKPOINTS
 
 STATE = "state.pt"
@@ -31,7 +31,11 @@ _NAME = re.compile(r"^step-(\d+)$")
 def rng_state() -> dict[str, Any]:
     """Every RNG's state in types ``torch.load(weights_only=True)`` accepts (numpy's key array as a list)."""
     name, keys, pos, has_gauss, cached = np.random.get_state()
-    state = {"python": random.getstate(), "numpy": (name, keys.tolist(), pos, has_gauss, cached), "torch": torch.get_rng_state()}
+    state = {
+        "python": random.getstate(),
+        "numpy": (name, keys.tolist(), pos, has_gauss, cached),
+        "torch": torch.get_rng_state(),
+    }
     if torch.cuda.is_available():
         state["cuda"] = torch.cuda.get_rng_state_all()
     return state
@@ -46,7 +50,9 @@ def set_rng_state(state: dict[str, Any]) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
-def save(run_dir: Path, step: int, roles: Roles, optimizer, scheduler, kl_controller, extra: dict[str, Any], keep: int = 1) -> Path:
+def save(
+    run_dir: Path, step: int, roles: Roles, optimizer, scheduler, kl_controller, extra: dict[str, Any], keep: int = 1
+) -> Path:
     """Write the checkpoint of ``step`` (iterations 1..step done); beyond the newest ``keep``, older ones
     keep only their adapters."""
     root = Path(run_dir) / CHECKPOINTS
@@ -69,7 +75,9 @@ def save(run_dir: Path, step: int, roles: Roles, optimizer, scheduler, kl_contro
     )
     shutil.rmtree(final, ignore_errors=True)
     os.replace(tmp, final)
-    with_state = sorted((int(m.group(1)), p) for p in root.iterdir() if (m := _NAME.match(p.name)) and (p / STATE).is_file())
+    with_state = sorted(
+        (int(m.group(1)), p) for p in root.iterdir() if (m := _NAME.match(p.name)) and (p / STATE).is_file()
+    )
     for _, old in with_state[:-keep]:
         (old / STATE).unlink()
     return final
@@ -84,7 +92,9 @@ def latest(run_dir: Path) -> Path | None:
 
 def restore(path: Path, roles: Roles, optimizer, scheduler, kl_controller) -> dict[str, Any]:
     """Load a checkpoint into live objects (weights, optimizer, scheduler, KL, RNG); returns its state dict."""
-    state = torch.load(Path(path) / STATE, map_location="cpu", weights_only=True)  # no pickled code, even from a copied run
+    state = torch.load(
+        Path(path) / STATE, map_location="cpu", weights_only=True
+    )  # no pickled code, even from a copied run
     saved, live = set(state["trainable"]), set(roles.trainable)
     if saved != live:
         odd = sorted(saved ^ live)[:2]

@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import torch
 
-from rlhf.data.gold_judge import gold_score_batch
 from rlhf.algos.ppo.roles import Roles
 from rlhf.algos.ppo.scoring import score_rollout
+from rlhf.data.gold_judge import gold_score_batch
 from rlhf.modeling.generation import Sampling, sample
 
 
@@ -22,8 +22,17 @@ def _last_user_text(prompt: list[dict]) -> str:
 
 
 @torch.no_grad()
-def evaluate(roles: Roles, prompts: list[list[dict]], sampling: Sampling, greedy: bool, batch_size: int, micro_batch: int,
-             reward_max_length: int, seed: int, with_gold: bool) -> tuple[dict[str, float], list[dict]]:
+def evaluate(
+    roles: Roles,
+    prompts: list[list[dict]],
+    sampling: Sampling,
+    greedy: bool,
+    batch_size: int,
+    micro_batch: int,
+    reward_max_length: int,
+    seed: int,
+    with_gold: bool,
+) -> tuple[dict[str, float], list[dict]]:
     """(metrics, one record per prompt with the response and its scores)."""
     devices = list(range(torch.cuda.device_count())) if torch.cuda.is_available() else []
     with torch.random.fork_rng(devices=devices):

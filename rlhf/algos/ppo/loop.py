@@ -1,13 +1,13 @@
-"""PPO for language models (ours: TRL no longer ships one), with LoRA roles on one shared base.
+"""The PPO training loop (ours: TRL no longer ships one), with LoRA roles on one shared base.
 
 Each iteration, for a batch of training prompts:
 
     1. rollout     the policy samples a response to each prompt (left-padded prompts, stop at EOS);
                    at full precision the sampling log-probs are kept: they are the old policy's (and,
                    with ``value_model=policy``, the values of the states they were sampled from)
-    2. score       reference log-probs (and old-policy ones under autocast), values (unless kept), and the reward model's score of each
-                   response at its last real token; ``missing_eos_penalty`` for responses cut at the
-                   length limit; optional clipping / whitening of the scores
+    2. score       reference log-probs (and old-policy ones under autocast), values (unless kept), and the
+                   reward model's score of each response at its last real token; ``missing_eos_penalty`` for
+                   responses cut at the length limit; optional clipping / whitening of the scores
     3. rewards     per token: -beta * KL(policy || reference) on every token, + the score on the last;
                    beta fixed or adaptive (KL controller)
     4. advantages  GAE (gamma, lambda), optional reward whitening, advantage whitening
@@ -15,8 +15,9 @@ Each iteration, for a batch of training prompts:
                    batches): clipped policy loss + vf_coef * clipped value loss, gradient clipping
     6. log         metrics.jsonl / W&B; a table of sample completions every ``sample_every`` iterations
 
-The roles (policy, reference, reward, value) are in rlhf/algos/ppo/roles.py, the tensor math in
-rlhf/algos/ppo/math.py. Held-out prompts are evaluated before and after training (rm score, gold score,
+Step 1 is rlhf/modeling/generation.py (shared with evaluation), step 2 rlhf/algos/ppo/scoring.py, the roles
+(policy, reference, reward, value) rlhf/algos/ppo/roles.py, the tensor math rlhf/algos/ppo/math.py, the settings
+rlhf/algos/ppo/settings.py. Held-out prompts are evaluated before and after training (rm score, gold score,
 KL). Defaults and the reasons for them are in conf/algo/ppo.yaml.
 
 Resuming a killed run (SIGKILL, out of memory, preemption): ``python train.py resume=RUN_DIR``.
@@ -89,9 +90,18 @@ def reward_model(job: Job, settings: Settings) -> FinishedRun:
     """The finished rm run to score with: algo.reward_model, or outputs/latest/rm; with a shared base, on this base."""
     path = Path(settings.reward_model) if settings.reward_model else job.outputs_root / "latest" / "rm"
     if not path.exists():
-        raise ConfigError(f"no reward model at {path}: run `python train.py algo=rm` first, or set algo.reward_model=<rm run directory>")
-    return finished_run(path, "algo.reward_model", "rm", job.model if settings.share_base else None,
-                        base_fix=f"one shared base cannot serve both: set algo.share_base=false (or train a reward model with model={job.model.name})")
+        raise ConfigError(
+            f"no reward model at {path}: run `python train.py algo=rm` first, "
+            "or set algo.reward_model=<rm run directory>"
+        )
+    return finished_run(
+        path,
+        "algo.reward_model",
+        "rm",
+        job.model if settings.share_base else None,
+        base_fix="one shared base cannot serve both: set algo.share_base=false "
+        f"(or train a reward model with model={job.model.name})",
+    )
 
 
 def init_adapter(job: Job, settings: Settings) -> Path | None:
@@ -107,15 +117,27 @@ def resume_checkpoint(job: Job) -> Path | None:
         return None
     found = checkpoint.latest(job.run_dir)
     if found is None:
-        raise ConfigError(f"resume={job.run_dir}: no complete checkpoint in {job.run_dir / checkpoint.CHECKPOINTS}; start the run afresh")
+        raise ConfigError(
+            f"resume={job.run_dir}: no complete checkpoint in {job.run_dir / checkpoint.CHECKPOINTS}; "
+            "start the run afresh"
+        )
     return found
 
 
 # --------------------------------------------------------------------------- one iteration
 
 
-def ppo_iteration(roles: Roles, optimizer, scheduler, kl_controller, prompts: list[list[dict]], settings: Settings,
-                  micro_batch: int, reward_max_length: int, with_gold: bool = False) -> tuple[dict[str, float], Rollout, torch.Tensor]:
+def ppo_iteration(
+    roles: Roles,
+    optimizer,
+    scheduler,
+    kl_controller,
+    prompts: list[list[dict]],
+    settings: Settings,
+    micro_batch: int,
+    reward_max_length: int,
+    with_gold: bool = False,
+) -> tuple[dict[str, float], Rollout, torch.Tensor]:
     """Steps 1-5 on one batch of prompts; returns (step-6 metrics, the rollout, its raw scores [B]).
     ``with_gold``: also log the gold judge's mean score of the rollout (synthetic data only), which
     shows reward hacking as a gap between objective/scores and objective/gold_score.
@@ -187,15 +209,24 @@ def ppo_iteration(roles: Roles, optimizer, scheduler, kl_controller, prompts: li
     return metrics, rollout, old.scores
 
 
-def ppo_update(roles: Roles, optimizer, scheduler, rollout: Rollout, old, advantages: torch.Tensor,
-               returns: torch.Tensor, settings: Settings, micro_batch: int) -> dict[str, float]:
+def ppo_update(
+    roles: Roles,
+    optimizer,
+    scheduler,
+    rollout: Rollout,
+    old,
+    advantages: torch.Tensor,
+    returns: torch.Tensor,
+    settings: Settings,
+    micro_batch: int,
+) -> dict[str, float]:
     """Step 5: ``ppo_epochs`` x ``num_mini_batches`` optimizer steps, each accumulated over micro batches.
 
     rollout [B rows], advantages / returns [B, T]. With a value adapter the policy and value losses use
     different adapters, so each gets its own forward and backward (they share no trainable weights: the
     sum's gradient is the same, the peak memory is lower); with the value head on the policy one forward
-    and one backward of pg_loss + vf_coef * vf_loss serve both. A minibatch whose loss or gradient norm is NaN/inf is skipped
-    (no optimizer step, its stats left out) and counted in ``nonfinite/skipped_updates``;
+    and one backward of pg_loss + vf_coef * vf_loss serve both. A minibatch whose loss or gradient norm is
+    NaN/inf is skipped (no optimizer step, its stats left out) and counted in ``nonfinite/skipped_updates``;
     ``nonfinite/iteration_skipped`` is 1 when every minibatch was.
     """
     params = list(roles.trainable.values())
@@ -209,7 +240,11 @@ def ppo_update(roles: Roles, optimizer, scheduler, rollout: Rollout, old, advant
             parts = []  # (stats, ratio max) of each micro batch
             for rows in micro_batches(rollout, minibatch, micro_batch):  # similar lengths: less padding
                 with roles.grad_passes():
-                    parts.append(_policy_and_value_backward(roles, rollout, old, advantages, returns, settings, rows, len(minibatch)))
+                    parts.append(
+                        _policy_and_value_backward(
+                            roles, rollout, old, advantages, returns, settings, rows, len(minibatch)
+                        )
+                    )
             grad_norm = torch.nn.utils.clip_grad_norm_(params, settings.max_grad_norm).item()
             # A NaN/inf would reach the weights and AdamW's moments for good: drop this update instead.
             if not is_finite(grad_norm, *(stats[k] for stats, _ in parts for k in ("loss/policy", "loss/value"))):
@@ -225,7 +260,9 @@ def ppo_update(roles: Roles, optimizer, scheduler, rollout: Rollout, old, advant
             optimizer.step()
             scheduler.step()
     if skipped:
-        log.warning("%d of %d minibatch updates skipped: NaN/inf loss or gradient norm", skipped, skipped + len(grad_norms))
+        log.warning(
+            "%d of %d minibatch updates skipped: NaN/inf loss or gradient norm", skipped, skipped + len(grad_norms)
+        )
     nan = float("nan")
     return {
         **{k: v / n for k, v in sums.items()},
@@ -251,8 +288,16 @@ def _finite_mean(values: torch.Tensor) -> float:
     return values[torch.isfinite(values)].float().mean().item()
 
 
-def _policy_and_value_backward(roles: Roles, rollout: Rollout, old, advantages: torch.Tensor, returns: torch.Tensor,
-                               settings: Settings, rows: torch.Tensor, minibatch_size: int) -> tuple[dict[str, float], float]:
+def _policy_and_value_backward(
+    roles: Roles,
+    rollout: Rollout,
+    old,
+    advantages: torch.Tensor,
+    returns: torch.Tensor,
+    settings: Settings,
+    rows: torch.Tensor,
+    minibatch_size: int,
+) -> tuple[dict[str, float], float]:
     """Accumulate the gradients of one micro batch (weighted by its share of the minibatch); returns its stats."""
     weight = len(rows) / minibatch_size
     mask = rollout.mask[rows]
@@ -274,8 +319,13 @@ def _policy_and_value_backward(roles: Roles, rollout: Rollout, old, advantages: 
             vf_loss, vf = value_loss(values, old.values[rows], returns[rows], mask, settings.cliprange_value)
             (weight * settings.vf_coef * vf_loss).backward()
     stats = {
-        "loss/policy": pg_loss, "loss/value": vf_loss, "policy/approxkl": pg["approxkl"], "policy/clipfrac": pg["clipfrac"],
-        "policy/ratio_mean": pg["ratio_mean"], "value/clipfrac": vf["clipfrac"], "value/vpred": masked_mean(values.detach(), mask),
+        "loss/policy": pg_loss,
+        "loss/value": vf_loss,
+        "policy/approxkl": pg["approxkl"],
+        "policy/clipfrac": pg["clipfrac"],
+        "policy/ratio_mean": pg["ratio_mean"],
+        "value/clipfrac": vf["clipfrac"],
+        "value/vpred": masked_mean(values.detach(), mask),
     }
     return {k: v.item() for k, v in stats.items()}, pg["ratio_max"].item()
 
@@ -290,8 +340,10 @@ def _append_samples(path: Path, when: str, step: int, records: list[dict]) -> No
 
 
 def _sample_table(rollout: Rollout, scores: torch.Tensor, rows: int, step: int) -> list[list]:
-    return [[step, prompt[-1]["content"], text, score]
-            for prompt, text, score in list(zip(rollout.prompts, rollout.texts, scores.tolist()))[:rows]]
+    return [
+        [step, prompt[-1]["content"], text, score]
+        for prompt, text, score in list(zip(rollout.prompts, rollout.texts, scores.tolist()))[:rows]
+    ]
 
 
 def build(job: Job, settings: Settings) -> tuple[Roles, FinishedRun]:
@@ -320,7 +372,9 @@ def fit(job: Job, settings: Settings, roles: Roles, rm: FinishedRun) -> dict:
     resume_from = resume_checkpoint(job)
     stop = stopping.current()
     micro = micro_batch_size(job, settings)
-    optimizer = torch.optim.AdamW(roles.trainable.values(), lr=settings.learning_rate, eps=settings.adam_eps, weight_decay=0.0)
+    optimizer = torch.optim.AdamW(
+        roles.trainable.values(), lr=settings.learning_rate, eps=settings.adam_eps, weight_decay=0.0
+    )
     updates = settings.iterations * settings.ppo_epochs * settings.num_mini_batches
     scheduler = get_scheduler(settings.lr_scheduler_type, optimizer, round(settings.warmup_ratio * updates), updates)
     kl_controller = make_kl_controller(settings.kl_coef, settings.adaptive_kl, settings.kl_target, settings.kl_horizon)
@@ -331,8 +385,17 @@ def fit(job: Job, settings: Settings, roles: Roles, rm: FinishedRun) -> dict:
     samples_path = job.run_dir / EVAL_SAMPLES
 
     def held_out(when: str, step: int) -> dict[str, float]:
-        metrics, records = evaluate(roles, eval_prompts, settings.sampling, settings.eval_greedy, settings.batch_size,
-                                    micro, reward_max_length, job.seed, with_gold)
+        metrics, records = evaluate(
+            roles,
+            eval_prompts,
+            settings.sampling,
+            settings.eval_greedy,
+            settings.batch_size,
+            micro,
+            reward_max_length,
+            job.seed,
+            with_gold,
+        )
         _append_samples(samples_path, when, step, records)
         log.info("%s evaluation on %d held-out prompts: %s", when, len(eval_prompts), metrics)
         return metrics
@@ -348,29 +411,47 @@ def fit(job: Job, settings: Settings, roles: Roles, rm: FinishedRun) -> dict:
         start_eval = held_out("start", 0)
         job.tracker.log({f"eval/{k}": v for k, v in start_eval.items()}, step=0)
 
+    def save_checkpoint(step: int) -> Path:
+        extra = {"start_eval": start_eval}
+        return checkpoint.save(
+            job.run_dir, step, roles, optimizer, scheduler, kl_controller, extra, keep=settings.keep_checkpoints
+        )
+
     final_eval = None
     nonfinite = NonFiniteCounter(job.max_nonfinite_updates)  # iterations in a row whose update was skipped
     for step in range(start_step + 1, settings.iterations + 1):
         batch = [train_prompts[i] for i in prompt_indices(len(train_prompts), settings.batch_size, step, job.seed)]
-        metrics, rollout, scores = ppo_iteration(roles, optimizer, scheduler, kl_controller, batch, settings, micro, reward_max_length, with_gold)
+        metrics, rollout, scores = ppo_iteration(
+            roles, optimizer, scheduler, kl_controller, batch, settings, micro, reward_max_length, with_gold
+        )
         nonfinite.record(not metrics["nonfinite/iteration_skipped"])
         metrics["nonfinite/skipped_iterations"] = nonfinite.skipped
         if nonfinite.exhausted:  # skipped updates changed no weights: this checkpoint is the last good state
             job.tracker.log(metrics, step=step)
-            checkpoint.save(job.run_dir, step, roles, optimizer, scheduler, kl_controller, {"start_eval": start_eval},
-                            keep=settings.keep_checkpoints)
+            save_checkpoint(step)
             raise numeric_error(nonfinite.consecutive, step, job.run_dir / checkpoint.CHECKPOINTS, nonfinite.patience)
         if step == settings.iterations:
             final_eval = held_out("final", step)
             metrics.update({f"eval/{k}": v for k, v in final_eval.items()})
         job.tracker.log(metrics, step=step)
-        log.info("step %d/%d: score %.3f kl %.3f length %.1f (%.1f s)", step, settings.iterations, metrics["objective/scores"],
-                 metrics["objective/kl"], metrics["response/length"], metrics["time/iteration"])
+        log.info(
+            "step %d/%d: score %.3f kl %.3f length %.1f (%.1f s)",
+            step,
+            settings.iterations,
+            metrics["objective/scores"],
+            metrics["objective/kl"],
+            metrics["response/length"],
+            metrics["time/iteration"],
+        )
         if step % settings.sample_every == 0 or step == settings.iterations:
-            job.tracker.log_table("samples", ["step", "prompt", "response", "score"], _sample_table(rollout, scores, settings.sample_rows, step), step)
+            job.tracker.log_table(
+                "samples",
+                ["step", "prompt", "response", "score"],
+                _sample_table(rollout, scores, settings.sample_rows, step),
+                step,
+            )
         if step % settings.save_every == 0 or step == settings.iterations or stop.requested:
-            saved = checkpoint.save(job.run_dir, step, roles, optimizer, scheduler, kl_controller, {"start_eval": start_eval},
-                                    keep=settings.keep_checkpoints)
+            saved = save_checkpoint(step)
             if stop.requested:
                 raise stop.interrupted(job.run_dir, step, saved)
     if final_eval is None:  # resumed from the last checkpoint: only the evaluation was missing
@@ -389,5 +470,9 @@ def fit(job: Job, settings: Settings, roles: Roles, rm: FinishedRun) -> dict:
         eval_prompts=len(eval_prompts),
     )
     if not summary["kl_within_bound"]:
-        log.warning("final KL %.3f is above algo.kl_bound=%.3f: raise algo.kl_coef or lower the learning rate", final_eval["kl"], settings.kl_bound)
+        log.warning(
+            "final KL %.3f is above algo.kl_bound=%.3f: raise algo.kl_coef or lower the learning rate",
+            final_eval["kl"],
+            settings.kl_bound,
+        )
     return summary

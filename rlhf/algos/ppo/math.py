@@ -146,9 +146,7 @@ def sequence_lengths(mask: torch.Tensor) -> torch.Tensor:
     return idx
 
 
-def apply_missing_eos_penalty(
-    scores: torch.Tensor, has_eos: torch.Tensor, penalty: float | None
-) -> torch.Tensor:
+def apply_missing_eos_penalty(scores: torch.Tensor, has_eos: torch.Tensor, penalty: float | None) -> torch.Tensor:
     """Subtract ``penalty`` from the score of every row that never emitted EOS.
 
     scores [B] float, has_eos [B] bool -> [B] (new tensor). penalty None -> scores unchanged.
@@ -161,9 +159,7 @@ def apply_missing_eos_penalty(
     return torch.where(has_eos.bool(), scores, scores - penalty)
 
 
-def normalize_scores(
-    scores: torch.Tensor, clip_value: float | None = None, whiten: bool = False
-) -> torch.Tensor:
+def normalize_scores(scores: torch.Tensor, clip_value: float | None = None, whiten: bool = False) -> torch.Tensor:
     """Optional reward-model score post-processing across the batch.
 
     scores [B] -> [B]. First clamp to [-clip_value, clip_value] (None: no clipping), then,
@@ -378,7 +374,5 @@ def make_kl_controller(
     if not adaptive:
         return FixedKLController(kl_coef)
     if target is None or horizon is None:
-        raise ValueError(
-            f"adaptive KL control needs target and horizon, got target={target}, horizon={horizon}"
-        )
+        raise ValueError(f"adaptive KL control needs target and horizon, got target={target}, horizon={horizon}")
     return AdaptiveKLController(kl_coef, target, horizon)

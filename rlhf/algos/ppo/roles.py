@@ -39,7 +39,6 @@ from torch import nn
 from transformers import GenerationConfig
 
 from rlhf.errors import ConfigError, ModelLoadError
-from rlhf.run.job import Job
 from rlhf.modeling.models import (
     add_adapter,
     load_adapter,
@@ -50,6 +49,7 @@ from rlhf.modeling.models import (
 )
 from rlhf.modeling.reward_scoring import score_conversations
 from rlhf.modeling.token_math import position_ids, response_positions
+from rlhf.run.job import Job
 from rlhf.run.rundir import FinishedRun
 
 log = logging.getLogger(__name__)
@@ -102,17 +102,30 @@ class _SharedRewardModel(nn.Module):
 class Roles:
     """Policy, reference, value (and, on a shared base, reward) forwards; reward scoring; saving."""
 
-    def __init__(self, tokenizer, roles: dict[str, Role], reward_model: nn.Module | None, reward_tokenizer,
-                 trainable: dict[str, nn.Parameter], shared: bool):
+    def __init__(
+        self,
+        tokenizer,
+        roles: dict[str, Role],
+        reward_model: nn.Module | None,
+        reward_tokenizer,
+        trainable: dict[str, nn.Parameter],
+        shared: bool,
+    ):
         """``reward_model`` None: score with the shared base's "reward" role."""
         self.tokenizer = tokenizer
         self.roles = roles
-        self.reward_model = reward_model if reward_model is not None else _SharedRewardModel(self.hidden, roles["reward"].head)
+        self.reward_model = (
+            reward_model if reward_model is not None else _SharedRewardModel(self.hidden, roles["reward"].head)
+        )
         self.reward_tokenizer = reward_tokenizer
         self.trainable = trainable
         self.shared = shared
         self._trainable_ids = {id(p) for p in trainable.values()}
-        models = [r.model for r in roles.values()] + [self.reward_model] + [r.head for r in roles.values() if r.head is not None]
+        models = (
+            [r.model for r in roles.values()]
+            + [self.reward_model]
+            + [r.head for r in roles.values() if r.head is not None]
+        )
         self._modules = list({id(m): m for m in models}.values())
         # Dropout off for good (p=0, eval mode): the PPO ratio must compare like with like.
         for module in self._modules:
@@ -195,7 +208,9 @@ class Roles:
             )
         return out.last_hidden_state
 
-    def response_head(self, name: str, input_ids: torch.Tensor, attention_mask: torch.Tensor, prompt_len: int) -> torch.Tensor:
+    def response_head(
+        self, name: str, input_ids: torch.Tensor, attention_mask: torch.Tensor, prompt_len: int
+    ) -> torch.Tensor:
         """input_ids/attention_mask [B, P+T] = [left-padded prompt | response], P = prompt_len ->
         the role's head on the T states that predict (policy, reference) or value (value) the response
         tokens: [B, T, V] logits or [B, T, 1]. The state at i predicts token i+1, hence P-1 .. P+T-2."""
@@ -204,8 +219,14 @@ class Roles:
             return self.roles[name].head(hidden)
 
     @torch.no_grad()
-    def generate(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, config: GenerationConfig, with_logits: bool = False,
-                 with_values: bool = False):
+    def generate(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor,
+        config: GenerationConfig,
+        with_logits: bool = False,
+        with_values: bool = False,
+    ):
         """Sample with the policy: [B, P] left-padded prompts -> [B, P + T] (T <= max_new_tokens); with
         ``with_logits`` also the raw logits [B, T, V] each token was sampled from (before temperature);
         with ``with_values`` (a value head on the policy) also the values [B, T] of the states those
@@ -214,10 +235,19 @@ class Roles:
             if not with_logits:
                 return role.model.generate(input_ids=input_ids, attention_mask=attention_mask, generation_config=config)
             states = []  # [B, H] per decoding step: the last position's hidden state, as the LM head sees it
-            hook = role.head.register_forward_hook(lambda _m, args, _out: states.append(args[0][:, -1])) if with_values else None
+            hook = (
+                role.head.register_forward_hook(lambda _m, args, _out: states.append(args[0][:, -1]))
+                if with_values
+                else None
+            )
             try:
-                out = role.model.generate(input_ids=input_ids, attention_mask=attention_mask, generation_config=config,
-                                          output_logits=True, return_dict_in_generate=True)
+                out = role.model.generate(
+                    input_ids=input_ids,
+                    attention_mask=attention_mask,
+                    generation_config=config,
+                    output_logits=True,
+                    return_dict_in_generate=True,
+                )
             finally:
                 if hook is not None:
                     hook.remove()
@@ -234,7 +264,9 @@ class Roles:
         policy, value = self.roles["policy"], self.roles["value"]
         return value.model is policy.model and value.adapter == policy.adapter
 
-    def policy_and_value_heads(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, prompt_len: int) -> tuple[torch.Tensor, torch.Tensor]:
+    def policy_and_value_heads(
+        self, input_ids: torch.Tensor, attention_mask: torch.Tensor, prompt_len: int
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """For a value head on the policy: one trunk pass, both heads on the T response states (as
         ``response_head``) -> logits [B, T, V] and values [B, T] float32."""
         hidden = response_positions(self.hidden("policy", input_ids, attention_mask), prompt_len)
@@ -250,7 +282,9 @@ class Roles:
     def scores(self, conversations: list[list[dict]], batch_size: int, max_length: int) -> torch.Tensor:
         """Reward-model scores [N] of full conversations, rendered exactly as in the rm run's training."""
         with self.precision():
-            scores = score_conversations(self.reward_model, self.reward_tokenizer, conversations, batch_size, max_length)
+            scores = score_conversations(
+                self.reward_model, self.reward_tokenizer, conversations, batch_size, max_length
+            )
         return scores.float().to(self.device)
 
     def save(self, out: Path) -> None:
@@ -260,7 +294,9 @@ class Roles:
             policy = self.roles["policy"].model
             policy.save_pretrained(tmp, selected_adapters=["policy"], safe_serialization=True)
             value = self.roles["value"]
-            if not self.shared and not self.value_on_policy:  # a sequence classifier whose head is saved with its adapter
+            if (
+                not self.shared and not self.value_on_policy
+            ):  # a sequence classifier whose head is saved with its adapter
                 value.model.save_pretrained(Path(tmp) / "value", safe_serialization=True)
             else:  # the "value" adapter (none with value_model=policy) and the head beside it
                 if not self.value_on_policy:
@@ -319,7 +355,8 @@ def _load_lora(model: PeftModel, config: LoraConfig, weights: dict[str, torch.Te
     if missing or result.unexpected_keys:
         raise ModelLoadError(
             f"the reward adapter does not fit this base as adapter '{name}' (missing {missing[:2]}, "
-            f"unexpected {list(result.unexpected_keys)[:2]}): train the reward model on the same model, or set algo.share_base=false"
+            f"unexpected {list(result.unexpected_keys)[:2]}): train the reward model on the same model, "
+            "or set algo.share_base=false"
         )
 
 
@@ -332,11 +369,15 @@ def _linear_head(weight: torch.Tensor, like: nn.Module, trainable: bool) -> nn.L
     return head
 
 
-def build_roles(job: Job, rm: FinishedRun, share_base: bool, init_adapter: Path | None, value_model: str = "adapter") -> Roles:
+def build_roles(
+    job: Job, rm: FinishedRun, share_base: bool, init_adapter: Path | None, value_model: str = "adapter"
+) -> Roles:
     """Load the four roles; ``rm`` is a finished rm run, ``init_adapter`` an adapter directory or None,
     ``value_model`` one of VALUE_MODELS."""
     if not job.lora.enabled:
-        raise ConfigError(f"lora={job.lora.name}: PPO trains LoRA adapters for the policy and value roles; pick lora=r16 (or r8, r64)")
+        raise ConfigError(
+            f"lora={job.lora.name}: PPO trains LoRA adapters for the policy and value roles; pick lora=r16 (or r8, r64)"
+        )
     path, tokenizer = job.model_path, job.tokenizer
     lm = load_causal_lm(path, job.model, job.hardware, tokenizer)
     policy = _place(_with_policy_adapter(lm, job, init_adapter, reference_copy=share_base), job)
@@ -352,7 +393,9 @@ def build_roles(job: Job, rm: FinishedRun, share_base: bool, init_adapter: Path 
     return roles
 
 
-def _shared_roles(tokenizer, model: PeftModel, lm_head, rm_adapter: Path, init_adapter: Path | None, value_model: str) -> Roles:
+def _shared_roles(
+    tokenizer, model: PeftModel, lm_head, rm_adapter: Path, init_adapter: Path | None, value_model: str
+) -> Roles:
     config, lora, score = read_reward_adapter(rm_adapter)
     own_value_adapter = value_model == "adapter"
     for name in ("reward", "value") if own_value_adapter else ("reward",):
@@ -374,8 +417,16 @@ def _shared_roles(tokenizer, model: PeftModel, lm_head, rm_adapter: Path, init_a
     return Roles(tokenizer, roles, reward_model=None, reward_tokenizer=tokenizer, trainable=trainable, shared=True)
 
 
-def _separate_roles(job: Job, path: str, tokenizer, policy: PeftModel, lm_head, rm: FinishedRun, init_adapter: Path | None,
-                    value_model: str) -> Roles:
+def _separate_roles(
+    job: Job,
+    path: str,
+    tokenizer,
+    policy: PeftModel,
+    lm_head,
+    rm: FinishedRun,
+    init_adapter: Path | None,
+    value_model: str,
+) -> Roles:
     reference = _place(load_causal_lm(path, job.model, job.hardware, tokenizer), job)
     if init_adapter is not None:
         reference = _place(load_adapter(reference, init_adapter), job)
@@ -404,8 +455,9 @@ def _separate_roles(job: Job, path: str, tokenizer, policy: PeftModel, lm_head, 
     return Roles(tokenizer, roles, reward, reward_tokenizer, trainable, shared=False)
 
 
-def _separate_roles_value_on_policy(tokenizer, policy: PeftModel, lm_head, reference, reward, reward_tokenizer,
-                                    score: torch.Tensor | None) -> Roles:
+def _separate_roles_value_on_policy(
+    tokenizer, policy: PeftModel, lm_head, reference, reward, reward_tokenizer, score: torch.Tensor | None
+) -> Roles:
     """share_base=false with value_model=policy: no value model of its own, a head on the policy,
     initialised from the reward model's score head [1, H] (None: the rm is on another base)."""
     if score is None:  # that head reads another model's hidden states: start the value head at zero

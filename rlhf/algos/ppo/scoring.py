@@ -28,7 +28,9 @@ def response_values(roles: Roles, rollout: Rollout, rows: torch.Tensor) -> torch
     return roles.response_head("value", input_ids, attention_mask, prompt_len).squeeze(-1).float()
 
 
-def response_logprobs_and_values(roles: Roles, rollout: Rollout, rows: torch.Tensor, temperature: float) -> tuple[torch.Tensor, torch.Tensor]:
+def response_logprobs_and_values(
+    roles: Roles, rollout: Rollout, rows: torch.Tensor, temperature: float
+) -> tuple[torch.Tensor, torch.Tensor]:
     """With the value head on the policy (``roles.value_on_policy``): the policy's log-probs [b, T] of the
     sampled tokens and the values [b, T], from one pass of the trunk."""
     input_ids, attention_mask, prompt_len = rollout.joined(rows)
@@ -48,15 +50,26 @@ class Scored:
 
 
 @torch.no_grad()
-def score_rollout(roles: Roles, rollout: Rollout, temperature: float, micro_batch: int, reward_max_length: int,
-                  with_values: bool = True) -> Scored:
+def score_rollout(
+    roles: Roles,
+    rollout: Rollout,
+    temperature: float,
+    micro_batch: int,
+    reward_max_length: int,
+    with_values: bool = True,
+) -> Scored:
     """Step 2 of PPO: old-policy and reference log-probs, values and reward-model scores, in micro batches.
     The old-policy log-probs, entropies and values are the rollout's own when it kept them (sample(...,
     with_logprobs=True); values only with the value head on the policy); otherwise a forward computes them."""
-    out = {key: torch.zeros(rollout.mask.shape, device=rollout.mask.device) for key in ("logprobs", "ref_logprobs", "entropy", "values")}
+    out = {
+        key: torch.zeros(rollout.mask.shape, device=rollout.mask.device)
+        for key in ("logprobs", "ref_logprobs", "entropy", "values")
+    }
     for rows in micro_batches(rollout, torch.arange(len(rollout)), micro_batch):
         if rollout.logprobs is None:
-            out["logprobs"][rows], out["entropy"][rows] = response_logprobs(roles, "policy", rollout, rows, temperature, with_entropy=True)
+            out["logprobs"][rows], out["entropy"][rows] = response_logprobs(
+                roles, "policy", rollout, rows, temperature, with_entropy=True
+            )
         out["ref_logprobs"][rows] = response_logprobs(roles, "reference", rollout, rows, temperature)[0]
         if with_values and rollout.values is None:
             out["values"][rows] = response_values(roles, rollout, rows)

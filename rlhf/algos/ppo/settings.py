@@ -66,29 +66,55 @@ class Settings:
     def __post_init__(self):
         check_choice("algo.value_model", self.value_model, VALUE_MODELS)
         check(self.iterations >= 1, "algo.iterations", self.iterations, "must be >= 1")
-        check(self.batch_size >= 2, "algo.batch_size", self.batch_size, "must be >= 2 prompts per iteration (whitening needs two)")
+        check(
+            self.batch_size >= 2,
+            "algo.batch_size",
+            self.batch_size,
+            "must be >= 2 prompts per iteration (whitening needs two)",
+        )
         check(self.num_mini_batches >= 1, "algo.num_mini_batches", self.num_mini_batches, "must be >= 1")
         if self.batch_size % self.num_mini_batches:
             raise ConfigError(
                 f"algo.batch_size={self.batch_size} is not divisible by algo.num_mini_batches={self.num_mini_batches}: "
-                f"choose a batch size that is a multiple of {self.num_mini_batches}, or a number of minibatches that divides {self.batch_size}"
+                f"choose a batch size that is a multiple of {self.num_mini_batches}, "
+                f"or a number of minibatches that divides {self.batch_size}"
             )
         check(self.ppo_epochs >= 1, "algo.ppo_epochs", self.ppo_epochs, "must be >= 1")
-        check(0 < self.learning_rate < 1, "algo.learning_rate", self.learning_rate, "must be in (0, 1), e.g. 1e-4 for LoRA")
+        check(
+            0 < self.learning_rate < 1,
+            "algo.learning_rate",
+            self.learning_rate,
+            "must be in (0, 1), e.g. 1e-4 for LoRA",
+        )
         check_choice("algo.lr_scheduler_type", self.lr_scheduler_type, SCHEDULERS)
         check(0 <= self.warmup_ratio < 1, "algo.warmup_ratio", self.warmup_ratio, "must be in [0, 1)")
         check(self.adam_eps > 0, "algo.adam_eps", self.adam_eps, "must be > 0")
         check(self.max_grad_norm > 0, "algo.max_grad_norm", self.max_grad_norm, "must be > 0")
         self.sampling.check("algo.sampling")
         if self.missing_eos_penalty is not None:
-            check(self.missing_eos_penalty >= 0, "algo.missing_eos_penalty", self.missing_eos_penalty, "must be >= 0 (it is subtracted) or null")
+            check(
+                self.missing_eos_penalty >= 0,
+                "algo.missing_eos_penalty",
+                self.missing_eos_penalty,
+                "must be >= 0 (it is subtracted) or null",
+            )
         if self.reward_clip is not None:
             check(self.reward_clip > 0, "algo.reward_clip", self.reward_clip, "must be > 0 or null")
         check(self.kl_coef >= 0, "algo.kl_coef", self.kl_coef, "must be >= 0")
         check_choice("algo.kl_estimator", self.kl_estimator, KL_ESTIMATORS)
         if self.adaptive_kl:
-            check(self.kl_target is not None and self.kl_target > 0, "algo.kl_target", self.kl_target, "must be > 0 with algo.adaptive_kl=true")
-            check(self.kl_horizon is not None and self.kl_horizon > 0, "algo.kl_horizon", self.kl_horizon, "must be > 0 with algo.adaptive_kl=true")
+            check(
+                self.kl_target is not None and self.kl_target > 0,
+                "algo.kl_target",
+                self.kl_target,
+                "must be > 0 with algo.adaptive_kl=true",
+            )
+            check(
+                self.kl_horizon is not None and self.kl_horizon > 0,
+                "algo.kl_horizon",
+                self.kl_horizon,
+                "must be > 0 with algo.adaptive_kl=true",
+            )
         check(0 <= self.gamma <= 1, "algo.gamma", self.gamma, "must be in [0, 1]")
         check(0 <= self.lam <= 1, "algo.lam", self.lam, "must be in [0, 1]")
         check(self.cliprange > 0, "algo.cliprange", self.cliprange, "must be > 0, e.g. 0.2")

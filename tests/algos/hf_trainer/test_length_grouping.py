@@ -7,8 +7,8 @@ import pytest
 import torch
 
 from rlhf.algos import dpo
-from rlhf.config import from_node
 from rlhf.algos.hf_trainer.length_grouping import LengthGroupedBatches, padded_length
+from rlhf.config import from_node
 from tests.algos.helpers import make_job
 from tests.conftest import compose_train, tiny_overrides
 
@@ -49,7 +49,9 @@ def test_grouping_computes_fewer_padded_tokens_than_random_batches():
 
 
 def test_step_order_is_shuffled_not_a_length_curriculum():
-    maxima = [max(LENGTHS[i] for i in b) for b in batches_of(LengthGroupedBatches(LENGTHS, 8, seed=0, pool_batches=100))[:-1]]
+    maxima = [
+        max(LENGTHS[i] for i in b) for b in batches_of(LengthGroupedBatches(LENGTHS, 8, seed=0, pool_batches=100))[:-1]
+    ]
     assert maxima != sorted(maxima) and maxima != sorted(maxima, reverse=True)
 
 
@@ -78,7 +80,9 @@ def test_bad_sizes_are_rejected():
 
 
 def test_dpo_trainer_draws_length_grouped_steps(tmp_path):
-    cfg = compose_train(tiny_overrides(algo="dpo", **{"algo.batch_size": "4", "dataset.n_train": "64"}), outputs_root=tmp_path / "o")
+    cfg = compose_train(
+        tiny_overrides(algo="dpo", **{"algo.batch_size": "4", "dataset.n_train": "64"}), outputs_root=tmp_path / "o"
+    )
     settings = from_node(dpo.Settings, cfg.algo, "algo")
     assert settings.group_by_length  # the default
     job = make_job(cfg, tmp_path / "run")

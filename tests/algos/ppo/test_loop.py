@@ -7,19 +7,19 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
+from rlhf.algos.ppo import checkpoint
 from rlhf.algos.ppo import loop as ppo
+from rlhf.algos.ppo.loop import prompt_indices
+from rlhf.algos.ppo.roles import OFF
+from rlhf.algos.ppo.scoring import micro_batches, response_values, score_rollout
 from rlhf.config import from_node
 from rlhf.errors import ConfigError
 from rlhf.experiment import run_experiment
-from rlhf.modeling.models import load_causal_lm, load_reward_model
-from rlhf.algos.ppo import checkpoint
-from rlhf.algos.ppo.roles import OFF
-from rlhf.algos.ppo.loop import prompt_indices
-from rlhf.algos.ppo.scoring import micro_batches, response_values, score_rollout
 from rlhf.modeling.generation import response_logprobs, sample
+from rlhf.modeling.models import load_causal_lm, load_reward_model
 from rlhf.modeling.reward_scoring import score_conversations
 from tests.algos.helpers import make_job
-from tests.conftest import as_overrides, compose_train, tiny_overrides
+from tests.conftest import compose_train, tiny_overrides
 
 
 @pytest.fixture(scope="module")
@@ -45,23 +45,8 @@ def metric_rows(run_dir):
 
 
 def ppo_overrides(**extra: str) -> list[str]:
-    """A tiny PPO run: 2 iterations of 4 prompts, 8 new tokens, 4 held-out prompts."""
-    base = {
-        "algo": "ppo",
-        "model": "tiny_llama",
-        "logger": "none",
-        "dataset.n_train": "32",
-        "dataset.n_test": "16",
-        "algo.iterations": "2",
-        "algo.batch_size": "4",
-        "algo.num_mini_batches": "2",
-        "algo.ppo_epochs": "2",
-        "algo.sampling.max_new_tokens": "8",
-        "algo.eval_prompts": "4",
-        "algo.save_every": "1",
-        "algo.sample_every": "1",
-    }
-    return as_overrides(base, extra)
+    """A tiny PPO run (conf/debug/algo/tiny_ppo.yaml): 2 iterations of 4 prompts, 8 new tokens, 4 held-out prompts."""
+    return tiny_overrides(algo="ppo", **extra)
 
 
 def setup(outputs, tmp_path, **extra):
@@ -101,14 +86,20 @@ def test_training_changes_policy_and_value_only(outputs, tmp_path):
     # The reference is the base with every adapter off, bit for bit, although the adapters now differ.
     rollout = sample(roles, [ex["prompt"] for ex in job.data.test[:3]], settings.sampling)
     rows = torch.arange(len(rollout))
-    ref, _ = response_logprobs(roles, "reference", rollout, rows, settings.temperature)
-    policy, _ = response_logprobs(roles, "policy", rollout, rows, settings.temperature)
+    ref, _ = response_logprobs(roles, "reference", rollout, rows, settings.sampling.temperature)
+    policy, _ = response_logprobs(roles, "policy", rollout, rows, settings.sampling.temperature)
     base = load_causal_lm(job.model_path, job.model, job.hardware, roles.tokenizer).eval()
     input_ids, attention_mask, p = rollout.joined(rows)
     position_ids = (attention_mask.cumsum(-1) - 1).clamp(min=0)
     with torch.no_grad():
-        logits = base(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids).logits[:, p - 1 : -1]
-    expected = torch.log_softmax(logits / settings.temperature, -1).gather(-1, rollout.responses.unsqueeze(-1)).squeeze(-1)
+        logits = base(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids).logits[
+            :, p - 1 : -1
+        ]
+    expected = (
+        torch.log_softmax(logits / settings.sampling.temperature, -1)
+        .gather(-1, rollout.responses.unsqueeze(-1))
+        .squeeze(-1)
+    )
     assert roles.roles["reference"].adapter == OFF
     assert torch.allclose(ref, expected, atol=1e-5)
     assert not torch.allclose(policy, ref, atol=1e-5)
@@ -117,7 +108,9 @@ def test_training_changes_policy_and_value_only(outputs, tmp_path):
 def test_shared_reward_role_equals_the_rm_runs_own_model(outputs, tmp_path):
     _, job, settings = setup(outputs, tmp_path)
     roles, rm = ppo.build(job, settings)
-    conversations = [ex["prompt"] + ex["chosen"] for ex in job.data.test[:6]] + [ex["prompt"] + ex["rejected"] for ex in job.data.test[:2]]
+    conversations = [ex["prompt"] + ex["chosen"] for ex in job.data.test[:6]] + [
+        ex["prompt"] + ex["rejected"] for ex in job.data.test[:2]
+    ]
     shared = roles.scores(conversations, batch_size=3, max_length=256)
     tokenizer, reward = load_reward_model(rm.model, rm.adapter, job.hardware)
     separate = score_conversations(reward, tokenizer, conversations, 3, 256)
@@ -142,9 +135,9 @@ def test_log_probs_do_not_depend_on_padding_or_batching(outputs, tmp_path):
     prompts = [ex["prompt"] for ex in job.data.train[:5]]
     rollout = sample(roles, prompts, settings.sampling)
     assert rollout.prompt_mask.float().mean() < 1  # the prompts really are left-padded
-    together, _ = response_logprobs(roles, "policy", rollout, torch.arange(5), settings.temperature)
+    together, _ = response_logprobs(roles, "policy", rollout, torch.arange(5), settings.sampling.temperature)
     for rows in ([0], [3, 1], [4, 2, 0]):
-        alone, _ = response_logprobs(roles, "policy", rollout, torch.tensor(rows), settings.temperature)
+        alone, _ = response_logprobs(roles, "policy", rollout, torch.tensor(rows), settings.sampling.temperature)
         assert torch.allclose(alone, together[rows], atol=1e-5)
 
 
@@ -158,12 +151,14 @@ def test_micro_batches_by_length_return_every_row_in_input_order(outputs, tmp_pa
     batches = micro_batches(rollout, torch.tensor([4, 0, 3, 1]), 3)
     assert [len(b) for b in batches] == [3, 1] and sorted(torch.cat(batches).tolist()) == [0, 1, 3, 4]
     assert lengths[torch.cat(batches)].tolist() == sorted(lengths[[4, 0, 3, 1]].tolist())
-    one, three = (score_rollout(roles, rollout, settings.temperature, size, 256) for size in (1, 3))
+    one, three = (score_rollout(roles, rollout, settings.sampling.temperature, size, 256) for size in (1, 3))
     for key in ("ref_logprobs", "values"):
         assert torch.allclose(getattr(one, key), getattr(three, key), atol=1e-5), key
     assert torch.allclose(one.scores, three.scores, atol=1e-5)
     conversations = rollout.conversations()
-    alone = torch.cat([score_conversations(roles.reward_model, roles.reward_tokenizer, [c], 1, 256) for c in conversations])
+    alone = torch.cat(
+        [score_conversations(roles.reward_model, roles.reward_tokenizer, [c], 1, 256) for c in conversations]
+    )
     assert torch.allclose(three.scores, alone, atol=1e-5) and three.scores.std() > 0
 
 
@@ -192,18 +187,41 @@ def test_run_writes_metrics_samples_and_checkpoint(outputs, straight_run):
     assert summary["status"] == "finished" and isinstance(summary["kl_within_bound"], bool)
     rows = metric_rows(run_dir)
     assert [r["step"] for r in rows] == [0, 1, 2, 3, 4]
-    for key in ("objective/kl", "objective/entropy", "objective/rlhf_reward", "objective/scores", "policy/approxkl",
-                "policy/clipfrac", "value/clipfrac", "value/vpred", "loss/policy", "loss/value", "policy/ratio_mean",
-                "policy/ratio_max", "response/length", "response/eos_rate", "perf/tokens_per_s", "objective/beta",
-                "time/rollout", "time/score", "time/update", "objective/gold_score"):
+    for key in (
+        "objective/kl",
+        "objective/entropy",
+        "objective/rlhf_reward",
+        "objective/scores",
+        "policy/approxkl",
+        "policy/clipfrac",
+        "value/clipfrac",
+        "value/vpred",
+        "loss/policy",
+        "loss/value",
+        "policy/ratio_mean",
+        "policy/ratio_max",
+        "response/length",
+        "response/eos_rate",
+        "perf/tokens_per_s",
+        "objective/beta",
+        "time/rollout",
+        "time/score",
+        "time/update",
+        "objective/gold_score",
+    ):
         assert key in rows[1], key
-    assert rows[0]["eval/rm_score"] == summary["rm_score_start"] and rows[4]["eval/rm_score"] == summary["rm_score_final"]
+    assert (
+        rows[0]["eval/rm_score"] == summary["rm_score_start"] and rows[4]["eval/rm_score"] == summary["rm_score_final"]
+    )
     samples = [json.loads(line) for line in (run_dir / "eval_samples.jsonl").read_text().splitlines()]
     assert [s["when"] for s in samples] == ["start"] * 4 + ["final"] * 4
     assert all(isinstance(s["gold_score"], float) for s in samples)
     checkpoints = run_dir / "checkpoints"
     assert sorted(p.name for p in checkpoints.iterdir()) == ["step-000002", "step-000004"]
-    assert all((checkpoints / name / "adapter" / "adapter_model.safetensors").is_file() for name in ("step-000002", "step-000004"))
+    assert all(
+        (checkpoints / name / "adapter" / "adapter_model.safetensors").is_file()
+        for name in ("step-000002", "step-000004")
+    )
     assert [p.parent.name for p in checkpoints.glob("*/state.pt")] == ["step-000004"]  # only the newest can resume
     assert checkpoint.latest(run_dir) == checkpoints / "step-000004"
     assert (outputs / "latest" / "ppo").resolve() == run_dir.resolve()
@@ -257,14 +275,19 @@ def test_reward_model_on_another_base_needs_share_base_false(outputs, tmp_path):
     config.model = compose_train(["model=smollm2_135m"]).model  # as if trained on the default base
     OmegaConf.save(config, other / ".hydra" / "config.yaml", resolve=True)
     _, job, settings = setup(outputs, tmp_path, **{"algo.reward_model": str(other)})
-    with pytest.raises(ConfigError, match=r"trained on model=smollm2_135m, a different base .* set algo\.share_base=false"):
+    with pytest.raises(
+        ConfigError, match=r"trained on model=smollm2_135m, a different base .* set algo\.share_base=false"
+    ):
         ppo.build(job, settings)
 
 
 @pytest.mark.parametrize(
     "override, message",
     [
-        ({"algo.batch_size": "6", "algo.num_mini_batches": "4"}, r"algo\.batch_size=6 is not divisible by algo\.num_mini_batches=4"),
+        (
+            {"algo.batch_size": "6", "algo.num_mini_batches": "4"},
+            r"algo\.batch_size=6 is not divisible by algo\.num_mini_batches=4",
+        ),
         ({"algo.sampling.max_new_tokens": "0"}, r"algo\.sampling\.max_new_tokens=0 is out of range: must be >= 1"),
         ({"algo.kl_estimator": "k2"}, r"unknown algo\.kl_estimator='k2'"),
         ({"algo.value_model": "critic"}, r"unknown algo\.value_model='critic': valid values are adapter, policy"),
@@ -306,7 +329,7 @@ def test_gradient_checkpointing_gives_the_same_gradients(outputs, tmp_path):
             p.grad = None
         with roles.grad_passes():
             with roles.active("policy"):
-                logprobs, _ = response_logprobs(roles, "policy", rollout, rows, settings.temperature)
+                logprobs, _ = response_logprobs(roles, "policy", rollout, rows, settings.sampling.temperature)
                 (logprobs * rollout.mask).sum().backward()
             with roles.active("value"):
                 (response_values(roles, rollout, rows) * rollout.mask).sum().backward()
@@ -329,10 +352,10 @@ def test_bf16_autocast_scores_and_trains_close_to_fp32(outputs, tmp_path):
     rollout = sample(roles, [ex["prompt"] for ex in job.data.train[:3]], settings.sampling)
     rows = torch.arange(3)
     with roles.active("policy"):
-        mixed, _ = response_logprobs(roles, "policy", rollout, rows, settings.temperature)
+        mixed, _ = response_logprobs(roles, "policy", rollout, rows, settings.sampling.temperature)
         dtype = roles.autocast_dtype
         roles.autocast_dtype = None
-        full, _ = response_logprobs(roles, "policy", rollout, rows, settings.temperature)
+        full, _ = response_logprobs(roles, "policy", rollout, rows, settings.sampling.temperature)
         roles.autocast_dtype = dtype
         mixed.masked_fill(~rollout.mask, 0).sum().backward()
     assert mixed.dtype == torch.float32 and not torch.equal(mixed, full)  # bf16 matmuls really ran
@@ -353,10 +376,12 @@ def test_sampling_log_probs_equal_a_policy_forward(outputs, tmp_path):
     rollout = sample(roles, [ex["prompt"] for ex in job.data.train[:5]], settings.sampling, with_logprobs=True)
     rows = torch.arange(len(rollout))
     with torch.no_grad():
-        forward, entropy = response_logprobs(roles, "policy", rollout, rows, settings.temperature, with_entropy=True)
+        forward, entropy = response_logprobs(
+            roles, "policy", rollout, rows, settings.sampling.temperature, with_entropy=True
+        )
     mask = rollout.mask
     assert rollout.logprobs.shape == mask.shape and rollout.prompt_mask.float().mean() < 1
     assert torch.allclose(rollout.logprobs[mask], forward[mask], atol=1e-4)
     assert torch.allclose(rollout.entropy[mask], entropy[mask], atol=1e-4)
-    scored = score_rollout(roles, rollout, settings.temperature, micro_batch=2, reward_max_length=256)
+    scored = score_rollout(roles, rollout, settings.sampling.temperature, micro_batch=2, reward_max_length=256)
     assert torch.equal(scored.logprobs, rollout.logprobs)

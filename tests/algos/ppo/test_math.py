@@ -12,20 +12,7 @@ import torch
 
 from rlhf.algos.ppo import math as pm
 from rlhf.modeling import token_math as tm
-
-
-def t(x, dtype=torch.float64):
-    return torch.tensor(x, dtype=dtype)
-
-
-def close(actual, expected, tol=1e-9):
-    torch.testing.assert_close(
-        actual.double() if isinstance(actual, torch.Tensor) else t(actual),
-        t(expected) if not isinstance(expected, torch.Tensor) else expected.double(),
-        atol=tol,
-        rtol=tol,
-    )
-
+from tests.hand_math import close, t
 
 # --------------------------------------------------------------------------- masked stats
 

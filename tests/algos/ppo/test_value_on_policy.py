@@ -4,14 +4,14 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from rlhf.algos.ppo import loop as ppo
-from rlhf.errors import ConfigError
 from rlhf.algos.ppo import checkpoint
+from rlhf.algos.ppo import loop as ppo
+from rlhf.algos.ppo.math import compute_gae, policy_loss, value_loss
 from rlhf.algos.ppo.roles import VALUE_HEAD
 from rlhf.algos.ppo.scoring import response_values, score_rollout
+from rlhf.errors import ConfigError
 from rlhf.modeling.generation import response_logprobs, sample
-from rlhf.algos.ppo.math import compute_gae, policy_loss, value_loss
-from tests.algos.test_ppo import outputs, setup, snapshot  # noqa: F401 (outputs is a fixture)
+from tests.algos.ppo.test_loop import outputs, setup, snapshot  # noqa: F401 (outputs is a fixture)
 
 ON_POLICY = {"algo.value_model": "policy"}
 
@@ -33,7 +33,9 @@ def test_value_head_on_policy_trains_the_policy_adapter_and_the_head_only(output
     model = roles.roles["policy"].model
     assert roles.value_on_policy and roles.roles["value"].model is model
     assert not any(".value." in n for n, _ in model.named_parameters())  # no value adapter was loaded
-    assert torch.equal(roles.roles["value"].head.weight, roles.roles["reward"].head.weight)  # initialised from the rm head
+    assert torch.equal(
+        roles.roles["value"].head.weight, roles.roles["reward"].head.weight
+    )  # initialised from the rm head
     assert set(roles.trainable) == {n for n in roles.trainable if n.startswith("policy:")} | {"value:head.weight"}
 
     before = snapshot(roles)
@@ -51,7 +53,7 @@ def test_one_pass_gives_the_gradients_of_two(outputs, tmp_path):  # noqa: F811
     """pg_loss + vf_coef * vf_loss through one trunk pass = the policy and value losses backpropagated apart."""
     roles, job, settings, _ = perturbed_roles(outputs, tmp_path)
     rollout = sample(roles, [ex["prompt"] for ex in job.data.train[:3]], settings.sampling, with_logprobs=True)
-    old = score_rollout(roles, rollout, settings.temperature, 3, 256)
+    old = score_rollout(roles, rollout, settings.sampling.temperature, 3, 256)
     with torch.no_grad():  # the update then starts from other weights than the rollout's: ratios != 1
         for p in roles.trainable.values():
             p.add_(0.02 * torch.randn_like(p))
@@ -69,14 +71,20 @@ def test_one_pass_gives_the_gradients_of_two(outputs, tmp_path):  # noqa: F811
     stats, _ = ppo._policy_and_value_backward(roles, rollout, old, advantages, returns, settings, rows, 3)
     one_pass = grads()
     with roles.active("policy"):
-        logprobs, _ = response_logprobs(roles, "policy", rollout, rows, settings.temperature)
+        logprobs, _ = response_logprobs(roles, "policy", rollout, rows, settings.sampling.temperature)
         pg_loss, _ = policy_loss(logprobs, old.logprobs, advantages, rollout.mask, settings.cliprange)
         pg_loss.backward()
-        vf_loss, _ = value_loss(response_values(roles, rollout, rows), old.values, returns, rollout.mask, settings.cliprange_value)
+        vf_loss, _ = value_loss(
+            response_values(roles, rollout, rows), old.values, returns, rollout.mask, settings.cliprange_value
+        )
         (settings.vf_coef * vf_loss).backward()
     two_passes = grads()
-    assert stats["loss/policy"] == pytest.approx(pg_loss.item(), abs=1e-6) and stats["loss/value"] == pytest.approx(vf_loss.item(), abs=1e-6)
-    assert one_pass["value:head.weight"].abs().sum() > 0 and any(g.abs().sum() > 0 for n, g in one_pass.items() if ".policy." in n)
+    assert stats["loss/policy"] == pytest.approx(pg_loss.item(), abs=1e-6) and stats["loss/value"] == pytest.approx(
+        vf_loss.item(), abs=1e-6
+    )
+    assert one_pass["value:head.weight"].abs().sum() > 0 and any(
+        g.abs().sum() > 0 for n, g in one_pass.items() if ".policy." in n
+    )
     for name in two_passes:
         assert torch.allclose(one_pass[name], two_passes[name], rtol=1e-4, atol=1e-7), name
 
@@ -90,7 +98,7 @@ def test_old_values_come_from_generation_and_equal_a_forward(outputs, tmp_path):
         forward = response_values(roles, rollout, torch.arange(len(rollout)))
     assert forward[mask].std() > 0
     assert torch.allclose(rollout.values[mask], forward[mask], atol=1e-4)
-    scored = score_rollout(roles, rollout, settings.temperature, micro_batch=2, reward_max_length=256)
+    scored = score_rollout(roles, rollout, settings.sampling.temperature, micro_batch=2, reward_max_length=256)
     assert torch.equal(scored.values, rollout.values)
 
 
@@ -118,5 +126,7 @@ def test_resuming_with_the_other_value_model_names_it(outputs, tmp_path):  # noq
     other, _ = ppo.build(job, settings)
     optimizer = torch.optim.AdamW(other.trainable.values(), lr=1e-4)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda _: 1.0)
-    with pytest.raises(ConfigError, match=r"other trainable weights .* share_base and value_model the run started with"):
+    with pytest.raises(
+        ConfigError, match=r"other trainable weights .* share_base and value_model the run started with"
+    ):
         checkpoint.restore(saved, other, optimizer, scheduler, controller)

@@ -21,30 +21,43 @@ log = logging.getLogger("train")
 def run_context(hydra_cfg) -> RunContext:
     """Where this job writes and how W&B groups it: a sweep's jobs share a group named after the sweep."""
     multirun = hydra_cfg.mode == RunMode.MULTIRUN
-    overrides = [o for o in hydra_cfg.overrides.task if not o.startswith(("hydra.", "logger."))]
+    overrides = list(hydra_cfg.overrides.task)
     return RunContext(
         run_dir=Path(hydra_cfg.runtime.output_dir),
         sweep_name=Path(hydra_cfg.sweep.dir).name if multirun else None,
-        override_tags=overrides,
+        override_tags=[o for o in overrides if not o.startswith(("hydra.", "logger."))],
+        overrides=overrides,
     )
+
+
+# A signal that stops one job of a -m sweep stops the sweep: the jobs after it do not start.
+_sweep_stopped: Interrupted | None = None
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="train")
 def main(cfg: DictConfig) -> float | None:
+    global _sweep_stopped
     hydra_cfg = HydraConfig.get()
+    multirun = hydra_cfg.mode == RunMode.MULTIRUN
+    if multirun and _sweep_stopped is not None:
+        print(f"job {hydra_cfg.job.num} not started: the sweep was stopped by a signal", file=sys.stderr, flush=True)
+        return float("nan")
     context = run_context(hydra_cfg)
     print(f"run directory: {context.run_dir}", flush=True)
     try:
         summary = run_experiment(cfg, context)
     except Exception as err:
-        if hydra_cfg.mode == RunMode.MULTIRUN:
-            # One failed job must not stop the sweep: its summary.json records the error, the rest run on.
-            print(f"error: job {hydra_cfg.job.num} failed: {err}", file=sys.stderr, flush=True)
-            return float("nan")  # what sweepers such as Optuna read as a failed trial
         if isinstance(err, Interrupted):
             # A clean stop on SIGTERM / SIGINT: the checkpoint is saved, the message says how to resume.
             print(f"stopped: {err}", file=sys.stderr, flush=True)
+            if multirun:  # the sweep's callback exits with 128 + signal once Hydra has closed the sweep
+                _sweep_stopped = err
+                return float("nan")
             sys.exit(err.exit_code)
+        if multirun:
+            # One failed job must not stop the sweep: its summary.json records the error, the rest run on.
+            print(f"error: job {hydra_cfg.job.num} failed: {err}", file=sys.stderr, flush=True)
+            return float("nan")  # what sweepers such as Optuna read as a failed trial
         if isinstance(err, RlhfError):
             # A user error: one line that names the bad value and the fix, no traceback.
             print(f"error: {err}", file=sys.stderr, flush=True)

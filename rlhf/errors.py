@@ -19,3 +19,7 @@ class ModelLoadError(RlhfError):
 
 class NumericError(RlhfError):
     """Too many updates in a row had a NaN/inf loss, reward or gradient norm (each one was skipped)."""
+
+
+class StorageError(RlhfError):
+    """A file of the run could not be written: the disk is full or read-only, or permissions forbid it."""

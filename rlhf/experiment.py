@@ -15,10 +15,21 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from rlhf.config import check, from_node
-from rlhf.errors import ConfigError
+from rlhf.errors import ConfigError, StorageError
 from rlhf.run.job import build_job
+from rlhf.run.lock import RunDirLock
 from rlhf.run.resume import check_resume_target, run_status
-from rlhf.run.rundir import CONFIG, peak_rss_mb, point_latest, write_json_atomic
+from rlhf.run.rundir import (
+    CONFIG,
+    METRICS,
+    OVERRIDES,
+    STORAGE_ERRNOS,
+    SUMMARY,
+    peak_rss_mb,
+    point_latest,
+    truncate_metrics,
+    write_json_atomic,
+)
 from rlhf.run.stopping import Interrupted, handle_stop_signals
 
 log = logging.getLogger(__name__)
@@ -46,26 +57,53 @@ def seed_everything(seed: int) -> None:
 
 @dataclass(frozen=True)
 class RunContext:
-    """What the entry point knows about this job: its directory, and for W&B the sweep and overrides."""
+    """What the entry point knows about this job: its directory, its command-line overrides (saved beside the
+    config, as Hydra would), and for W&B the sweep and the overrides as tags."""
 
     run_dir: Path
     sweep_name: str | None = None
     override_tags: list[str] = field(default_factory=list)
+    overrides: list[str] = field(default_factory=list)
 
 
 def run_experiment(cfg: DictConfig, context: RunContext | Path) -> dict:
-    """Train ``cfg.algo`` into the run directory; returns the summary. On failure the summary records the error."""
+    """Train ``cfg.algo`` into the run directory; returns the summary. On failure the summary records the error.
+
+    The run directory has one owner, this process, from before anything is written (rlhf/run/lock.py).
+    """
     if not isinstance(context, RunContext):
         context = RunContext(run_dir=Path(context))
+    resume = check_resume_target(cfg.get("resume"), context.run_dir)
+    with RunDirLock(context.run_dir):
+        return _run_locked(cfg, context, resume)
+
+
+def _save_config(cfg: DictConfig, run_dir: Path, overrides: list[str] | None) -> None:
+    """.hydra/config.yaml, resolved (the contract; Hydra would save interpolations unresolved, and is told not
+    to write: conf/hydra/default.yaml), and for a new run its overrides, as Hydra's overrides.yaml."""
+    (run_dir / CONFIG).parent.mkdir(parents=True, exist_ok=True)
+    OmegaConf.save(cfg, run_dir / CONFIG, resolve=True)
+    if overrides is not None:
+        OmegaConf.save(OmegaConf.create(list(overrides)), run_dir / OVERRIDES)
+
+
+def _run_locked(cfg: DictConfig, context: RunContext, resume: bool) -> dict:
     run_dir = context.run_dir
-    resume = check_resume_target(cfg.get("resume"), run_dir)
     if resume and run_status(run_dir) == "finished":
         raise ConfigError(f"resume={cfg.resume}: that run finished; nothing to resume")
-    if not resume and (run_dir / "summary.json").exists():
+    if not resume and (run_dir / SUMMARY).exists():
         raise ConfigError(f"{run_dir} already holds a run: never overwritten; set another hydra.run.dir")
-    (run_dir / CONFIG).parent.mkdir(parents=True, exist_ok=True)
-    # The contract promises a resolved config (Hydra saves interpolations unresolved).
-    OmegaConf.save(cfg, run_dir / CONFIG, resolve=True)
+    # A resumed run changes its directory only once its checkpoint is loaded: a resume that fails before
+    # (a bad override, a signal while loading) leaves the config, metrics and summary as they were.
+    committed = not resume
+
+    def on_resumed(step: int) -> None:
+        nonlocal committed
+        dropped = truncate_metrics(run_dir / METRICS, step)
+        _save_config(cfg, run_dir, None)
+        committed = True
+        log.info("resumed at step %d; dropped %d metric rows logged after it", step, dropped)
+
     started = time.time()
     summary = {
         "algo": cfg.algo.name,
@@ -75,39 +113,103 @@ def run_experiment(cfg: DictConfig, context: RunContext | Path) -> dict:
         "resumed": resume,
     }
     job = None
-    try:
-        module = algorithm(cfg.algo.name)
-        settings = from_node(module.Settings, cfg.algo, "algo")
-        check(
-            cfg.max_nonfinite_updates >= 1,
-            "max_nonfinite_updates",
-            cfg.max_nonfinite_updates,
-            "must be >= 1 skipped updates in a row",
-        )
-        job = build_job(cfg, run_dir, job_type=cfg.algo.name, group=context.sweep_name or cfg.algo.name,
-                        tags=[str(t) for t in cfg.tags] + context.override_tags, resume=resume)  # fmt: skip
-        data = job.data
-        summary.update(train_rows=len(data.train), test_rows=len(data.test), dropped_rows=dict(data.dropped))
-        log.info(
-            "data %s: %d train, %d test, dropped %s", data.source, len(data.train), len(data.test), dict(data.dropped)
-        )
-        # Seeded last: building a missing model (tiny_llama, the GGUF conversion) draws random numbers,
-        # and a run must not depend on whether the model cache existed.
-        seed_everything(cfg.seed)
-        with handle_stop_signals():
+    # Signals are handled from the start: one that comes while the model or the data load stops the run
+    # cleanly before its first step (a second Ctrl-C stops at once), never with a traceback.
+    with handle_stop_signals() as stop:
+        try:
+            if committed:
+                _save_config(cfg, run_dir, context.overrides)
+            module = algorithm(cfg.algo.name)
+            settings = from_node(module.Settings, cfg.algo, "algo")
+            check(
+                cfg.max_nonfinite_updates >= 1,
+                "max_nonfinite_updates",
+                cfg.max_nonfinite_updates,
+                "must be >= 1 skipped updates in a row",
+            )
+            job = build_job(
+                cfg,
+                run_dir,
+                job_type=cfg.algo.name,
+                group=context.sweep_name or cfg.algo.name,
+                tags=[str(t) for t in cfg.tags] + context.override_tags,
+                resume=resume,
+                on_resumed=on_resumed,
+            )
+            data = job.data
+            summary.update(train_rows=len(data.train), test_rows=len(data.test), dropped_rows=dict(data.dropped))
+            log.info(
+                "data %s: %d train, %d test, dropped %s",
+                data.source,
+                len(data.train),
+                len(data.test),
+                dict(data.dropped),
+            )
+            if stop.requested:
+                raise stop.interrupted(run_dir, None, None)
+            # Seeded last: building a missing model (tiny_llama, the GGUF conversion) draws random numbers,
+            # and a run must not depend on whether the model cache existed.
+            seed_everything(cfg.seed)
             metrics = module.train(job, settings)
-        summary.update(metrics, status="finished")
-    except Interrupted as err:
-        summary.update(status="interrupted", error=str(err))
-        raise
-    except BaseException as err:
-        summary.update(status="failed", error=f"{type(err).__name__}: {err}", traceback=traceback.format_exc(limit=20))
-        raise
-    finally:
-        summary.update(wall_time_s=round(time.time() - started, 2), peak_rss_mb=round(peak_rss_mb(), 1))
-        write_json_atomic(run_dir / "summary.json", summary)
-        if job is not None:
-            job.tracker.set_summary(summary)
-            job.tracker.finish(exit_code=0 if summary["status"] == "finished" else 1)
-    point_latest(Path(cfg.outputs_root), cfg.algo.name, run_dir)
+            summary.update(metrics, status="finished")
+        except Interrupted as err:
+            summary.update(status="interrupted", error=str(err), exit_code=err.exit_code)
+            raise
+        except KeyboardInterrupt:
+            err = Interrupted(f"stopped at once by a second Ctrl-C; resume with: python train.py resume={run_dir}", 2)
+            summary.update(status="interrupted", error=str(err), exit_code=err.exit_code)
+            raise err from None
+        except OSError as err:
+            failure = storage_error(err, run_dir)
+            if failure is None:
+                summary.update(
+                    status="failed", error=f"{type(err).__name__}: {err}", traceback=traceback.format_exc(20)
+                )
+                raise
+            summary.update(status="failed", error=str(failure))
+            raise failure from err
+        except BaseException as err:
+            summary.update(status="failed", error=f"{type(err).__name__}: {err}", traceback=traceback.format_exc(20))
+            raise
+        finally:
+            summary.update(wall_time_s=round(time.time() - started, 2), peak_rss_mb=round(peak_rss_mb(), 1))
+            if committed:
+                _write_summary(run_dir, summary)
+            if job is not None:
+                job.tracker.set_summary(summary)
+                job.tracker.finish(exit_code=0 if summary["status"] == "finished" else 1)
+    _point_latest(Path(cfg.outputs_root), cfg.algo.name, run_dir, summary)
     return summary
+
+
+def storage_error(err: OSError, run_dir: Path) -> StorageError | None:
+    """The one-line error for a full or read-only disk (or missing permissions), or None for other OS errors."""
+    if err.errno not in STORAGE_ERRNOS:
+        return None
+    where = err.filename or run_dir
+    return StorageError(
+        f"{where}: {err.strerror}: the run stopped; free some disk space or make it writable (or set outputs_root / "
+        f"hydra.run.dir elsewhere), then resume=<run dir> continues from the newest checkpoint in {run_dir}"
+    )
+
+
+def _write_summary(run_dir: Path, summary: dict) -> None:
+    """summary.json; on a full or read-only disk a log line instead (the error that stopped the run goes on)."""
+    try:
+        write_json_atomic(run_dir / SUMMARY, summary)
+    except OSError as err:
+        log.error("could not write %s (%s); the run's status was %s", run_dir / SUMMARY, err, summary["status"])
+
+
+def _point_latest(outputs_root: Path, algo: str, run_dir: Path, summary: dict) -> None:
+    """Switch outputs/latest/<algo> to the finished run; if that folder cannot be written, say so in one line."""
+    try:
+        point_latest(outputs_root, algo, run_dir)
+    except OSError as err:
+        summary["latest_error"] = f"{type(err).__name__}: {err}"
+        _write_summary(run_dir, summary)
+        raise StorageError(
+            f"the run finished in {run_dir}, but {outputs_root / 'latest' / algo} could not point at it "
+            f"({err.strerror}): make {outputs_root / 'latest'} writable; meanwhile give later stages the run "
+            "directory itself"
+        ) from err

@@ -17,6 +17,18 @@ _ROLE = {"Human": "user", "Assistant": "assistant"}
 MAX_ROW_CHARS = 200_000
 
 
+def _has_lone_surrogate(text: str) -> bool:
+    """Whether ``text`` holds half of a UTF-16 surrogate pair (JSON ``"\\ud83d"`` alone).
+
+    json.loads accepts one, but no UTF-8 writer can encode it: pyarrow would fail when the dataset is built.
+    """
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
+
+
 def parse_transcript(text: str) -> list[dict[str, str]]:
     """Split an HH transcript into chat messages ``[{"role": "user"|"assistant", "content": str}]``.
 
@@ -34,11 +46,14 @@ def to_preference_example(chosen: str, rejected: str) -> tuple[dict | None, str 
     """Turn one HH row into ``{"prompt": [...], "chosen": [msg], "rejected": [msg]}``.
 
     Returns ``(example, None)``, or ``(None, reason)`` for a row that cannot be used; the reasons are
-    the counting keys logged by the loaders: ``too_long`` (over :data:`MAX_ROW_CHARS`),
-    ``no_final_assistant_turn``, ``empty_response``, ``chosen_equals_rejected``, ``prompts_differ``, ``empty_prompt``.
+    the counting keys logged by the loaders: ``too_long`` (over :data:`MAX_ROW_CHARS`), ``lone_surrogate``
+    (text that cannot be written as UTF-8), ``no_final_assistant_turn``, ``empty_response``,
+    ``chosen_equals_rejected``, ``prompts_differ``, ``empty_prompt``.
     """
     if len(chosen) + len(rejected) > MAX_ROW_CHARS:
         return None, "too_long"  # checked first: no point parsing megabytes we will drop
+    if _has_lone_surrogate(chosen) or _has_lone_surrogate(rejected):
+        return None, "lone_surrogate"  # the prompt and both replies are cut from these two strings
     chosen_msgs = parse_transcript(chosen)
     rejected_msgs = parse_transcript(rejected)
     for msgs in (chosen_msgs, rejected_msgs):

@@ -1,7 +1,8 @@
 """Preference splits for training and evaluation, from any supported source.
 
 Every source yields HH-format rows; they all go through the same parser, so the synthetic set and
-real HH-RLHF files are handled identically. Unusable rows are dropped and counted per reason.
+real HH-RLHF files are handled identically. Unusable rows are dropped and counted per reason; the share of
+them (dataset.max_bad_fraction) is judged per source file, on all of its rows, before any split.
 """
 
 from __future__ import annotations
@@ -35,28 +36,48 @@ class PreferenceSplits:
 
 def parse_rows(
     rows: list[dict], source: str, max_bad_fraction: float, default_family: str = "hh"
-) -> tuple[list[dict], Counter]:
-    """Parse HH rows into examples, dropping and counting bad ones; too many bad rows is an error."""
-    examples, dropped = [], Counter()
+) -> tuple[list[dict | None], Counter]:
+    """Parse the HH rows of one source into examples, counting bad ones per reason; too many bad rows is an error.
+
+    Returns one entry per row, ``None`` for a dropped one, so a split made afterwards puts every row where it
+    would have gone without the check (the split does not depend on which rows are bad).
+    """
+    parsed, dropped = [], Counter()
     for row in rows:
         example, reason = to_preference_example(row["chosen"], row["rejected"])
         if example is None:
             dropped[reason] += 1
-            continue
-        example["family"] = row.get("family", default_family)
-        examples.append(example)
+        else:
+            example["family"] = row.get("family", default_family)
+        parsed.append(example)
+    _check_bad_share(source, len(rows), dropped, max_bad_fraction)
+    return parsed, dropped
+
+
+def _check_bad_share(source: str, n_rows: int, dropped: Counter, max_bad_fraction: float) -> None:
+    """Fail when more than ``max_bad_fraction`` of a source's rows are unusable; log the drops otherwise."""
     bad = sum(dropped.values())
-    if rows and bad / len(rows) > max_bad_fraction:
+    if n_rows and bad / n_rows > max_bad_fraction:
         raise DataError(
-            f"{source}: {bad} of {len(rows)} rows are unusable ({dict(dropped)}), more than "
+            f"{source}: {bad} of {n_rows} rows ({bad / n_rows:.1%}) are unusable ({dict(dropped)}), more than "
             f"dataset.max_bad_fraction={max_bad_fraction}: check the file format or raise the limit"
         )
     if bad:
-        log.warning("%s: dropped %d of %d rows: %s", source, bad, len(rows), dict(dropped))
-    return examples, dropped
+        log.warning("%s: dropped %d of %d rows: %s", source, bad, n_rows, dict(dropped))
 
 
-def _split(rows: list[dict], test_fraction: float, seed: int) -> tuple[list[dict], list[dict]]:
+def _parse_each(
+    raw: dict[str, list[dict]], sources: dict[str, str], max_bad_fraction: float
+) -> tuple[dict[str, list[dict | None]], Counter]:
+    """Parse splits that come from separate sources, each judged on its own rows."""
+    parsed, dropped = {}, Counter()
+    for split in ("train", "test"):
+        parsed[split], split_dropped = parse_rows(raw[split], sources[split], max_bad_fraction)
+        dropped.update(split_dropped)
+    return parsed, dropped
+
+
+def _split(rows: list, test_fraction: float, seed: int) -> tuple[list, list]:
     order = list(range(len(rows)))
     random.Random(seed).shuffle(order)
     n_test = max(1, round(len(rows) * test_fraction))
@@ -65,20 +86,26 @@ def _split(rows: list[dict], test_fraction: float, seed: int) -> tuple[list[dict
     return [rows[i] for i in order[n_test:]], [rows[i] for i in order[:n_test]]
 
 
-def _raw_hh_splits(settings: DatasetSettings) -> tuple[dict[str, list[dict]], dict[str, str]]:
-    """HH rows per split and a description of where each came from."""
+def _hh_splits(settings: DatasetSettings) -> tuple[dict[str, list[dict | None]], Counter, dict[str, str]]:
+    """Parsed HH examples per split (``None`` for dropped rows), drop counts, and where each split came from."""
     files = settings.data_files
     if isinstance(files, str):
         if settings.test_fraction is None:
             raise DataError("one dataset.data_files file needs dataset.test_fraction to split off a test set")
-        train, test = _split(read_hh_rows(files), settings.test_fraction, settings.seed)
-        return {"train": train, "test": test}, {"train": files, "test": files}
+        # Judged on the whole file before the split: whether a run fails must not depend on where the seed
+        # happens to put a bad row (one in a 10-row test split would be 10%).
+        parsed, dropped = parse_rows(read_hh_rows(files), files, settings.max_bad_fraction)
+        train, test = _split(parsed, settings.test_fraction, settings.seed)
+        return {"train": train, "test": test}, dropped, {"train": files, "test": files}
     if isinstance(files, dict):
         unknown = sorted(set(files) - {"train", "test"})
         if unknown or "train" not in files or "test" not in files:
             raise DataError(f"dataset.data_files={files}: the mapping needs exactly the keys 'train' and 'test'")
-        return {k: read_hh_rows(files[k]) for k in ("train", "test")}, dict(files)
-    return _hub_hh_splits(settings)
+        raw, sources = {k: read_hh_rows(files[k]) for k in ("train", "test")}, dict(files)
+    else:
+        raw, sources = _hub_hh_splits(settings)
+    parsed, dropped = _parse_each(raw, sources, settings.max_bad_fraction)
+    return parsed, dropped, sources
 
 
 def _hub_hh_splits(settings: DatasetSettings) -> tuple[dict[str, list[dict]], dict[str, str]]:
@@ -106,13 +133,11 @@ def load_preference_splits(settings: DatasetSettings) -> PreferenceSplits:
 
         raw = generate(settings.seed, settings.n_train, settings.n_test, settings.family_weights)
         sources = {k: f"hh_synthetic(seed={settings.seed})/{k}" for k in ("train", "test")}
+        parsed, dropped = _parse_each(raw, sources, settings.max_bad_fraction)
     else:
-        raw, sources = _raw_hh_splits(settings)
-    dropped: Counter = Counter()
-    parsed = {}
+        parsed, dropped, sources = _hh_splits(settings)
     for split in ("train", "test"):
-        parsed[split], split_dropped = parse_rows(raw[split], sources[split], settings.max_bad_fraction)
-        dropped.update(split_dropped)
+        parsed[split] = [example for example in parsed[split] if example is not None]
         if not parsed[split]:
             raise DataError(f"{sources[split]}: no usable {split} rows after parsing")
     return PreferenceSplits(

@@ -17,7 +17,9 @@ import tempfile
 from pathlib import Path
 
 import torch
+from huggingface_hub.errors import StrictDataclassClassValidationError, StrictDataclassFieldValidationError
 from peft import LoraConfig, PeftModel, get_peft_model, prepare_model_for_kbit_training
+from safetensors import SafetensorError, safe_open
 from transformers import (
     AutoModelForCausalLM,
     AutoModelForSequenceClassification,
@@ -118,7 +120,57 @@ def model_directory(model: ModelSettings) -> str:
     return str(final if final.is_dir() else _publish(lambda out: _build_tiny(model, out), final))
 
 
-def _load_error(path: str, err: Exception) -> ModelLoadError:
+# What from_pretrained raises for a config.json that parses but holds a bad value: a field of the wrong type
+# ("hidden_size": "sixty-four", "num_hidden_layers": null) or fields that contradict each other.
+_BAD_CONFIG = (StrictDataclassFieldValidationError, StrictDataclassClassValidationError)
+
+
+def _in_model_cache(path: str, model: ModelSettings) -> bool:
+    """Whether ``path`` is one of our own cache directories (see :func:`model_directory`), which a delete rebuilds."""
+    if model.name_or_path:
+        return False
+    return Path(path).expanduser().resolve().parent == Path(model.cache_dir).expanduser().resolve()
+
+
+def _redo(path: str, model: ModelSettings, fix: str = "re-download or re-convert it") -> str:
+    """The fix for a damaged file under ``path``: ``fix``, or deleting the directory where it is our own cache."""
+    if _in_model_cache(path, model):
+        return f"delete {path} (a cache under model.cache_dir) and it is rebuilt on the next run"
+    return f"{fix}, or set model.name_or_path to a good copy"
+
+
+def _damaged_safetensors(path: str) -> list[str]:
+    """The ``*.safetensors`` files of a local directory that cannot be opened (cut short by an interrupted copy)."""
+    damaged = []
+    for file in sorted(Path(path).glob("*.safetensors")):
+        try:
+            with safe_open(file, framework="pt"):
+                pass
+        except SafetensorError:
+            damaged.append(str(file))
+    return damaged
+
+
+def _summary(err: Exception) -> str:
+    """``Type: message`` on one line, short enough for an error line."""
+    return f"{type(err).__name__}: {' '.join(str(err).split())[:200]}"
+
+
+def _load_error(path: str, err: Exception, model: ModelSettings) -> ModelLoadError:
+    """One line naming what could not be loaded from ``path`` (the file where we can tell) and the fix."""
+    if isinstance(err, SafetensorError):
+        damaged = _damaged_safetensors(path) or [f"a weights file of '{path}'"]
+        verb = "is" if len(damaged) == 1 else "are"
+        return ModelLoadError(
+            f"{', '.join(damaged)} {verb} truncated or corrupt ({_summary(err)}): {_redo(path, model)}"
+        )
+    if isinstance(err, _BAD_CONFIG):
+        config = Path(path) / "config.json" if Path(path).is_dir() else f"the config.json of '{path}'"
+        fix = _redo(path, model, "correct the value or re-download the model")
+        return ModelLoadError(f"{config} has an invalid value ({_summary(err)}): {fix}")
+    if Path(path).is_dir():  # a local copy (ours or the user's) with a file missing, cut short or unreadable
+        fix = _redo(path, model, "re-download or re-convert the model")
+        return ModelLoadError(f"could not load the model directory {path} ({_summary(err)}): {fix}")
     return ModelLoadError(
         f"could not load '{path}' ({type(err).__name__}: {str(err).splitlines()[0][:160]}): if it is a hub id, "
         f"this machine cannot reach the Hugging Face hub or the model is gated; download it elsewhere "
@@ -130,8 +182,8 @@ def load_tokenizer(path: str, model: ModelSettings) -> PreTrainedTokenizerBase:
     """The tokenizer with a pad token distinct from EOS and the configured chat template."""
     try:
         tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=model.trust_remote_code)
-    except (OSError, ValueError) as err:
-        raise _load_error(path, err) from None
+    except (OSError, ValueError, *_BAD_CONFIG) as err:  # ValueError: e.g. a tokenizer.json cut short
+        raise _load_error(path, err, model) from None
     if model.pad_token is not None:
         if model.pad_token not in tokenizer.get_vocab():
             raise ConfigError(
@@ -175,8 +227,8 @@ def _model_kwargs(model: ModelSettings, hardware: HardwareSettings) -> dict:
 def _load(auto_class, path: str, model: ModelSettings, hardware: HardwareSettings, **extra) -> PreTrainedModel:
     try:
         loaded = auto_class.from_pretrained(path, **_model_kwargs(model, hardware), **extra)
-    except OSError as err:
-        raise _load_error(path, err) from None
+    except (OSError, SafetensorError, *_BAD_CONFIG) as err:
+        raise _load_error(path, err, model) from None
     if hardware.load_in_4bit:
         loaded = prepare_model_for_kbit_training(loaded, use_gradient_checkpointing=hardware.gradient_checkpointing)
     return loaded

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -33,6 +34,14 @@ class Job:
     seed: int
     resume: bool = False  # continue from the newest checkpoint in run_dir (train.py resume=...)
     max_nonfinite_updates: int = 3  # consecutive skipped NaN/inf updates before the run stops
+    on_resumed: Callable[[int], None] | None = None  # see resumed_from
+
+    def resumed_from(self, step: int) -> None:
+        """Algorithms call this once the checkpoint of ``step`` is loaded: only then does a resumed run change
+        its directory (metrics.jsonl loses the rows logged after ``step``, the config is saved with the resume's
+        overrides), so a resume that fails before changes nothing."""
+        if self.on_resumed is not None:
+            self.on_resumed(step)
 
     @property
     def adapter_dir(self) -> Path:
@@ -40,7 +49,14 @@ class Job:
 
 
 def build_job(
-    cfg: DictConfig, run_dir: Path, *, job_type: str, group: str, tags: list[str], resume: bool = False
+    cfg: DictConfig,
+    run_dir: Path,
+    *,
+    job_type: str,
+    group: str,
+    tags: list[str],
+    resume: bool = False,
+    on_resumed: Callable[[int], None] | None = None,
 ) -> Job:
     """Parse the shared config groups, open the tracker (metrics.jsonl, W&B), load the tokenizer and the data.
 
@@ -66,21 +82,9 @@ def build_job(
     except BaseException:
         tracker.finish(exit_code=1)
         raise
-    patience = (
-        {"max_nonfinite_updates": cfg.max_nonfinite_updates} if "max_nonfinite_updates" in cfg else {}
-    )  # train.yaml only
+    extra = {"max_nonfinite_updates": cfg.max_nonfinite_updates} if "max_nonfinite_updates" in cfg else {}  # train.yaml
+    outputs_root = Path(cfg.outputs_root)
     return Job(
-        model,
-        model_path,
-        tokenizer,
-        lora,
-        hardware,
-        dataset,
-        data,
-        run_dir,
-        Path(cfg.outputs_root),
-        tracker,
-        cfg.seed,
-        resume=resume,
-        **patience,
-    )
+        model, model_path, tokenizer, lora, hardware, dataset, data, run_dir, outputs_root, tracker, cfg.seed,
+        resume=resume, on_resumed=on_resumed, **extra,
+    )  # fmt: skip

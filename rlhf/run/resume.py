@@ -3,8 +3,11 @@
 Hydra picks the run directory and composes the config before our code runs, so the command line is
 rewritten first: the run's resolved ``.hydra/config.yaml`` becomes the primary config and
 ``hydra.run.dir`` the run's directory. Dotted overrides still apply (``algo.max_steps=200`` extends a
-run); group overrides (``lora=r8``) would build a different model than the checkpoint holds, so they
-are refused. Each algorithm then loads its newest checkpoint (see :func:`rlhf.run.rundir.truncate_metrics`).
+run); group overrides (``lora=r8``) and dotted keys that shape the weights (``lora.r=8``, ``model.*``) would
+build a different model than the checkpoint holds, so they are refused. Hydra writes nothing into the run
+directory (``hydra.output_subdir=null``); the run's config is saved again only once the algorithm has loaded
+its checkpoint (:meth:`rlhf.run.job.Job.resumed_from`), so a resume that fails changes nothing. A run that a
+live process still owns (rlhf/run/lock.py) is never resumed, and ``resume=latest`` skips it.
 """
 
 from __future__ import annotations
@@ -13,15 +16,11 @@ import json
 from pathlib import Path
 
 from rlhf.errors import ConfigError
-from rlhf.run.rundir import CHECKPOINTS, CONFIG, SUMMARY
+from rlhf.run.lock import lock_holder
+from rlhf.run.rundir import CHECKPOINTS, CONFIG, SUMMARY, has_complete_checkpoint
 
-# Checkpoint folder names: transformers Trainer (rm, sft, dpo) and our PPO loop.
-CHECKPOINT_PATTERNS = ("checkpoint-*", "step-*")
-
-
-def has_checkpoint(run_dir: Path) -> bool:
-    root = Path(run_dir) / CHECKPOINTS
-    return any(p.is_dir() for pattern in CHECKPOINT_PATTERNS for p in root.glob(pattern))
+# Config keys that shape the weights a checkpoint holds: a resumed run cannot change them.
+CHECKPOINT_SHAPE = ("model.", "lora.", "algo.name", "algo.init_adapter", "algo.share_base", "algo.value_model")
 
 
 def run_status(run_dir: Path) -> str | None:
@@ -44,11 +43,19 @@ def latest_unfinished_run(outputs_root: Path, algo: str | None) -> Path:
     """The newest run directory under ``outputs_root/<algo>/`` that has a checkpoint and did not finish."""
     pattern = f"{algo}/*" if algo else "*/*"
     found = [
-        d for d in Path(outputs_root).glob(pattern) if d.is_dir() and run_status(d) != "finished" and has_checkpoint(d)
+        d
+        for d in Path(outputs_root).glob(pattern)
+        if d.is_dir()
+        and run_status(d) != "finished"
+        and has_complete_checkpoint(d)
+        and lock_holder(d) is None  # not a live run
     ]
     if not found:
         where = Path(outputs_root) / (algo or "<algo>")
-        raise ConfigError(f"resume=latest: no unfinished run with a checkpoint under {where}/; give resume=<run dir>")
+        raise ConfigError(
+            f"resume=latest: no unfinished run with a checkpoint under {where}/ that no live process owns; "
+            "give resume=<run dir>"
+        )
     return max(found, key=lambda d: (d / CHECKPOINTS).stat().st_mtime)
 
 
@@ -62,7 +69,13 @@ def resumable_run_dir(value: str, outputs_root: Path, algo: str | None) -> Path:
         )
     if run_status(run_dir) == "finished":
         raise ConfigError(f"resume={value}: the run in {run_dir} finished; nothing to resume (start a new run instead)")
-    if not has_checkpoint(run_dir):
+    owner = lock_holder(run_dir)
+    if owner is not None:
+        raise ConfigError(
+            f"resume={value}: the run in {run_dir} is still running (pid {owner}); "
+            f"wait for it, or stop it first (kill -TERM {owner}) and resume then"
+        )
+    if not has_complete_checkpoint(run_dir):
         raise ConfigError(
             f"resume={value}: {run_dir} has no checkpoint (it stopped before the first algo.save_every steps); "
             "start it afresh"
@@ -87,11 +100,18 @@ def rewrite_resume_args(argv: list[str]) -> list[str]:
             f"so {' '.join(groups)} cannot change it: "
             f"drop it, set dotted keys instead (e.g. algo.max_steps=200), or start a new run"
         )
+    fixed = [a for a in rest if a.split("=", 1)[0].lstrip("+~").startswith(CHECKPOINT_SHAPE)]
+    if fixed:
+        raise ConfigError(
+            f"resume={value}: {fixed[0]} would change what the checkpoint holds (the model, its adapters or the PPO "
+            f"roles), so it cannot apply to a resumed run: drop it, or start a new run with it"
+        )
     return [
         argv[0],
         f"--config-path={run_dir / CONFIG.parent}",
         f"--config-name={CONFIG.stem}",
         f"hydra.run.dir={run_dir}",
+        "hydra.output_subdir=null",  # Hydra must not rewrite the run's saved config before the checkpoint loads
         f"++resume={run_dir}",
         *rest,
     ]

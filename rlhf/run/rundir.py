@@ -3,8 +3,10 @@ run or adapter (finished_run, resolve_adapter) with the one same-base rule (Mode
 
 from __future__ import annotations
 
+import errno
 import json
 import os
+import re
 import resource
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,13 +22,70 @@ ADAPTER = "adapter"
 ADAPTER_CONFIG = "adapter_config.json"  # what makes a directory a PEFT adapter
 CHECKPOINTS = "checkpoints"  # resumable checkpoints of every algorithm
 CONFIG = Path(".hydra") / "config.yaml"
+OVERRIDES = Path(".hydra") / "overrides.yaml"  # the command line that made the run (sweep reports read it)
+METRICS = "metrics.jsonl"
+# OS errors that mean "the disk is full or read-only, or permissions forbid writing": a StorageError, not a bug.
+STORAGE_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM)
+
+
+# Trainer checkpoints (rm, sft, dpo): transformers' folder prefix and file names (TRAINER_STATE_NAME, the weights
+# _load_from_checkpoint accepts), spelled out so listing checkpoints needs no transformers import
+# (tests/algos/hf_trainer/test_checkpoints.py checks them against transformers').
+PREFIX = "checkpoint"
+TRAINER_STATE = "trainer_state.json"
+WEIGHTS = (
+    "adapter_model.safetensors",
+    "adapter_model.bin",
+    "model.safetensors",
+    "model.safetensors.index.json",
+    "pytorch_model.bin",
+    "pytorch_model.bin.index.json",
+)
+_STEP = re.compile(rf"^{PREFIX}-(\d+)$")
+
+
+def checkpoint_folders(run_dir: Path) -> list[Path]:
+    """Every ``checkpoint-<step>`` folder in ``run_dir/checkpoints``, complete or not, by step (oldest first)."""
+    root = Path(run_dir) / CHECKPOINTS
+    if not root.is_dir():
+        return []
+    found = [p for p in root.iterdir() if _STEP.match(p.name) and p.is_dir()]
+    return sorted(found, key=lambda p: int(_STEP.match(p.name).group(1)))
+
+
+def is_complete(checkpoint: Path) -> bool:
+    """Whether a resume can load ``checkpoint``: its trainer_state.json parses as JSON and its weights exist."""
+    try:
+        json.loads((Path(checkpoint) / TRAINER_STATE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):  # missing, unreadable, cut short (UnicodeDecodeError is a ValueError too)
+        return False
+    return any((Path(checkpoint) / name).is_file() for name in WEIGHTS)
+
+
+def complete_checkpoints(run_dir: Path) -> list[Path]:
+    """The Trainer checkpoints in ``run_dir/checkpoints`` a run can resume from, oldest first."""
+    return [p for p in checkpoint_folders(run_dir) if is_complete(p)]
+
+
+# PPO's checkpoints (rlhf/algos/ppo/checkpoint.py): step-<n>/ is complete once it holds its full training state.
+PPO_PREFIX, PPO_STATE = "step", "state.pt"
+
+
+def has_complete_checkpoint(run_dir: Path) -> bool:
+    """Whether ``run_dir`` holds a checkpoint a resume can load (a Trainer's or PPO's)."""
+    root = Path(run_dir) / CHECKPOINTS
+    return bool(complete_checkpoints(run_dir)) or any((p / PPO_STATE).is_file() for p in root.glob(f"{PPO_PREFIX}-*"))
 
 
 def write_json_atomic(path: Path, data: Any) -> None:
     """Write JSON through a temporary file and a rename, so readers never see half a file."""
     tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2, sort_keys=True, default=str) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
+    try:
+        tmp.write_text(json.dumps(data, indent=2, sort_keys=True, default=str) + "\n", encoding="utf-8")
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)  # a full disk must not leave a half-written file behind
+        raise
 
 
 def peak_rss_mb() -> float:

@@ -35,8 +35,15 @@ class StopRequest:
     def requested(self) -> bool:
         return self.signal_number is not None
 
-    def interrupted(self, run_dir: Path, step: int, checkpoint: Path | None) -> Interrupted:
+    def interrupted(self, run_dir: Path, step: int | None, checkpoint: Path | None) -> Interrupted:
+        """The error a run stops with after ``step`` (None: before its first step, while loading)."""
         name = signal.Signals(self.signal_number).name
+        if step is None:
+            return Interrupted(
+                f"stopped by {name} before the first training step (nothing was trained); start it again: "
+                f"python train.py resume={run_dir} if it has a checkpoint, else the same command as before",
+                self.signal_number,
+            )
         saved = f"checkpoint {checkpoint}" if checkpoint else "no checkpoint"
         return Interrupted(
             f"stopped by {name} after step {step}, {saved}; resume with: python train.py resume={run_dir}",

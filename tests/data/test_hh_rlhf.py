@@ -36,6 +36,7 @@ def test_unusable_rows_give_their_reason():
         (prompt + "\n\nAssistant: same", prompt + "\n\nAssistant: same"): "chosen_equals_rejected",
         (prompt + "\n\nAssistant: a", "\n\nHuman: Other\n\nAssistant: b"): "prompts_differ",
         ("\n\nAssistant: a", "\n\nAssistant: b"): "empty_prompt",
+        (prompt + "\n\nAssistant: a \ud83d", prompt + "\n\nAssistant: b"): "lone_surrogate",
     }
     for (chosen, rejected), expected in cases.items():
         assert to_preference_example(chosen, rejected) == (None, expected)

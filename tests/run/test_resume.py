@@ -122,8 +122,10 @@ def stopped_run(tmp_path, algo="rm", status="interrupted", checkpoint="checkpoin
     run_dir = tmp_path / "outputs" / algo / "2026-01-01_00-00-00_000000"
     (run_dir / ".hydra").mkdir(parents=True)
     (run_dir / ".hydra" / "config.yaml").write_text("algo: {name: rm}\n")
-    if checkpoint:
+    if checkpoint:  # complete, as a resume needs it: trainer state and weights
         (run_dir / "checkpoints" / checkpoint).mkdir(parents=True)
+        (run_dir / "checkpoints" / checkpoint / "trainer_state.json").write_text(json.dumps({"global_step": 2}))
+        (run_dir / "checkpoints" / checkpoint / "adapter_model.safetensors").write_bytes(b"")
     if status:
         (run_dir / "summary.json").write_text(json.dumps({"status": status}))
     return run_dir
@@ -145,6 +147,7 @@ def test_resume_loads_the_runs_saved_config_into_its_directory(tmp_path):
         f"--config-path={run_dir / '.hydra'}",
         "--config-name=config",
         f"hydra.run.dir={run_dir}",
+        "hydra.output_subdir=null",
         f"++resume={run_dir}",
         "algo.max_steps=10",
     ]
@@ -170,6 +173,8 @@ def test_resume_latest_picks_the_newest_unfinished_run_of_the_algorithm(tmp_path
         (lambda tmp: stopped_run(tmp, checkpoint=None), [], r"has no checkpoint"),
         (lambda tmp: tmp / "nowhere", [], r"is not a train.py run directory"),
         (lambda tmp: stopped_run(tmp), ["lora=r8"], r"so lora=r8 cannot change it"),
+        (lambda tmp: stopped_run(tmp), ["lora.r=8"], r"lora\.r=8 would change what the checkpoint holds"),
+        (lambda tmp: stopped_run(tmp), ["model.tiny.hidden_size=32"], r"model\.tiny\.hidden_size=32 would change"),
         (lambda tmp: stopped_run(tmp), ["-m"], r"cannot be combined with -m"),
     ],
 )
@@ -182,3 +187,31 @@ def test_a_resumed_run_writes_only_into_its_own_directory(tmp_path):
     cfg = compose_train([*tiny_overrides(), f"resume={tmp_path / 'elsewhere'}"], outputs_root=tmp_path / "outputs")
     with pytest.raises(ConfigError, match=r"continues in its own directory"):
         run_experiment(cfg, tmp_path / "run")
+
+
+def saved_state(run_dir) -> dict[str, str]:
+    """What a failed resume must leave as it was: the saved config, the summary and the metrics."""
+    return {name: (run_dir / name).read_text() for name in (".hydra/config.yaml", "summary.json", "metrics.jsonl")}
+
+
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        (["lora.r=8"], "lora.r=8 would change what the checkpoint holds"),  # refused before Hydra runs
+        (["algo.learning_rate=-1"], "algo.learning_rate=-1.0 is out of range"),  # fails before the checkpoint loads
+    ],
+)
+def test_a_resume_that_fails_changes_nothing(tmp_path, extra, message):
+    run_dir = tmp_path / "stopped"
+    args = [*overrides("rm"), f"outputs_root={tmp_path / 'outputs'}", f"hydra.run.dir={run_dir}"]
+    assert signalled_run("SIGTERM", 3, args).returncode == 128 + signal.SIGTERM
+    before = saved_state(run_dir)
+
+    failed = run([f"resume={run_dir}", *extra])
+    lines = [line for line in failed.stderr.splitlines() if line.startswith("error:")]
+    assert failed.returncode == 2 and len(lines) == 1 and message in lines[0], failed.stderr[-2000:]
+    assert saved_state(run_dir) == before  # config still the run's, status still interrupted
+
+    resumed = run([f"resume={run_dir}"])  # and a plain resume still works
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert train_rows(run_dir) == [1, 2, 3, 4, 5, 6]

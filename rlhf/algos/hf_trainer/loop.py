@@ -3,53 +3,117 @@ against NaN/inf updates.
 
 Checkpoints are the Trainer's own (run_dir/checkpoints/checkpoint-<step>/: adapter, optimizer,
 scheduler, RNG states, data position), written every ``algo.save_every`` steps and rotated to the
-newest ``algo.keep_checkpoints``. Resuming loads the newest one and drops the metrics.jsonl rows
-logged after it, so the file has every step once.
+newest ``algo.keep_checkpoints``; each is written in a staging folder and renamed into place when
+complete (rlhf/algos/hf_trainer/checkpoints.py). Resuming loads the newest complete one and, once it is
+loaded, tells the job (``Job.resumed_from``: metrics.jsonl loses the rows logged after it, so the file has
+every step once); a checkpoint at the run's last step is only loaded, not trained on.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import shutil
+from collections.abc import Callable
 from pathlib import Path
 
-from transformers import Trainer
-from transformers.trainer_utils import get_last_checkpoint
+from transformers import Trainer, TrainerCallback, TrainerState
 
+from rlhf.algos.hf_trainer.checkpoints import make_checkpoints_atomic
 from rlhf.errors import ConfigError
 from rlhf.run import stopping
 from rlhf.run.job import Job
 from rlhf.run.nonfinite import NonFiniteGuard
-from rlhf.run.rundir import CHECKPOINTS, truncate_metrics
+from rlhf.run.rundir import CHECKPOINTS, TRAINER_STATE, checkpoint_folders, complete_checkpoints, is_complete
 
 log = logging.getLogger(__name__)
 
 
 def last_checkpoint(run_dir: Path) -> Path | None:
-    """The newest Trainer checkpoint in ``run_dir/checkpoints``, or None."""
-    root = Path(run_dir) / CHECKPOINTS
-    found = get_last_checkpoint(str(root)) if root.is_dir() else None
-    return Path(found) if found else None
+    """The newest complete Trainer checkpoint in ``run_dir/checkpoints``, or None."""
+    complete = complete_checkpoints(run_dir)
+    return complete[-1] if complete else None
 
 
-def checkpoint_step(checkpoint: Path) -> int:
-    return int(json.loads((checkpoint / "trainer_state.json").read_text(encoding="utf-8"))["global_step"])
+def checkpoint_state(checkpoint: Path) -> dict:
+    """The checkpoint's trainer_state.json."""
+    return json.loads((checkpoint / TRAINER_STATE).read_text(encoding="utf-8"))
+
+
+def resume_point(run_dir: Path) -> tuple[Path, list[Path]]:
+    """The newest complete checkpoint, and the incomplete checkpoint-N folders (a save killed half way, from
+    before saves were atomic), named in one log line. :func:`resumed` removes those once the checkpoint is
+    loaded: none can be loaded, and left in place each would take one of the ``algo.keep_checkpoints``
+    places in the rotation, at the cost of a complete checkpoint."""
+    newest = last_checkpoint(run_dir)
+    incomplete = [p for p in checkpoint_folders(run_dir) if not is_complete(p)]
+    names = ", ".join(p.name for p in incomplete)
+    if newest is None:
+        found = f" ({names}: incomplete)" if incomplete else ""
+        raise ConfigError(
+            f"resume={run_dir}: no complete checkpoint in {run_dir / CHECKPOINTS}{found}; start the run afresh"
+        )
+    if incomplete:
+        log.warning(
+            "skipping incomplete checkpoint %s (no readable trainer_state.json or no weights: a save cut short); "
+            "resuming from %s, and removing it once that is loaded",
+            names,
+            newest.name,
+        )
+    return newest, incomplete
+
+
+def resumed(job: Job, step: int, incomplete: list[Path]) -> None:
+    """The checkpoint of ``step`` is loaded: only now does the run directory follow it (Job.resumed_from),
+    so a resume that fails before changes nothing."""
+    for folder in incomplete:
+        shutil.rmtree(folder, ignore_errors=True)
+    job.resumed_from(step)
+
+
+class OnTrainBegin(TrainerCallback):
+    """Calls ``action`` when the Trainer begins training: a resumed one has loaded its checkpoint's weights,
+    optimizer, scheduler and state by then, and logged nothing yet."""
+
+    def __init__(self, action: Callable[[], None]):
+        self.action = action
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        self.action()
+
+
+def planned_steps(trainer: Trainer, state: dict) -> int:
+    """The step the run trains to: ``algo.max_steps`` (so a resume that raises it trains on), or for an
+    epoch-based run (max_steps=-1) the total the checkpoint recorded."""
+    return trainer.args.max_steps if trainer.args.max_steps > 0 else int(state["max_steps"])
+
+
+def load_without_training(trainer: Trainer, checkpoint: Path) -> None:
+    """Give ``trainer`` the checkpoint's weights (PEFT adapters included) and state, as a resumed
+    ``trainer.train`` would, without training: ``trainer.train`` on its last step would train one more."""
+    trainer._load_from_checkpoint(str(checkpoint))
+    trainer.state = TrainerState.load_from_json(str(checkpoint / TRAINER_STATE))
 
 
 def run_trainer(trainer: Trainer, job: Job) -> int:
-    """``trainer.train()``, continued from the run's newest checkpoint when the job resumes; returns the
-    final global step. A SIGTERM / SIGINT during training saves a checkpoint and raises Interrupted;
-    NaN/inf gradients skip their update, and ``job.max_nonfinite_updates`` in a row save and raise NumericError."""
+    """``trainer.train()``, continued from the run's newest complete checkpoint when the job resumes (only
+    loaded, not trained on, when it is at the run's last step); returns the final global step (also
+    ``trainer.state.global_step``). A SIGTERM / SIGINT during training saves a checkpoint and raises
+    Interrupted; NaN/inf gradients skip their update, and ``job.max_nonfinite_updates`` in a row save and
+    raise NumericError."""
+    make_checkpoints_atomic(trainer)
     resume_from = None
     if job.resume:
-        resume_from = last_checkpoint(job.run_dir)
-        if resume_from is None:
-            raise ConfigError(
-                f"resume={job.run_dir}: no checkpoint in {job.run_dir / CHECKPOINTS}; start the run afresh"
-            )
-        step = checkpoint_step(resume_from)
-        dropped = truncate_metrics(job.tracker.metrics_path, step)
-        log.info("resuming from %s (step %d); dropped %d metric rows logged after it", resume_from, step, dropped)
+        resume_from, incomplete = resume_point(job.run_dir)
+        state = checkpoint_state(resume_from)
+        step, planned = int(state["global_step"]), planned_steps(trainer, state)
+        log.info("resuming from %s (step %d of %d)", resume_from, step, planned)
+        if step >= planned:
+            log.info("training had ended at step %d: loading %s without training", step, resume_from.name)
+            load_without_training(trainer, resume_from)
+            resumed(job, step, incomplete)
+            return trainer.state.global_step
+        trainer.add_callback(OnTrainBegin(lambda: resumed(job, step, incomplete)))
     stop = stopping.current()
     guard = NonFiniteGuard(job.tracker, job.max_nonfinite_updates)
     trainer.add_callback(stopping.StopOnSignal(stop))

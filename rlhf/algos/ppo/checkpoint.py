@@ -22,10 +22,10 @@ import torch
 
 from rlhf.algos.ppo.roles import Roles
 from rlhf.errors import ConfigError
-from rlhf.run.rundir import CHECKPOINTS
+from rlhf.run.rundir import CHECKPOINTS, PPO_PREFIX, PPO_STATE
 
-STATE = "state.pt"
-_NAME = re.compile(r"^step-(\d+)$")
+STATE = PPO_STATE
+_NAME = re.compile(rf"^{PPO_PREFIX}-(\d+)$")
 
 
 def rng_state() -> dict[str, Any]:

@@ -61,7 +61,7 @@ from rlhf.modeling.generation import Rollout, response_logprobs, sample
 from rlhf.run import stopping
 from rlhf.run.job import Job
 from rlhf.run.nonfinite import NonFiniteCounter, is_finite, numeric_error
-from rlhf.run.rundir import FinishedRun, finished_run, resolve_adapter, truncate_jsonl, truncate_metrics
+from rlhf.run.rundir import FinishedRun, finished_run, resolve_adapter, truncate_jsonl
 
 __all__ = ["Settings", "train", "build", "fit", "ppo_iteration", "prompt_indices"]
 
@@ -403,9 +403,9 @@ def fit(job: Job, settings: Settings, roles: Roles, rm: FinishedRun) -> dict:
     if resume_from is not None:
         state = checkpoint.restore(resume_from, roles, optimizer, scheduler, kl_controller)
         start_step, start_eval = state["step"], state["start_eval"]
-        dropped = truncate_metrics(job.tracker.metrics_path, start_step)
+        job.resumed_from(start_step)  # the run directory follows the checkpoint from here on
         truncate_jsonl(samples_path, lambda row: row["when"] == "start")  # the final evaluation is redone
-        log.info("resumed from %s (step %d); dropped %d metric rows logged after it", resume_from, start_step, dropped)
+        log.info("resumed from %s (step %d)", resume_from, start_step)
     else:
         start_step = 0
         start_eval = held_out("start", 0)

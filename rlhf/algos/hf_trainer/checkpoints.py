@@ -1,0 +1,84 @@
+"""Crash-consistent Trainer checkpoints: run_dir/checkpoints/checkpoint-<step>/ appears whole or not at all.
+
+transformers' ``Trainer._save_checkpoint`` writes the adapter, optimizer, scheduler, RNG states and last
+trainer_state.json straight into checkpoint-N; a kill or a full disk in between leaves a checkpoint-N
+that every later resume would pick and crash on. :func:`make_checkpoints_atomic` has the trainer write
+into ``checkpoints/.staging/checkpoint-N`` and renames the finished folder into place, then rotates.
+
+    make_checkpoints_atomic(t)      the instance hook on a built Trainer (rlhf/algos/hf_trainer/loop.py calls it)
+
+Which checkpoints are complete (what a resume may load) is the run directory's contract:
+rlhf.run.rundir.complete_checkpoints.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+from transformers import Trainer
+from transformers.trainer_utils import rotate_checkpoints
+
+from rlhf.run.rundir import PREFIX
+
+STAGING = ".staging"  # hidden, so no "checkpoint-*" glob (ours, transformers', resume=latest's) sees it
+
+
+def _fsync(path: Path) -> None:
+    """Flush a file, or a folder's entries, to disk."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def publish(staged: Path, target: Path) -> None:
+    """Move the finished ``staged`` folder to ``target``; an older folder of that name goes first
+    (a step saved again after a resume), set aside in the staging folder and deleted after the swap."""
+    for path in [*staged.rglob("*"), staged]:  # on disk before the rename, or a power cut could reorder them
+        _fsync(path)
+    if target.exists():
+        old = staged.parent / f"replaced-{target.name}"
+        shutil.rmtree(old, ignore_errors=True)
+        os.replace(target, old)
+        os.replace(staged, target)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.replace(staged, target)
+    _fsync(target.parent)
+
+
+def make_checkpoints_atomic(trainer: Trainer) -> None:
+    """Make every ``trainer._save_checkpoint`` (periodic, on a stop signal, on too many NaN steps) write into
+    ``<output_dir>/.staging/checkpoint-N``, rename it to ``<output_dir>/checkpoint-N`` when complete, and
+    then rotate to the newest ``args.save_total_limit`` checkpoints, as transformers does.
+
+    The hook wraps the instance's (TRL's) ``_save_checkpoint`` and, for that call only, points its
+    ``_get_output_dir`` at the staging folder: the Trainer's own code does the writing, and the rotation it
+    runs there finds only the one checkpoint. Single process: the staging folder is cleared before each save.
+    Not for ``load_best_model_at_end``: the best checkpoint would be looked up in the staging folder."""
+    save = trainer._save_checkpoint  # bound: TRL's override (model card) and then the Trainer's
+
+    def save_atomically(model, trial=None):
+        root = Path(trainer._get_output_dir(trial=trial))
+        staging = root / STAGING
+        if trainer.args.should_save:
+            shutil.rmtree(staging, ignore_errors=True)  # what a save that died half way left
+        trainer._get_output_dir = lambda trial=None: str(staging)  # an instance attribute shadows the method
+        try:
+            save(model, trial)
+        finally:
+            del trainer._get_output_dir
+        if trainer.args.should_save:
+            name = f"{PREFIX}-{trainer.state.global_step}"
+            publish(staging / name, root / name)
+            rotate_checkpoints(
+                output_dir=str(root),
+                save_total_limit=trainer.args.save_total_limit,
+                best_model_checkpoint=trainer.state.best_model_checkpoint,
+                use_mtime=True,
+            )
+
+    trainer._save_checkpoint = save_atomically

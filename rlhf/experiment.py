@@ -20,6 +20,7 @@ from rlhf.run.job import build_job
 from rlhf.run.lock import RunDirLock
 from rlhf.run.resume import check_resume_target, run_status
 from rlhf.run.rundir import (
+    CHECKPOINTS,
     CONFIG,
     METRICS,
     OVERRIDES,
@@ -74,8 +75,17 @@ def run_experiment(cfg: DictConfig, context: RunContext | Path) -> dict:
     if not isinstance(context, RunContext):
         context = RunContext(run_dir=Path(context))
     resume = check_resume_target(cfg.get("resume"), context.run_dir)
-    with RunDirLock(context.run_dir):
+    try:
+        lock = RunDirLock(context.run_dir).acquire()
+    except OSError as err:  # the directory cannot be made: a read-only disk, a file in the way
+        failure = storage_error(err, context.run_dir)
+        if failure is None:
+            raise
+        raise failure from err
+    try:
         return _run_locked(cfg, context, resume)
+    finally:
+        lock.release()
 
 
 def _save_config(cfg: DictConfig, run_dir: Path, overrides: list[str] | None) -> None:
@@ -91,8 +101,13 @@ def _run_locked(cfg: DictConfig, context: RunContext, resume: bool) -> dict:
     run_dir = context.run_dir
     if resume and run_status(run_dir) == "finished":
         raise ConfigError(f"resume={cfg.resume}: that run finished; nothing to resume")
-    if not resume and (run_dir / SUMMARY).exists():
-        raise ConfigError(f"{run_dir} already holds a run: never overwritten; set another hydra.run.dir")
+    leftovers = [str(name) for name in (SUMMARY, CONFIG, METRICS, CHECKPOINTS) if (run_dir / name).exists()]
+    if not resume and leftovers:  # a new run never mixes its files with an earlier one's
+        unfinished = "" if (run_dir / SUMMARY).exists() else f" that did not finish; continue it: resume={run_dir}"
+        raise ConfigError(
+            f"{run_dir} already holds a run ({', '.join(leftovers)}){unfinished}; never overwritten: "
+            "set another hydra.run.dir"
+        )
     # A resumed run changes its directory only once its checkpoint is loaded: a resume that fails before
     # (a bad override, a signal while loading) leaves the config, metrics and summary as they were.
     committed = not resume

@@ -24,8 +24,9 @@ CHECKPOINTS = "checkpoints"  # resumable checkpoints of every algorithm
 CONFIG = Path(".hydra") / "config.yaml"
 OVERRIDES = Path(".hydra") / "overrides.yaml"  # the command line that made the run (sweep reports read it)
 METRICS = "metrics.jsonl"
-# OS errors that mean "the disk is full or read-only, or permissions forbid writing": a StorageError, not a bug.
-STORAGE_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM)
+# OS errors that mean "the disk is full or read-only, permissions forbid writing, or a file is in the way of a
+# folder": a StorageError, not a bug.
+STORAGE_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.ENOTDIR)
 
 
 # Trainer checkpoints (rm, sft, dpo): transformers' folder prefix and file names (TRAINER_STATE_NAME, the weights

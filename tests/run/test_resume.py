@@ -215,3 +215,13 @@ def test_a_resume_that_fails_changes_nothing(tmp_path, extra, message):
     resumed = run([f"resume={run_dir}"])  # and a plain resume still works
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert train_rows(run_dir) == [1, 2, 3, 4, 5, 6]
+
+
+def test_a_new_run_never_mixes_with_a_killed_runs_files(tmp_path):
+    run_dir = tmp_path / "killed"
+    (run_dir / "checkpoints" / "checkpoint-2").mkdir(parents=True)
+    (run_dir / "metrics.jsonl").write_text('{"step": 1, "loss": 0.7}\n')
+    cfg = compose_train(tiny_overrides(), outputs_root=tmp_path / "outputs")
+    with pytest.raises(ConfigError, match=r"already holds a run \(metrics.jsonl, checkpoints\) that did not finish"):
+        run_experiment(cfg, run_dir)
+    assert (run_dir / "metrics.jsonl").read_text() == '{"step": 1, "loss": 0.7}\n'

@@ -34,7 +34,7 @@ test: install ## Run the default (fast) test suite
 test-slow: install ## Run the slow end-to-end tests on the real default model (minutes)
 	$(PY) -m pytest -q -m slow
 
-pipeline: install ## rm -> dpo -> ppo -> evaluate on the defaults, then print the results table (ARGS go to every stage)
+pipeline: install ## rm -> dpo -> ppo -> evaluate, then the results table (ARGS: every training stage; RM_ARGS, DPO_ARGS, PPO_ARGS: one stage; EVAL_ARGS: evaluate)
 	TIMEFORMAT='pipeline: rm took %0R s'; time $(PY) train.py algo=rm $(ARGS) $(RM_ARGS)
 	TIMEFORMAT='pipeline: dpo took %0R s'; time $(PY) train.py algo=dpo $(ARGS) $(DPO_ARGS)
 	TIMEFORMAT='pipeline: ppo took %0R s'; time $(PY) train.py algo=ppo $(ARGS) $(PPO_ARGS)

@@ -8,8 +8,9 @@ import subprocess
 import sys
 
 import pytest
+import torch
 
-from bench import common, steptimer, trainer_steps
+from bench import common, machine, steptimer, trainer_steps
 from tests.conftest import REPO
 
 
@@ -55,6 +56,22 @@ def test_save_results_merges_sections(tmp_path, monkeypatch):
     data = json.loads(path.read_text())
     assert data["a"]["x"] == 1 and data["b"]["y"] == 2 and data["machine"] == {"hostname": "test"}
     assert path.parent == tmp_path and path.name.endswith(".json")
+
+
+def test_bf16_is_timed_only_with_native_bf16(monkeypatch):
+    zen3 = "flags\t\t: fpu sse2 avx2 fma\n"
+    zen4 = "flags\t\t: fpu sse2 avx2 avx512f avx512_bf16\n"
+    sapphire_rapids = "flags\t\t: fpu avx2 amx_bf16 amx_tile\n"
+    assert [machine.native_bf16(flags) for flags in (zen3, zen4, sapphire_rapids)] == [False, True, True]
+    timed = []
+    monkeypatch.setattr(common, "machine_info", lambda: {})
+    monkeypatch.setattr(machine, "matmul_gflops", lambda dtype, size, repeats: timed.append(dtype) or 1.0)
+    monkeypatch.setattr(machine, "native_bf16", lambda: False)
+    info = machine.measure(64, 1)
+    assert timed == [torch.float32] and info["bf16_matmul_gflops"] is None and info["native_bf16"] is False
+    monkeypatch.setattr(machine, "native_bf16", lambda: True)
+    timed.clear()
+    assert machine.measure(64, 1)["bf16_matmul_gflops"] == 1.0 and timed == [torch.float32, torch.bfloat16]
 
 
 @pytest.mark.slow

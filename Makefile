@@ -56,8 +56,9 @@ ppo: install ## Train a PPO policy against outputs/latest/rm
 evaluate: install ## Compare base, DPO and PPO: results table and plots
 	$(PY) evaluate.py $(ARGS)
 
-compare: install ## Rank the jobs of a sweep: make compare SWEEP=multirun_sweeps/<timestamp>
-	$(PY) -m rlhf.report $(SWEEP)
+compare: install ## Sweep report (compare.md, report.html): make compare SWEEP=multirun_sweeps/<timestamp> [ARGS=--wandb-report]
+	@test -n "$(SWEEP)" || { echo "usage: make compare SWEEP=<a sweep or evaluation directory> [ARGS=--wandb-report]" >&2; exit 2; }
+	$(PY) -m rlhf.report $(SWEEP) $(ARGS)
 
 config: install ## Print the resolved train config (ARGS="algo=dpo ...")
 	$(PY) train.py $(ARGS) --cfg job --resolve

@@ -12,10 +12,13 @@ from omegaconf import DictConfig
 
 from rlhf.errors import RlhfError
 from rlhf.experiment import RunContext, run_experiment
+from rlhf.run.hydra_callbacks import report_unfinished_sweep
 from rlhf.run.resume import rewrite_resume_args
 from rlhf.run.stopping import Interrupted
+from rlhf.run.sweeps import NO_RESULT, register_direction_resolver, sweep_value
 
 log = logging.getLogger("train")
+register_direction_resolver()  # before Hydra composes a sweep preset that uses ${direction:...}
 
 
 def run_context(hydra_cfg) -> RunContext:
@@ -41,7 +44,7 @@ def main(cfg: DictConfig) -> float | None:
     multirun = hydra_cfg.mode == RunMode.MULTIRUN
     if multirun and _sweep_stopped is not None:
         print(f"job {hydra_cfg.job.num} not started: the sweep was stopped by a signal", file=sys.stderr, flush=True)
-        return float("nan")
+        return NO_RESULT
     context = run_context(hydra_cfg)
     print(f"run directory: {context.run_dir}", flush=True)
     try:
@@ -52,19 +55,19 @@ def main(cfg: DictConfig) -> float | None:
             print(f"stopped: {err}", file=sys.stderr, flush=True)
             if multirun:  # the sweep's callback exits with 128 + signal once Hydra has closed the sweep
                 _sweep_stopped = err
-                return float("nan")
+                return NO_RESULT
             sys.exit(err.exit_code)
         if multirun:
             # One failed job must not stop the sweep: its summary.json records the error, the rest run on.
             print(f"error: job {hydra_cfg.job.num} failed: {err}", file=sys.stderr, flush=True)
-            return float("nan")  # what sweepers such as Optuna read as a failed trial
+            return NO_RESULT  # what the Optuna sweeper marks as a failed trial
         if isinstance(err, RlhfError):
             # A user error: one line that names the bad value and the fix, no traceback.
             print(f"error: {err}", file=sys.stderr, flush=True)
             sys.exit(2)
         raise
     log.info("finished: %s", {k: v for k, v in summary.items() if k.startswith("eval_")})
-    return summary.get(cfg.optimized_metric)
+    return sweep_value(summary, cfg.optimized_metric) if multirun else None
 
 
 def cli() -> None:
@@ -73,7 +76,15 @@ def cli() -> None:
     except RlhfError as err:
         print(f"error: {err}", file=sys.stderr, flush=True)
         sys.exit(2)
-    main()
+    try:
+        main()
+    except BaseException as stop:
+        # A sweeper that raised after its jobs ran (Optuna when no trial finished: there is no best trial)
+        # skips Hydra's end-of-sweep callback: the sweep's line still counts the jobs.
+        code = report_unfinished_sweep()
+        if code is None or not isinstance(stop, SystemExit):
+            raise
+        sys.exit(code or stop.code)
 
 
 if __name__ == "__main__":

@@ -16,7 +16,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from rlhf.config import check, from_node
 from rlhf.errors import ConfigError, StorageError
-from rlhf.run.job import build_job
+from rlhf.run.job import Job, build_job
 from rlhf.run.lock import RunDirLock
 from rlhf.run.resume import check_resume_target, run_status
 from rlhf.run.rundir import (
@@ -32,6 +32,7 @@ from rlhf.run.rundir import (
     write_json_atomic,
 )
 from rlhf.run.stopping import Interrupted, handle_stop_signals
+from rlhf.run.tracking import override_labels, run_name
 
 log = logging.getLogger(__name__)
 
@@ -59,7 +60,8 @@ def seed_everything(seed: int) -> None:
 @dataclass(frozen=True)
 class RunContext:
     """What the entry point knows about this job: its directory, its command-line overrides (saved beside the
-    config, as Hydra would), and for W&B the sweep and the overrides as tags."""
+    config, as Hydra would), and for W&B the sweep and the overrides as tags and in the run's name (both
+    shortened to what W&B accepts by rlhf/run/tracking.py)."""
 
     run_dir: Path
     sweep_name: str | None = None
@@ -147,7 +149,8 @@ def _run_locked(cfg: DictConfig, context: RunContext, resume: bool) -> dict:
                 run_dir,
                 job_type=cfg.algo.name,
                 group=context.sweep_name or cfg.algo.name,
-                tags=[str(t) for t in cfg.tags] + context.override_tags,
+                tags=[str(t) for t in cfg.tags] + override_labels(context.override_tags),
+                name=run_name(cfg.algo.name, context.override_tags),
                 resume=resume,
                 on_resumed=on_resumed,
             )
@@ -167,6 +170,7 @@ def _run_locked(cfg: DictConfig, context: RunContext, resume: bool) -> dict:
             seed_everything(cfg.seed)
             metrics = module.train(job, settings)
             summary.update(metrics, status="finished")
+            _log_model(job, cfg.algo.name, summary)
         except Interrupted as err:
             summary.update(status="interrupted", error=str(err), exit_code=err.exit_code)
             raise
@@ -195,6 +199,13 @@ def _run_locked(cfg: DictConfig, context: RunContext, resume: bool) -> dict:
                 job.tracker.finish(exit_code=0 if summary["status"] == "finished" else 1)
     _point_latest(Path(cfg.outputs_root), cfg.algo.name, run_dir, summary)
     return summary
+
+
+def _log_model(job: Job, algo: str, summary: dict) -> None:
+    """The final adapter as a W&B model artifact; its name goes into the summary, where evaluate.py finds it."""
+    name = job.tracker.log_model(job.adapter_dir, algo, summary)
+    if name is not None:
+        summary["wandb_artifact"] = name
 
 
 def storage_error(err: OSError, run_dir: Path) -> StorageError | None:

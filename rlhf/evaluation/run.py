@@ -26,13 +26,13 @@ from rlhf.data.gold_judge import gold_score_batch
 from rlhf.errors import ConfigError
 from rlhf.evaluation import metrics as M
 from rlhf.evaluation import plots, tables
-from rlhf.evaluation.policies import PolicyBank, ppo_checkpoints, resolve_judge, resolve_policies
+from rlhf.evaluation.policies import PolicyBank, PolicySpec, ppo_checkpoints, resolve_judge, resolve_policies
 from rlhf.modeling.generation import Sampling, response_logprobs, sample
 from rlhf.modeling.logprobs import completion_logprobs, tokenize_completions, truncate_prompt
 from rlhf.modeling.models import load_causal_lm, load_reward_model
 from rlhf.modeling.reward_scoring import score_conversations
 from rlhf.run.job import build_job
-from rlhf.run.rundir import peak_rss_mb, write_json_atomic
+from rlhf.run.rundir import FinishedRun, peak_rss_mb, write_json_atomic
 
 log = logging.getLogger(__name__)
 
@@ -247,6 +247,13 @@ def _timed(times: dict, key: str, start: float) -> float:
     return now
 
 
+def compared_artifacts(specs: list[PolicySpec], judge_run: FinishedRun) -> dict:
+    """The W&B model artifacts of the compared runs, by policy name, and the judge's (train.py records each in its
+    summary.json; a run trained without W&B has none)."""
+    policies = {s.name: s.summary["wandb_artifact"] for s in specs if s.summary.get("wandb_artifact")}
+    return {"policies": policies, "judge": judge_run.summary.get("wandb_artifact")}
+
+
 def evaluate(cfg: DictConfig, run_dir: Path, explicit: set[str] = frozenset()) -> dict:
     """Compare the policies of ``cfg.policies`` into ``run_dir``; returns results.json's content.
 
@@ -267,6 +274,9 @@ def evaluate(cfg: DictConfig, run_dir: Path, explicit: set[str] = frozenset()) -
     job = build_job(cfg, run_dir, job_type="evaluate", group="evaluate", tags=[str(t) for t in cfg.tags])
     hardware, dataset, data, tracker, tokenizer = job.hardware, job.dataset, job.data, job.tracker, job.tokenizer
     try:
+        artifacts = compared_artifacts(specs, judge_run)
+        names = [*artifacts["policies"].values(), artifacts["judge"]]
+        tracker.use_models(artifacts, [name for name in names if name])
         examples = data.test[: settings.n_prompts]
         if not examples:
             raise ConfigError(
@@ -402,6 +412,7 @@ def evaluate(cfg: DictConfig, run_dir: Path, explicit: set[str] = frozenset()) -
             "settings": asdict(settings),
             "seed": cfg.seed,
             "gold": with_gold,
+            "wandb_artifacts": artifacts,
         }
         samples = [
             {

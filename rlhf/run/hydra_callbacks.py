@@ -52,28 +52,53 @@ class CheckOutputDirectory(Callback):
         check_writable(Path(config.hydra.sweep.dir))
 
 
+def report_sweep(sweep_dir: Path) -> int:
+    """Print ``sweep DIR: N of M jobs finished, K failed`` (and which ones) and return the sweep's exit status:
+    0 when every job finished, 1 when any failed, 128 + the signal's number when a signal stopped the sweep."""
+    sweep_dir = Path(sweep_dir)
+    if not sweep_dir.is_dir():
+        return 0
+    jobs = sweep_job_statuses(sweep_dir)
+    by_status = {status: sorted(n for n, s in jobs.items() if s["status"] == status) for status in
+                 ("finished", "failed", "interrupted", "missing")}  # fmt: skip
+    stopped = by_status["interrupted"]
+    # Without a signal, a job without a summary was killed: a failure. After one, it never started.
+    failed = sorted(
+        set(jobs) - set(by_status["finished"]) - set(stopped) - set(by_status["missing"] if stopped else ())
+    )
+    line = f"sweep {sweep_dir}: {len(by_status['finished'])} of {len(jobs)} jobs finished, {len(failed)} failed"
+    line += f" ({', '.join(failed)})" if failed else ""
+    if stopped:
+        line += f"; stopped by a signal in job {', '.join(stopped)}, {len(by_status['missing'])} not started"
+    print(line, flush=True)
+    if stopped:
+        return next((jobs[n]["exit_code"] for n in stopped if jobs[n].get("exit_code")), 1)
+    return 1 if failed else 0
+
+
+# The sweep this process started and has not reported yet: Hydra calls on_multirun_end only when the sweeper
+# returns, so train.py reports a sweep whose sweeper raised (report_unfinished_sweep).
+_unreported_sweep: Path | None = None
+
+
+def report_unfinished_sweep() -> int | None:
+    """Report a sweep that started but never reached on_multirun_end; its exit status, None if there is none."""
+    global _unreported_sweep
+    sweep_dir, _unreported_sweep = _unreported_sweep, None
+    return None if sweep_dir is None else report_sweep(sweep_dir)
+
+
 class ReportFailedJobs(Callback):
     """After a multirun: print how many jobs finished, failed or were stopped, and exit non-zero if any did not
     finish (the others still ran); 128 + the signal's number when a signal stopped the sweep."""
 
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        global _unreported_sweep
+        _unreported_sweep = Path(config.hydra.sweep.dir)
+
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
-        sweep_dir = Path(config.hydra.sweep.dir)
-        if not sweep_dir.is_dir():
-            return
-        jobs = sweep_job_statuses(sweep_dir)
-        by_status = {status: sorted(n for n, s in jobs.items() if s["status"] == status) for status in
-                     ("finished", "failed", "interrupted", "missing")}  # fmt: skip
-        stopped = by_status["interrupted"]
-        # Without a signal, a job without a summary was killed: a failure. After one, it never started.
-        failed = sorted(
-            set(jobs) - set(by_status["finished"]) - set(stopped) - set(by_status["missing"] if stopped else ())
-        )
-        line = f"sweep {sweep_dir}: {len(by_status['finished'])} of {len(jobs)} jobs finished, {len(failed)} failed"
-        line += f" ({', '.join(failed)})" if failed else ""
-        if stopped:
-            line += f"; stopped by a signal in job {', '.join(stopped)}, {len(by_status['missing'])} not started"
-        print(line, flush=True)
-        if stopped:
-            sys.exit(next((jobs[n]["exit_code"] for n in stopped if jobs[n].get("exit_code")), 1))
-        if failed:
-            sys.exit(1)
+        global _unreported_sweep
+        _unreported_sweep = None
+        code = report_sweep(Path(config.hydra.sweep.dir))
+        if code:
+            sys.exit(code)

@@ -55,13 +55,15 @@ def build_job(
     job_type: str,
     group: str,
     tags: list[str],
+    name: str | None = None,
     resume: bool = False,
     on_resumed: Callable[[int], None] | None = None,
 ) -> Job:
     """Parse the shared config groups, open the tracker (metrics.jsonl, W&B), load the tokenizer and the data.
 
     Used by train.py (rlhf/experiment.py), evaluate.py (rlhf/evaluation/run.py) and the tests, so they all
-    see a config the same way. ``group`` is the W&B group unless ``logger.group`` sets one. If loading
+    see a config the same way. ``group`` is the W&B group unless ``logger.group`` sets one; ``name`` the W&B
+    run's name (a resumed run keeps its W&B run, rlhf/run/tracking.py). If loading
     fails, the tracker is closed (its W&B run marked failed) before the error goes on.
     """
     model = from_node(ModelSettings, cfg.model, "model")
@@ -74,7 +76,7 @@ def build_job(
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     tracker = Tracker(run_dir, logger, config=OmegaConf.to_container(cfg, resolve=True), job_type=job_type,
-                      group=logger.group or group, tags=tags)  # fmt: skip
+                      group=logger.group or group, tags=tags, name=name, resume=resume)  # fmt: skip
     try:
         model_path = model_directory(model)
         tokenizer = load_tokenizer(model_path, model)

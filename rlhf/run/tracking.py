@@ -4,10 +4,16 @@ W&B runs offline into the run directory unless an API key is found (WANDB_API_KE
 entry in ~/.netrc) or the mode says otherwise. W&B trouble never stops training: no key with
 mode=online logs offline (``wandb sync`` later); an unreachable server (bounded by logger.init_timeout),
 W&B failing to import or to log each give one warning, and metrics.jsonl carries on.
+
+One training is one W&B run: its id is saved in ``run_dir/wandb_run.json`` when it starts, and a resumed run
+continues it. Runs are named after the algorithm and the command-line overrides (``dpo algo.beta=0.05
+lora=r8``), tagged with the config's tags and the overrides, each cut to what W&B accepts; the full overrides
+live in the logged config. A finished run's adapter is a ``model`` artifact that evaluations name as inputs.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import math
@@ -21,8 +27,21 @@ from urllib.parse import urlsplit
 from transformers import TrainerCallback
 
 from rlhf.config import LoggerSettings
+from rlhf.run.rundir import write_json_atomic
 
 log = logging.getLogger(__name__)
+
+# The W&B run of a run directory (id, name, tags), written when it starts: a resume continues that run.
+WANDB_RUN = "wandb_run.json"
+# wandb refuses a tag outside 1..64 characters (wandb 0.31's Settings.validate_run_tags), and with it the run.
+TAG_LIMIT = 64
+# A run name holds the algorithm and every override, each cut to NAME_PART_LIMIT characters, NAME_LIMIT in all.
+NAME_PART_LIMIT = 40
+NAME_LIMIT = 128
+# Overrides that say where a run writes, how it is logged or continued, not what it trains: neither tags nor names.
+_UNLABELLED = ("hydra", "logger", "resume", "outputs_root")
+# Overrides a run name leaves out: the algorithm leads the name, and a sweep is the run's W&B group.
+_UNNAMED = ("algo", "sweep")
 
 _SECRET_KEY = re.compile(r"(api[_-]?key|token|secret|passw(or)?d|credential|private[_-]?key)", re.IGNORECASE)
 # Tokenizer settings whose names contain "token" but whose values are vocabulary entries, not credentials.
@@ -102,19 +121,108 @@ def _plain(value: Any) -> Any:
     return value
 
 
+def _is_scalar(value: Any) -> bool:
+    return isinstance(_plain(value), (int, float, str, bool))
+
+
+def shorten(text: str, limit: int) -> str:
+    """``text`` with its whitespace collapsed, in at most ``limit`` characters: a longer one keeps its start
+    (for an override, its key) and ends in ``...`` and a hash of the whole, so two long values stay apart."""
+    text = " ".join(str(text).split())
+    if len(text) <= limit:
+        return text
+    digest = hashlib.sha1(text.encode("utf-8")).hexdigest()[:6]
+    return f"{text[: limit - 9]}...{digest}"
+
+
+def _override_key(override: str) -> str:
+    return override.split("=", 1)[0].lstrip("+~")
+
+
+def override_labels(overrides: list[str]) -> list[str]:
+    """The command-line overrides that say what a run trains (its tags, its name): not where it writes (hydra,
+    outputs_root), how it is logged (logger) or that it resumes."""
+    return [o for o in overrides if re.split(r"[./@]", _override_key(o))[0] not in _UNLABELLED]
+
+
+def wandb_tags(tags: list[Any]) -> list[str]:
+    """Tags W&B accepts, in order, without repeats: each 1 to TAG_LIMIT characters (longer ones shortened)."""
+    kept = [shorten(tag, TAG_LIMIT) for tag in tags]
+    return list(dict.fromkeys(tag for tag in kept if tag))
+
+
+def run_name(algo: str, overrides: list[str]) -> str:
+    """A readable W&B run name: the algorithm and the overrides, shortened (``dpo algo.beta=0.05 lora=r8``)."""
+    parts = [shorten(o, NAME_PART_LIMIT) for o in override_labels(overrides) if _override_key(o) not in _UNNAMED]
+    return shorten(" ".join([algo, *parts]), NAME_LIMIT)
+
+
+def saved_wandb_run(run_dir: Path) -> dict | None:
+    """The W&B run a run directory started (``WANDB_RUN``: id, name, tags), or None if it has none readable."""
+    try:
+        saved = json.loads((Path(run_dir) / WANDB_RUN).read_text(encoding="utf-8"))
+    except (OSError, ValueError):  # none yet (W&B was off), or cut short
+        return None
+    if not isinstance(saved, dict) or not isinstance(saved.get("id"), str) or not saved["id"]:
+        return None
+    return saved
+
+
 class Tracker:
-    """Logs to ``run_dir/metrics.jsonl`` (one object per step) and mirrors to W&B when it works."""
+    """Logs to ``run_dir/metrics.jsonl`` (one object per step) and mirrors to W&B when it works.
+
+    ``tags`` are shortened to what W&B accepts; ``name`` is the W&B run's name (None: W&B picks one). With
+    ``resume``, the W&B run saved in ``run_dir/wandb_run.json`` continues, with its name and tags.
+    """
 
     def __init__(
-        self, run_dir: Path, settings: LoggerSettings, *, config: dict, job_type: str, group: str, tags: list[str]
+        self,
+        run_dir: Path,
+        settings: LoggerSettings,
+        *,
+        config: dict,
+        job_type: str,
+        group: str,
+        tags: list[str],
+        name: str | None = None,
+        resume: bool = False,
     ):
         self.run_dir = Path(run_dir)
         self.metrics_path = self.run_dir / "metrics.jsonl"
         self._wandb = None
         self._run = None
+        self._run_id = None
+        self._offline = False
         mode = wandb_mode(settings)
         if mode != "disabled":
-            self._start_wandb(settings, mode, config=redact_secrets(config), job_type=job_type, group=group, tags=tags)
+            identity = self._identity(name, wandb_tags(tags), resume)
+            self._start_wandb(settings, mode, config=redact_secrets(config), job_type=job_type, group=group, **identity)
+            self._save_identity(identity)
+
+    def _identity(self, name: str | None, tags: list[str], resume: bool) -> dict[str, Any]:
+        """wandb.init's name and tags, and for a resumed run the saved run's id, name and tags (plus new ones)."""
+        saved = saved_wandb_run(self.run_dir) if resume else None
+        if saved is None:
+            if resume:
+                log.info("no W&B run saved in %s: the resumed run starts a new W&B run", self.run_dir / WANDB_RUN)
+            return {"name": name, "tags": tags}
+        old_tags = saved.get("tags") if isinstance(saved.get("tags"), list) else []
+        return {
+            "id": saved["id"],
+            "resume": "allow",  # the run may not exist on the server yet (logged offline, not synced)
+            "name": saved.get("name") or name,
+            "tags": wandb_tags([*old_tags, *tags]),
+        }
+
+    def _save_identity(self, identity: dict[str, Any]) -> None:
+        """Write the W&B run's id, name and tags into the run directory, so a resume continues that run."""
+        if self._run is None:
+            return
+        saved = {"id": self._run_id, "name": identity.get("name"), "tags": identity.get("tags", [])}
+        try:
+            write_json_atomic(self.run_dir / WANDB_RUN, saved)
+        except OSError as err:
+            log.warning("W&B run id not saved (%s); a resume of this run starts a new W&B run", err)
 
     def _start_wandb(self, settings: LoggerSettings, mode: str, **init_kwargs) -> None:
         os.environ.setdefault("WANDB_SILENT", "true")
@@ -129,6 +237,7 @@ class Tracker:
                 self.run_dir,
             )
             mode = "offline"
+        self._offline = mode == "offline"
         try:
             import wandb
 
@@ -142,6 +251,7 @@ class Tracker:
                 **init_kwargs,
             )
             self._wandb = wandb
+            self._run_id = self._run.id
         except Exception as err:  # W&B must never stop training
             log.warning(
                 "W&B is off for this run (%s); metrics go to %s only. %s",
@@ -154,6 +264,11 @@ class Tracker:
     @property
     def wandb_run(self):
         return self._run
+
+    @property
+    def run_id(self) -> str | None:
+        """The W&B run's id (kept after finish), None without W&B."""
+        return self._run_id
 
     def log(self, metrics: dict[str, Any], step: int) -> None:
         """Append one step's metrics (scalars) to metrics.jsonl and W&B."""
@@ -180,11 +295,48 @@ class Tracker:
         if self._run is None:
             return
         try:
-            self._run.summary.update(
-                {k: _plain(v) for k, v in summary.items() if isinstance(_plain(v), (int, float, str, bool))}
-            )
+            self._run.summary.update({k: _plain(v) for k, v in summary.items() if _is_scalar(v)})
         except Exception as err:
             log.warning("W&B summary not updated (%s)", err)
+
+    def log_model(self, path: Path, algo: str, metadata: dict[str, Any]) -> str | None:
+        """Log the adapter directory ``path`` as a W&B ``model`` artifact named ``<algo>-<run id>`` (offline too:
+        ``wandb sync`` uploads it); its name, or None without W&B or when it fails (one warning)."""
+        if self._run is None or not Path(path).is_dir():
+            return None
+        name = f"{algo}-{self._run_id}"
+        try:
+            artifact = self._wandb.Artifact(
+                name, type="model", metadata={k: _plain(v) for k, v in metadata.items() if _is_scalar(v)}
+            )
+            # immutable: the final adapter is never written again, so W&B need not copy it into its staging area
+            artifact.add_dir(str(path), policy="immutable")
+            self._run.log_artifact(artifact)
+        except Exception as err:
+            log.warning("W&B model artifact %s not logged (%s)", name, _first_line(err))
+            return None
+        return name
+
+    def use_models(self, artifacts: dict[str, Any], names: list[str]) -> None:
+        """Name the model artifacts this run compares: ``artifacts`` goes into the W&B config (as
+        ``compared_artifacts``) and, online, each of ``names`` becomes an input of this run (W&B's lineage).
+        Offline W&B cannot look artifacts up, so the config is the link there. Failures are one warning."""
+        if self._run is None:
+            return
+        try:
+            self._run.config.update({"compared_artifacts": artifacts}, allow_val_change=True)
+        except Exception as err:
+            log.warning("W&B config not updated with the compared artifacts (%s)", _first_line(err))
+        if self._offline:
+            return
+        failed = []
+        for name in names:
+            try:
+                self._run.use_artifact(f"{name}:latest", type="model")
+            except Exception as err:  # e.g. that run was logged offline and not synced yet
+                failed.append(f"{name} ({_first_line(err)})")
+        if failed:
+            log.warning("W&B artifacts not linked as inputs: %s; their names are in the config", "; ".join(failed))
 
     def finish(self, exit_code: int = 0) -> None:
         if self._run is None:

@@ -1,16 +1,29 @@
-"""metrics.jsonl always; W&B offline into the run dir; W&B failures never stop a run; no secrets logged."""
+"""metrics.jsonl always; W&B offline into the run dir; W&B failures never stop a run; no secrets logged; tags W&B
+accepts, readable run names, a resumed run continues its W&B run, compared model artifacts recorded."""
 
 import dataclasses
 import json
 import logging
 import sys
 import time
+from types import SimpleNamespace
 
 import pytest
 
 from rlhf.config import LoggerSettings
 from rlhf.errors import ConfigError
-from rlhf.run.tracking import Tracker, redact_secrets, wandb_key_found, wandb_mode
+from rlhf.run.tracking import (
+    NAME_LIMIT,
+    TAG_LIMIT,
+    WANDB_RUN,
+    Tracker,
+    override_labels,
+    redact_secrets,
+    run_name,
+    wandb_key_found,
+    wandb_mode,
+)
+from tests.run.wandb_files import offline_runs, run_record
 
 WANDB = LoggerSettings(name="wandb", project="rlhf-tests", entity=None, group=None, mode=None, init_timeout=60)
 NONE = LoggerSettings(name="none", project=None, entity=None, group=None, mode="disabled", init_timeout=60)
@@ -139,3 +152,74 @@ def test_secrets_are_redacted_from_logged_config():
         "model": {"pad_token": "<|endoftext|>", "eos_token": "</s>"},
         "algo": {"max_new_tokens": 48},
     }
+
+
+def test_a_long_override_becomes_a_short_tag_and_w_and_b_stays_on(tmp_path):
+    # wandb refuses a tag over 64 characters, and with it the whole run: long overrides must be cut.
+    files = "dataset.data_files={train: /data/" + "x" * 150 + "/train.jsonl, test: /data/test.jsonl}"
+    other = files.replace("test.jsonl", "eval.jsonl")  # the same first 64 characters
+    assert len(files) > 200
+    tags = ["algo=dpo", files, other, "a  tag\nwith\tspaces", "", "algo=dpo"]
+    tracker = Tracker(tmp_path, WANDB, config={}, job_type="dpo", group="g", tags=tags)
+    assert tracker.wandb_run is not None
+    tracker.finish()
+    [folder] = offline_runs(tmp_path)
+    got = list(run_record(folder).tags)
+    assert all(1 <= len(tag) <= TAG_LIMIT for tag in got)
+    assert got[0] == "algo=dpo" and got[3] == "a tag with spaces" and len(got) == 4  # no empty tag, no repeat
+    assert got[1].startswith("dataset.data_files={train: /data/xxx") and got[1] != got[2]
+
+
+def test_run_names_hold_the_algorithm_and_the_overrides_shortened():
+    sweep_job = ["sweep=dpo_beta_lora_grid", "algo.beta=0.05", "lora=r8", "hydra.run.dir=x", "logger.mode=offline"]
+    assert run_name("dpo", sweep_job) == "dpo algo.beta=0.05 lora=r8"
+    assert run_name("dpo", ["sweep=dpo_beta_lora_grid", "algo.beta=0.1", "lora=r8"]) != run_name("dpo", sweep_job)
+    assert run_name("rm", ["algo=rm", "++resume=/runs/rm/1"]) == "rm"  # a resume keeps its run's name anyway
+    long = run_name("sft", ["dataset.data_files={train: /" + "y" * 300 + "}", "seed=1"])
+    assert len(long) <= NAME_LIMIT and long.startswith("sft dataset.data_files={train: /y") and long.endswith(" seed=1")
+    where = ["+resume=x", "hydra.job.num=1", "hydra/launcher=joblib", "logger=wandb", "logger.mode=online"]
+    assert override_labels(["algo=dpo", *where, "lora.r=8"]) == ["algo=dpo", "lora.r=8"]
+
+
+def test_a_resumed_tracker_continues_the_saved_w_and_b_run(tmp_path):
+    first = Tracker(tmp_path, WANDB, config={}, job_type="dpo", group="g", tags=["a"], name="dpo lora=r8")
+    first.log({"loss": 1.0}, step=1)
+    first.finish()
+    saved = json.loads((tmp_path / WANDB_RUN).read_text())
+    assert saved == {"id": first.run_id, "name": "dpo lora=r8", "tags": ["a"]}
+    resumed = Tracker(tmp_path, WANDB, config={}, job_type="dpo", group="g", tags=["a", "b"], name="x", resume=True)
+    assert resumed.run_id == saved["id"]
+    resumed.finish()
+    folders = offline_runs(tmp_path)
+    # offline-run-<date>_<time>-<id>, and "-1" after it when both runs started within one second
+    assert len(folders) == 2 and {f.name.split("-")[3] for f in folders} == {saved["id"]}
+    record = run_record(folders[1])
+    assert (record.run_id, record.display_name, list(record.tags)) == (saved["id"], "dpo lora=r8", ["a", "b"])
+    fresh = Tracker(tmp_path / "new", WANDB, config={}, job_type="dpo", group="g", tags=[])  # not a resume
+    assert fresh.run_id != saved["id"]
+    fresh.finish()
+
+
+class FakeRun:
+    """A W&B run online: records the artifacts it is told to use; names with "missing" are not on the server."""
+
+    id = "fake"
+
+    def __init__(self):
+        self.used = []
+        self.config = SimpleNamespace(update=lambda values, **_: self.used.append(("config", values)))
+
+    def use_artifact(self, name, type=None):
+        if "missing" in name:
+            raise ValueError(f"artifact {name} not found\nmore detail")
+        self.used.append((name, type))
+
+
+def test_online_the_compared_artifacts_become_inputs_and_failures_are_one_warning(tmp_path, caplog):
+    tracker = Tracker(tmp_path, NONE, config={}, job_type="evaluate", group="g", tags=[])
+    tracker._run = run = FakeRun()  # W&B online, as far as the tracker can tell
+    record = {"policies": {"dpo": "dpo-abc", "sft": "sft-missing1"}, "judge": "rm-missing2"}
+    tracker.use_models(record, ["dpo-abc", "sft-missing1", "rm-missing2"])
+    assert run.used == [("config", {"compared_artifacts": record}), ("dpo-abc:latest", "model")]
+    [warning] = tracker_warnings(caplog)
+    assert "sft-missing1" in warning and "rm-missing2" in warning and "\n" not in warning

@@ -130,6 +130,7 @@ def _run_locked(cfg: DictConfig, context: RunContext, resume: bool) -> dict:
         "resumed": resume,
     }
     job = None
+    latest_failure = None
     # Signals are handled from the start: one that comes while the model or the data load stops the run
     # cleanly before its first step (a second Ctrl-C stops at once), never with a traceback.
     with handle_stop_signals() as stop:
@@ -170,6 +171,10 @@ def _run_locked(cfg: DictConfig, context: RunContext, resume: bool) -> dict:
             seed_everything(cfg.seed)
             metrics = module.train(job, settings)
             summary.update(metrics, status="finished")
+            # The pointer before summary.json: killed in between, the run has no summary, so resume= finishes it
+            # (it only evaluates and saves) and the pointer is right; the other order would leave a finished run
+            # that nothing points at and that no resume would touch.
+            latest_failure = _point_latest(Path(cfg.outputs_root), cfg.algo.name, run_dir, summary)
             _log_model(job, cfg.algo.name, summary)
         except Interrupted as err:
             summary.update(status="interrupted", error=str(err), exit_code=err.exit_code)
@@ -197,7 +202,8 @@ def _run_locked(cfg: DictConfig, context: RunContext, resume: bool) -> dict:
             if job is not None:
                 job.tracker.set_summary(summary)
                 job.tracker.finish(exit_code=0 if summary["status"] == "finished" else 1)
-    _point_latest(Path(cfg.outputs_root), cfg.algo.name, run_dir, summary)
+    if latest_failure is not None:
+        raise latest_failure
     return summary
 
 
@@ -227,15 +233,16 @@ def _write_summary(run_dir: Path, summary: dict) -> None:
         log.error("could not write %s (%s); the run's status was %s", run_dir / SUMMARY, err, summary["status"])
 
 
-def _point_latest(outputs_root: Path, algo: str, run_dir: Path, summary: dict) -> None:
-    """Switch outputs/latest/<algo> to the finished run; if that folder cannot be written, say so in one line."""
+def _point_latest(outputs_root: Path, algo: str, run_dir: Path, summary: dict) -> StorageError | None:
+    """Switch outputs/latest/<algo> to the finished run; if that folder cannot be written, the one-line error to
+    raise once summary.json is written (it keeps ``finished`` and adds ``latest_error``)."""
     try:
         point_latest(outputs_root, algo, run_dir)
     except OSError as err:
         summary["latest_error"] = f"{type(err).__name__}: {err}"
-        _write_summary(run_dir, summary)
-        raise StorageError(
+        return StorageError(
             f"the run finished in {run_dir}, but {outputs_root / 'latest' / algo} could not point at it "
             f"({err.strerror}): make {outputs_root / 'latest'} writable; meanwhile give later stages the run "
             "directory itself"
-        ) from err
+        )
+    return None

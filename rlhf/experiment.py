@@ -28,8 +28,10 @@ from rlhf.run.rundir import (
     SUMMARY,
     peak_rss_mb,
     point_latest,
+    remove_temporaries,
     truncate_metrics,
     write_json_atomic,
+    write_text_atomic,
 )
 from rlhf.run.stopping import Interrupted, handle_stop_signals
 from rlhf.run.tracking import override_labels, run_name
@@ -94,9 +96,10 @@ def _save_config(cfg: DictConfig, run_dir: Path, overrides: list[str] | None) ->
     """.hydra/config.yaml, resolved (the contract; Hydra would save interpolations unresolved, and is told not
     to write: conf/hydra/default.yaml), and for a new run its overrides, as Hydra's overrides.yaml."""
     (run_dir / CONFIG).parent.mkdir(parents=True, exist_ok=True)
-    OmegaConf.save(cfg, run_dir / CONFIG, resolve=True)
+    # Atomic: a kill mid-write must leave the old config, which a resume reads, not an empty file.
+    write_text_atomic(run_dir / CONFIG, OmegaConf.to_yaml(cfg, resolve=True))
     if overrides is not None:
-        OmegaConf.save(OmegaConf.create(list(overrides)), run_dir / OVERRIDES)
+        write_text_atomic(run_dir / OVERRIDES, OmegaConf.to_yaml(OmegaConf.create(list(overrides))))
 
 
 def _run_locked(cfg: DictConfig, context: RunContext, resume: bool) -> dict:
@@ -113,10 +116,12 @@ def _run_locked(cfg: DictConfig, context: RunContext, resume: bool) -> dict:
     # A resumed run changes its directory only once its checkpoint is loaded: a resume that fails before
     # (a bad override, a signal while loading) leaves the config, metrics and summary as they were.
     committed = not resume
+    if resume and (removed := remove_temporaries(run_dir)):
+        log.info("removed what a killed write left: %s", ", ".join(removed))
 
-    def on_resumed(step: int) -> None:
+    def on_resumed(step: int, metrics_rows: int | None) -> None:
         nonlocal committed
-        dropped = truncate_metrics(run_dir / METRICS, step)
+        dropped = truncate_metrics(run_dir / METRICS, step, metrics_rows)
         _save_config(cfg, run_dir, None)
         committed = True
         log.info("resumed at step %d; dropped %d metric rows logged after it", step, dropped)

@@ -35,13 +35,13 @@ sys.path.insert(0, str(REPO))
 
 import peft.peft_model  # noqa: E402  (after the path is set)
 import torch  # noqa: E402
-from omegaconf import OmegaConf  # noqa: E402
 from transformers import Trainer  # noqa: E402
 
 import rlhf.algos.dpo  # noqa: E402
 import rlhf.algos.ppo.loop  # noqa: E402
 import rlhf.algos.ppo.roles  # noqa: E402
 import rlhf.algos.rm  # noqa: E402
+import rlhf.experiment  # noqa: E402
 from rlhf.run import job  # noqa: E402
 from rlhf.run.tracking import Tracker  # noqa: E402
 
@@ -49,11 +49,11 @@ from rlhf.run.tracking import Tracker  # noqa: E402
 #   before  the real call never runs         after  it ran and returned
 #   torn    it ran, then its file was cut to half its size (a write the kill cut short), or for a folder
 #           being deleted, about half its files were deleted
-#   empty   it ran, then its file was cut to 0 bytes (killed between the open that truncates and the write)
 POINTS = {
     "load_data": ("after",),  # the data is read; no checkpoint exists yet
     "tracker_log": ("after",),  # a row of metrics.jsonl was appended (step 1's: before any checkpoint)
-    "config_save": ("before", "empty", "after"),  # .hydra/config.yaml (and overrides.yaml) by rlhf/experiment.py
+    # .hydra/config.yaml (and overrides.yaml) by rlhf/experiment.py; torn: killed with half the text written
+    "config_save": ("before", "torn", "after"),
     "weights_write": ("before", "torn", "after"),  # an adapter's safetensors: checkpoints, the final adapter/
     "trainer_optimizer": ("before", "after"),  # Trainer checkpoint: weights written, optimizer and scheduler next
     "trainer_rng": ("after",),  # Trainer checkpoint: RNG states written, trainer_state.json not yet
@@ -137,7 +137,7 @@ class KillPoints:
                     torn(variant, *args, **kwargs)
                 self.kill()
             result = real(*args, **kwargs)
-            if variant in ("torn", "empty"):
+            if variant == "torn":
                 torn(variant, *args, **kwargs)
                 self.kill()
             if variant == "after":
@@ -154,20 +154,23 @@ class KillPoints:
         job.load_preference_splits = self.wrap("load_data", job.load_preference_splits)
         real_resumed_from = job.Job.resumed_from
 
-        def resumed_from(job_self, step):
+        def resumed_from(job_self, step, metrics_rows=None):
             self.loaded = True  # the algorithm calls it once its checkpoint is loaded
-            real_resumed_from(job_self, step)
+            real_resumed_from(job_self, step, metrics_rows)
 
         job.Job.resumed_from = resumed_from
 
         def cut_file(index: int, keyword: str):
             def torn(variant, *args, **kwargs):
-                _cut(kwargs[keyword] if keyword in kwargs else args[index], 0.0 if variant == "empty" else 0.5)
+                _cut(kwargs[keyword] if keyword in kwargs else args[index], 0.5)
 
             return torn
 
-        OmegaConf.save = staticmethod(
-            self.wrap("config_save", OmegaConf.save, cut_file(1, "f"), called_from("rlhf.experiment"))
+        def half_written(variant, path, text):
+            Path(path).with_name(Path(path).name + ".tmp").write_text(text[: len(text) // 2], encoding="utf-8")
+
+        rlhf.experiment.write_text_atomic = self.wrap(
+            "config_save", rlhf.experiment.write_text_atomic, half_written, torn_instead=True
         )
         peft.peft_model.safe_save_file = self.wrap(
             "weights_write", peft.peft_model.safe_save_file, cut_file(1, "filename")
@@ -207,7 +210,10 @@ class KillPoints:
         real_replace = os.replace
 
         def replace(src, dst, *args, **kwargs):
-            point = REPLACE_CALLERS.get(_caller())
+            caller = _caller()
+            if caller == ("rlhf.run.rundir", "write_text_atomic"):  # the atomic writer: whoever called it
+                caller = _caller(3)
+            point = REPLACE_CALLERS.get(caller)
             if point is None:
                 return real_replace(src, dst, *args, **kwargs)
             variant = self.reached(point)

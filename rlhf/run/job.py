@@ -34,14 +34,15 @@ class Job:
     seed: int
     resume: bool = False  # continue from the newest checkpoint in run_dir (train.py resume=...)
     max_nonfinite_updates: int = 3  # consecutive skipped NaN/inf updates before the run stops
-    on_resumed: Callable[[int], None] | None = None  # see resumed_from
+    on_resumed: Callable[[int, int | None], None] | None = None  # see resumed_from
 
-    def resumed_from(self, step: int) -> None:
+    def resumed_from(self, step: int, metrics_rows: int | None = None) -> None:
         """Algorithms call this once the checkpoint of ``step`` is loaded: only then does a resumed run change
-        its directory (metrics.jsonl loses the rows logged after ``step``, the config is saved with the resume's
-        overrides), so a resume that fails before changes nothing."""
+        its directory (metrics.jsonl loses the rows logged after ``step``, or after its first ``metrics_rows``
+        when the checkpoint recorded them; the config is saved with the resume's overrides), so a resume that
+        fails before changes nothing."""
         if self.on_resumed is not None:
-            self.on_resumed(step)
+            self.on_resumed(step, metrics_rows)
 
     @property
     def adapter_dir(self) -> Path:

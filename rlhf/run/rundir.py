@@ -8,6 +8,7 @@ import json
 import os
 import re
 import resource
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -78,15 +79,21 @@ def has_complete_checkpoint(run_dir: Path) -> bool:
     return bool(complete_checkpoints(run_dir)) or any((p / PPO_STATE).is_file() for p in root.glob(f"{PPO_PREFIX}-*"))
 
 
-def write_json_atomic(path: Path, data: Any) -> None:
-    """Write JSON through a temporary file and a rename, so readers never see half a file."""
+def write_text_atomic(path: Path, text: str) -> None:
+    """Write ``text`` through a temporary file and a rename, so readers (and a resume after a kill) never see
+    half a file."""
     tmp = path.with_name(path.name + ".tmp")
     try:
-        tmp.write_text(json.dumps(data, indent=2, sort_keys=True, default=str) + "\n", encoding="utf-8")
+        tmp.write_text(text, encoding="utf-8")
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)  # a full disk must not leave a half-written file behind
         raise
+
+
+def write_json_atomic(path: Path, data: Any) -> None:
+    """Write JSON atomically (``write_text_atomic``)."""
+    write_text_atomic(path, json.dumps(data, indent=2, sort_keys=True, default=str) + "\n")
 
 
 def peak_rss_mb() -> float:
@@ -94,11 +101,44 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's live process
+        return True
+    return True
+
+
+def _remove_dead_links(folder: Path, prefix: str) -> None:
+    """Remove the ``<prefix><pid>`` links of processes that died (killed between making one and renaming it);
+    a live process's link is another run switching the pointer now."""
+    for path in folder.glob(prefix + "*"):
+        pid = path.name.removeprefix(prefix)
+        if pid.isdigit() and not _alive(int(pid)):
+            path.unlink(missing_ok=True)
+
+
+def remove_temporaries(run_dir: Path) -> list[str]:
+    """Remove what writes cut short by a kill left in ``run_dir`` (``*.tmp`` files, ``adapter.tmp-*``
+    folders); only the lock's owner calls this, so none is being written. Returns the names removed."""
+    run_dir = Path(run_dir)
+    found = [*run_dir.glob("*.tmp"), *run_dir.glob(".hydra/*.tmp"), *run_dir.glob("adapter.tmp-*")]
+    for path in found:
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            path.unlink(missing_ok=True)
+    return sorted(str(p.relative_to(run_dir)) for p in found)
+
+
 def point_latest(outputs_root: Path, algo: str, run_dir: Path) -> Path:
     """Atomically switch ``outputs_root/latest/<algo>`` to ``run_dir`` (a relative symlink)."""
     latest_dir = Path(outputs_root) / "latest"
     latest_dir.mkdir(parents=True, exist_ok=True)
     link = latest_dir / algo
+    _remove_dead_links(latest_dir, f".{algo}.tmp-")
     tmp = latest_dir / f".{algo}.tmp-{os.getpid()}"
     if tmp.is_symlink() or tmp.exists():
         tmp.unlink()
@@ -217,20 +257,42 @@ def load_run_config(run_dir: Path) -> DictConfig:
     return OmegaConf.load(Path(run_dir) / CONFIG)
 
 
-def truncate_jsonl(path: Path, keep) -> int:
-    """Keep the rows of a JSON-lines file for which ``keep(row)`` holds (a killed run got further than
-    its checkpoint); returns how many were dropped. Rewritten through a temporary file and a rename."""
+def _parsed(line: str) -> dict | None:
+    try:
+        return json.loads(line)
+    except json.JSONDecodeError:
+        return None
+
+
+def truncate_jsonl(path: Path, keep, limit: int | None = None) -> int:
+    """Keep the rows of a JSON-lines file for which ``keep(row)`` holds, and at most the first ``limit``
+    (a killed run got further than its checkpoint); returns how many were dropped. A line that does not
+    parse (the last one, when a kill cut an append short) is dropped too. Rewritten through a temporary
+    file and a rename."""
     path = Path(path)
     if not path.is_file():
         return 0
     lines = [line for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
-    kept = [line for line in lines if keep(json.loads(line))]
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text("".join(line + "\n" for line in kept), encoding="utf-8")
-    os.replace(tmp, path)
+    kept = []
+    for index, line in enumerate(lines):
+        row = _parsed(line)
+        if row is not None and keep(row) and (limit is None or index < limit):
+            kept.append(line)
+    write_text_atomic(path, "".join(line + "\n" for line in kept))
     return len(lines) - len(kept)
 
 
-def truncate_metrics(path: Path, step: int) -> int:
-    """Drop metrics.jsonl rows logged after ``step``, the checkpoint a run resumes from."""
-    return truncate_jsonl(path, lambda row: row["step"] <= step)
+def count_rows(path: Path) -> int:
+    """How many rows a JSON-lines file holds (0 when it does not exist)."""
+    path = Path(path)
+    if not path.is_file():
+        return 0
+    with open(path, encoding="utf-8") as handle:
+        return sum(1 for line in handle if line.strip())
+
+
+def truncate_metrics(path: Path, step: int, rows: int | None = None) -> int:
+    """Drop metrics.jsonl rows logged after the checkpoint a run resumes from: those after ``step``, and when
+    the checkpoint recorded how many rows the file held (``rows``), any beyond them (a final evaluation logged
+    at the checkpoint's own step, which the resume redoes)."""
+    return truncate_jsonl(path, lambda row: row["step"] <= step, limit=rows)

@@ -5,7 +5,15 @@ from omegaconf import OmegaConf
 
 from rlhf.config import ModelSettings, from_node
 from rlhf.errors import ConfigError
-from rlhf.run.rundir import finished_run, point_latest, resolve_adapter, write_json_atomic
+from rlhf.run.rundir import (
+    finished_run,
+    point_latest,
+    remove_temporaries,
+    resolve_adapter,
+    truncate_jsonl,
+    truncate_metrics,
+    write_json_atomic,
+)
 from tests.conftest import compose_train
 
 
@@ -72,3 +80,35 @@ def test_resolve_adapter_refuses_reward_model_adapters(tmp_path):
         ConfigError, match=r"algo\.init_adapter=.*SEQ_CLS adapter \(a reward model\?\), a policy needs a CAUSAL_LM one"
     ):
         resolve_adapter(tmp_path, "algo.init_adapter")
+
+
+def test_truncate_drops_a_torn_last_line_and_rows_past_the_checkpoint(tmp_path):
+    path = tmp_path / "metrics.jsonl"
+    rows = [{"step": 1, "loss": 1.0}, {"step": 2, "loss": 0.5}, {"step": 2, "eval_accuracy": 0.9}]
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows) + '{"step": 3, "lo')  # a kill cut the append
+    assert truncate_metrics(path, 2, rows=2) == 2  # the torn line, and the row logged after the checkpoint
+    assert [json.loads(line) for line in path.read_text().splitlines()] == rows[:2]
+    assert truncate_jsonl(path, lambda row: row["step"] < 2) == 1
+    assert [json.loads(line) for line in path.read_text().splitlines()] == rows[:1]
+
+
+def test_remove_temporaries_takes_only_what_killed_writes_left(tmp_path):
+    (tmp_path / ".hydra").mkdir()
+    for name in ("summary.json.tmp", ".hydra/config.yaml.tmp", "adapter.tmp-abc/adapter_model.safetensors"):
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text("half")
+    (tmp_path / "summary.json").write_text("{}")
+    (tmp_path / ".hydra" / "config.yaml").write_text("a: 1")
+    assert remove_temporaries(tmp_path) == [".hydra/config.yaml.tmp", "adapter.tmp-abc", "summary.json.tmp"]
+    assert sorted(p.name for p in tmp_path.rglob("*")) == [".hydra", "config.yaml", "summary.json"]
+
+
+def test_point_latest_removes_the_link_a_killed_switch_left(tmp_path):
+    run = tmp_path / "rm" / "run1"
+    run.mkdir(parents=True)
+    latest = tmp_path / "latest"
+    latest.mkdir()
+    dead_pid = 2**22 + 1  # above Linux's pid_max default: no such process
+    (latest / f".rm.tmp-{dead_pid}").symlink_to("../rm/run1")
+    point_latest(tmp_path, "rm", run)
+    assert [p.name for p in latest.iterdir()] == ["rm"]

@@ -5,7 +5,11 @@ trainer_state.json straight into checkpoint-N; a kill or a full disk in between 
 that every later resume would pick and crash on. :func:`make_checkpoints_atomic` has the trainer write
 into ``checkpoints/.staging/checkpoint-N`` and renames the finished folder into place, then rotates.
 
-    make_checkpoints_atomic(t)      the instance hook on a built Trainer (rlhf/algos/hf_trainer/loop.py calls it)
+    make_checkpoints_atomic(t, m)   the instance hook on a built Trainer (rlhf/algos/hf_trainer/loop.py calls it)
+
+Each checkpoint also records how many rows metrics.jsonl held when it was saved (METRICS_ROWS): a resume
+drops the rows logged after it, even those at its own step (the final evaluation, logged after the last
+checkpoint, which a resume redoes).
 
 Which checkpoints are complete (what a resume may load) is the run directory's contract:
 rlhf.run.rundir.complete_checkpoints.
@@ -13,6 +17,7 @@ rlhf.run.rundir.complete_checkpoints.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 from pathlib import Path
@@ -20,9 +25,16 @@ from pathlib import Path
 from transformers import Trainer
 from transformers.trainer_utils import rotate_checkpoints
 
-from rlhf.run.rundir import PREFIX
+from rlhf.run.rundir import PREFIX, count_rows
 
 STAGING = ".staging"  # hidden, so no "checkpoint-*" glob (ours, transformers', resume=latest's) sees it
+METRICS_ROWS = "metrics_rows.json"
+
+
+def logged_rows(checkpoint: Path) -> int | None:
+    """How many metrics.jsonl rows the run had logged when ``checkpoint`` was saved (None: not recorded)."""
+    path = Path(checkpoint) / METRICS_ROWS
+    return int(json.loads(path.read_text(encoding="utf-8"))["rows"]) if path.is_file() else None
 
 
 def _fsync(path: Path) -> None:
@@ -50,10 +62,11 @@ def publish(staged: Path, target: Path) -> None:
     _fsync(target.parent)
 
 
-def make_checkpoints_atomic(trainer: Trainer) -> None:
+def make_checkpoints_atomic(trainer: Trainer, metrics_path: Path | None = None) -> None:
     """Make every ``trainer._save_checkpoint`` (periodic, on a stop signal, on too many NaN steps) write into
     ``<output_dir>/.staging/checkpoint-N``, rename it to ``<output_dir>/checkpoint-N`` when complete, and
-    then rotate to the newest ``args.save_total_limit`` checkpoints, as transformers does.
+    then rotate to the newest ``args.save_total_limit`` checkpoints, as transformers does. With
+    ``metrics_path``, the checkpoint records how many rows that file held (METRICS_ROWS).
 
     The hook wraps the instance's (TRL's) ``_save_checkpoint`` and, for that call only, points its
     ``_get_output_dir`` at the staging folder: the Trainer's own code does the writing, and the rotation it
@@ -73,6 +86,9 @@ def make_checkpoints_atomic(trainer: Trainer) -> None:
             del trainer._get_output_dir
         if trainer.args.should_save:
             name = f"{PREFIX}-{trainer.state.global_step}"
+            if metrics_path is not None:  # the Trainer logs a step before it saves it: that row is counted
+                rows = {"rows": count_rows(metrics_path)}
+                (staging / name / METRICS_ROWS).write_text(json.dumps(rows) + "\n", encoding="utf-8")
             publish(staging / name, root / name)
             rotate_checkpoints(
                 output_dir=str(root),

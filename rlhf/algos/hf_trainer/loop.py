@@ -19,7 +19,7 @@ from pathlib import Path
 
 from transformers import Trainer, TrainerCallback, TrainerState
 
-from rlhf.algos.hf_trainer.checkpoints import make_checkpoints_atomic
+from rlhf.algos.hf_trainer.checkpoints import logged_rows, make_checkpoints_atomic
 from rlhf.errors import ConfigError
 from rlhf.run import stopping
 from rlhf.run.job import Job
@@ -63,12 +63,12 @@ def resume_point(run_dir: Path) -> tuple[Path, list[Path]]:
     return newest, incomplete
 
 
-def resumed(job: Job, step: int, incomplete: list[Path]) -> None:
-    """The checkpoint of ``step`` is loaded: only now does the run directory follow it (Job.resumed_from),
+def resumed(job: Job, checkpoint: Path, step: int, incomplete: list[Path]) -> None:
+    """The ``checkpoint`` of ``step`` is loaded: only now does the run directory follow it (Job.resumed_from),
     so a resume that fails before changes nothing."""
     for folder in incomplete:
         shutil.rmtree(folder, ignore_errors=True)
-    job.resumed_from(step)
+    job.resumed_from(step, logged_rows(checkpoint))
 
 
 class OnTrainBegin(TrainerCallback):
@@ -101,7 +101,7 @@ def run_trainer(trainer: Trainer, job: Job) -> int:
     ``trainer.state.global_step``). A SIGTERM / SIGINT during training saves a checkpoint and raises
     Interrupted; NaN/inf gradients skip their update, and ``job.max_nonfinite_updates`` in a row save and
     raise NumericError."""
-    make_checkpoints_atomic(trainer)
+    make_checkpoints_atomic(trainer, job.tracker.metrics_path)
     resume_from = None
     if job.resume:
         resume_from, incomplete = resume_point(job.run_dir)
@@ -111,9 +111,9 @@ def run_trainer(trainer: Trainer, job: Job) -> int:
         if step >= planned:
             log.info("training had ended at step %d: loading %s without training", step, resume_from.name)
             load_without_training(trainer, resume_from)
-            resumed(job, step, incomplete)
+            resumed(job, resume_from, step, incomplete)
             return trainer.state.global_step
-        trainer.add_callback(OnTrainBegin(lambda: resumed(job, step, incomplete)))
+        trainer.add_callback(OnTrainBegin(lambda: resumed(job, resume_from, step, incomplete)))
     stop = stopping.current()
     guard = NonFiniteGuard(job.tracker, job.max_nonfinite_updates)
     trainer.add_callback(stopping.StopOnSignal(stop))

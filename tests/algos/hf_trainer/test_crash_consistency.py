@@ -137,3 +137,31 @@ def test_a_run_that_dies_in_its_final_evaluation_resumes_without_an_extra_step(a
     for name in expected:
         assert torch.equal(got[name], expected[name]), name
     assert summary["eval_accuracy"] == straight["eval_accuracy"]
+
+
+def eval_rows(run_dir) -> list[int]:
+    rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    return [r["step"] for r in rows if "eval_accuracy" in r]
+
+
+@pytest.mark.parametrize("algo", ["rm", "dpo"])
+def test_a_kill_after_the_final_evaluation_is_logged_leaves_it_once(algo, tmp_path, monkeypatch):
+    """Killed after the final evaluation's row, before summary.json: the resume redoes the evaluation, and the
+    row the killed run logged at the checkpoint's own step goes (the checkpoint counted the rows before it)."""
+    run_dir = tmp_path / "run"
+    real_log = Tracker.log
+
+    def log_then_fail(self, metrics, step):
+        real_log(self, metrics, step)
+        if "eval_accuracy" in metrics:
+            raise Killed("killed after the final evaluation's row")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(Tracker, "log", log_then_fail)
+        with pytest.raises(Killed):
+            train(tmp_path, algo, run_dir)
+    assert eval_rows(run_dir) == [6]
+
+    summary = train(tmp_path, algo, run_dir, resume=True)
+    assert summary["status"] == "finished" and summary["train_steps"] == 6
+    assert eval_rows(run_dir) == [6] and train_rows(run_dir) == [1, 2, 3, 4, 5, 6]

@@ -12,6 +12,7 @@ from omegaconf import DictConfig
 
 from rlhf.errors import RlhfError
 from rlhf.experiment import RunContext, run_experiment
+from rlhf.run import distributed
 from rlhf.run.hydra_callbacks import report_unfinished_sweep
 from rlhf.run.resume import rewrite_resume_args
 from rlhf.run.stopping import Interrupted
@@ -46,9 +47,13 @@ def main(cfg: DictConfig) -> float | None:
         print(f"job {hydra_cfg.job.num} not started: the sweep was stopped by a signal", file=sys.stderr, flush=True)
         return NO_RESULT
     context = run_context(hydra_cfg)
-    print(f"run directory: {context.run_dir}", flush=True)
+    distributed.quiet_followers()
+    if distributed.is_main():
+        print(f"run directory: {context.run_dir}", flush=True)
     try:
         summary = run_experiment(cfg, context)
+    except distributed.FollowerStopped:
+        sys.exit(2)  # rank 0 refused the run and says why
     except Exception as err:
         if isinstance(err, Interrupted):
             # A clean stop on SIGTERM / SIGINT: the checkpoint is saved, the message says how to resume.
@@ -72,9 +77,12 @@ def main(cfg: DictConfig) -> float | None:
 
 def cli() -> None:
     try:
-        sys.argv = rewrite_resume_args(sys.argv)  # resume=<run dir>: Hydra must load that run's config and directory
+        # resume=<run dir>: Hydra must load that run's config and directory. Under torchrun / accelerate launch
+        # rank 0 decides it, and the run directory's timestamp, for every process (one run per launch).
+        sys.argv = distributed.agree_on_launch(sys.argv, rewrite_resume_args)
     except RlhfError as err:
-        print(f"error: {err}", file=sys.stderr, flush=True)
+        if distributed.is_main():
+            print(f"error: {err}", file=sys.stderr, flush=True)
         sys.exit(2)
     try:
         main()

@@ -165,22 +165,33 @@ class HardwareSettings:
     optim: str
     micro_batch_size: int
     num_threads: int | None
+    memory_gib: float | None  # device memory the planner checks against (rlhf/plan/); null = no check
 
     def __post_init__(self):
         check_choice("hardware.dtype", self.dtype, ("float32", "bfloat16", "float16"))
         check(self.micro_batch_size >= 1, "hardware.micro_batch_size", self.micro_batch_size, "must be >= 1")
+        if self.memory_gib is not None:
+            check(self.memory_gib > 0, "hardware.memory_gib", self.memory_gib, "must be > 0 GiB, or null for no check")
         if self.num_threads is not None:
             check(self.num_threads >= 1, "hardware.num_threads", self.num_threads, "must be >= 1 or null")
 
-    def accumulation_steps(self, batch_size: int, key: str) -> tuple[int, int]:
-        """Split an effective ``batch_size`` into (micro batch, accumulation steps) for this hardware."""
-        micro = min(self.micro_batch_size, batch_size)
-        if batch_size % micro:
+    def accumulation_steps(self, batch_size: int, key: str, processes: int = 1) -> tuple[int, int]:
+        """Split a global effective ``batch_size`` into (micro batch, accumulation steps) per process for this
+        hardware: micro batch x accumulation x ``processes`` = ``batch_size``."""
+        if batch_size % processes:
             raise ConfigError(
-                f"{key}={batch_size} is not divisible by hardware.micro_batch_size={micro}: "
-                f"choose a multiple of {micro}, or set hardware.micro_batch_size to a divisor of {batch_size}"
+                f"{key}={batch_size} is not divisible by the launch's {processes} processes: it is the global batch, "
+                f"split evenly among them; choose a multiple of {processes}"
             )
-        return micro, batch_size // micro
+        share = batch_size // processes
+        micro = min(self.micro_batch_size, share)
+        if share % micro:
+            per = f" ({share} per process)" if processes > 1 else ""
+            raise ConfigError(
+                f"{key}={batch_size}{per} is not divisible by hardware.micro_batch_size={micro}: choose a multiple "
+                f"of {micro * processes}, or set hardware.micro_batch_size to a divisor of {share}"
+            )
+        return micro, share // micro
 
 
 # Folders of Anthropic/hh-rlhf on the hub; None loads them all.

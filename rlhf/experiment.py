@@ -16,6 +16,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from rlhf.config import check, from_node
 from rlhf.errors import ConfigError, StorageError
+from rlhf.run import distributed
 from rlhf.run.job import Job, build_job
 from rlhf.run.lock import RunDirLock
 from rlhf.run.resume import check_resume_target, run_status
@@ -78,18 +79,61 @@ def run_experiment(cfg: DictConfig, context: RunContext | Path) -> dict:
     """
     if not isinstance(context, RunContext):
         context = RunContext(run_dir=Path(context))
-    resume = check_resume_target(cfg.get("resume"), context.run_dir)
+    if not distributed.is_main():  # a launch's other processes train beside rank 0 and write nothing
+        distributed.agree(None)
+        return _run_follower(cfg, context)
     try:
-        lock = RunDirLock(context.run_dir).acquire()
-    except OSError as err:  # the directory cannot be made: a read-only disk, a file in the way
-        failure = storage_error(err, context.run_dir)
-        if failure is None:
+        resume = check_resume_target(cfg.get("resume"), context.run_dir)
+        lock = _lock(context.run_dir)
+    except BaseException as err:
+        distributed.agree(err)  # the other processes stop too, instead of waiting for rank 0
+        raise
+    try:
+        try:
+            _check_directory(cfg, context.run_dir, resume)
+        except BaseException as err:
+            distributed.agree(err)
             raise
-        raise failure from err
-    try:
+        distributed.agree(None)
         return _run_locked(cfg, context, resume)
     finally:
         lock.release()
+
+
+def _lock(run_dir: Path) -> RunDirLock:
+    try:
+        return RunDirLock(run_dir).acquire()
+    except OSError as err:  # the directory cannot be made: a read-only disk, a file in the way
+        failure = storage_error(err, run_dir)
+        if failure is None:
+            raise
+        raise failure from err
+
+
+def _check_directory(cfg: DictConfig, run_dir: Path, resume: bool) -> None:
+    """A resumed run must not have finished; a new one never mixes its files with an earlier one's."""
+    if resume and run_status(run_dir) == "finished":
+        raise ConfigError(f"resume={cfg.resume}: that run finished; nothing to resume")
+    leftovers = [str(name) for name in (SUMMARY, CONFIG, METRICS, CHECKPOINTS) if (run_dir / name).exists()]
+    if not resume and leftovers:
+        unfinished = "" if (run_dir / SUMMARY).exists() else f" that did not finish; continue it: resume={run_dir}"
+        raise ConfigError(
+            f"{run_dir} already holds a run ({', '.join(leftovers)}){unfinished}; never overwritten: "
+            "set another hydra.run.dir"
+        )
+
+
+def _run_follower(cfg: DictConfig, context: RunContext) -> dict:
+    """A launch's process other than rank 0: the same job (its share of each batch; the collectives are the
+    algorithm's), with a tracker that writes nothing and no config, summary or pointer of its own."""
+    resume = cfg.get("resume") not in (None, "null")
+    module = algorithm(cfg.algo.name)
+    settings = from_node(module.Settings, cfg.algo, "algo")
+    with handle_stop_signals():
+        job = build_job(cfg, context.run_dir, job_type=cfg.algo.name, group=cfg.algo.name, tags=[], resume=resume,
+                        writes=False)  # fmt: skip
+        seed_everything(cfg.seed)
+        return module.train(job, settings)
 
 
 def _save_config(cfg: DictConfig, run_dir: Path, overrides: list[str] | None) -> None:
@@ -104,15 +148,6 @@ def _save_config(cfg: DictConfig, run_dir: Path, overrides: list[str] | None) ->
 
 def _run_locked(cfg: DictConfig, context: RunContext, resume: bool) -> dict:
     run_dir = context.run_dir
-    if resume and run_status(run_dir) == "finished":
-        raise ConfigError(f"resume={cfg.resume}: that run finished; nothing to resume")
-    leftovers = [str(name) for name in (SUMMARY, CONFIG, METRICS, CHECKPOINTS) if (run_dir / name).exists()]
-    if not resume and leftovers:  # a new run never mixes its files with an earlier one's
-        unfinished = "" if (run_dir / SUMMARY).exists() else f" that did not finish; continue it: resume={run_dir}"
-        raise ConfigError(
-            f"{run_dir} already holds a run ({', '.join(leftovers)}){unfinished}; never overwritten: "
-            "set another hydra.run.dir"
-        )
     # A resumed run changes its directory only once its checkpoint is loaded: a resume that fails before
     # (a bad override, a signal while loading) leaves the config, metrics and summary as they were.
     committed = not resume

@@ -232,20 +232,20 @@ def train(job: Job, settings: Settings) -> dict:
     ref_chosen, ref_rejected = logps(policy.model)
     trainer = fit(job, settings, policy)
     model = trainer.accelerator.unwrap_model(trainer.model)
-    save_policy(model, policy.tokenizer, job.adapter_dir)
+    if job.writes:
+        save_policy(model, policy.tokenizer, job.adapter_dir)
 
     chosen_logps, rejected_logps = logps(model)
     chosen = implicit_rewards(settings.beta, chosen_logps, ref_chosen)
     rejected = implicit_rewards(settings.beta, rejected_logps, ref_rejected)
     metrics = pair_metrics(chosen, rejected, [ex["family"] for ex in test])
-    with open(job.run_dir / "eval_rewards.jsonl", "w", encoding="utf-8") as handle:
-        for ex, c, r, cl, rl in zip(
-            test, chosen.tolist(), rejected.tolist(), chosen_logps.tolist(), rejected_logps.tolist()
-        ):
-            handle.write(
-                json.dumps({"family": ex["family"], "chosen": c, "rejected": r, "logp_chosen": cl, "logp_rejected": rl})
-                + "\n"
-            )
+    if job.writes:
+        with open(job.run_dir / "eval_rewards.jsonl", "w", encoding="utf-8") as handle:
+            for ex, c, r, cl, rl in zip(
+                test, chosen.tolist(), rejected.tolist(), chosen_logps.tolist(), rejected_logps.tolist()
+            ):
+                row = {"family": ex["family"], "chosen": c, "rejected": r, "logp_chosen": cl, "logp_rejected": rl}
+                handle.write(json.dumps(row) + "\n")
     steps = trainer.state.global_step
     job.tracker.log(metrics, step=steps)
     return {

@@ -71,14 +71,16 @@ def train(job: Job, settings: Settings) -> dict:
     """Train, save adapter/ (+ score head and tokenizer), and return held-out metrics."""
     tokenizer, model = build(job)
     steps = fit(job, settings, tokenizer, model)
-    model.save_pretrained(job.adapter_dir, safe_serialization=True)
-    tokenizer.save_pretrained(job.adapter_dir)
+    if job.writes:
+        model.save_pretrained(job.adapter_dir, safe_serialization=True)
+        tokenizer.save_pretrained(job.adapter_dir)
 
     chosen, rejected, metrics = evaluate_pairs(
         model, tokenizer, job.data.test, settings.eval_batch_size, settings.max_length
     )
-    with open(job.run_dir / "eval_rewards.jsonl", "w", encoding="utf-8") as handle:
-        for ex, c, r in zip(job.data.test, chosen.tolist(), rejected.tolist()):
-            handle.write(json.dumps({"family": ex["family"], "chosen": c, "rejected": r}) + "\n")
+    if job.writes:
+        with open(job.run_dir / "eval_rewards.jsonl", "w", encoding="utf-8") as handle:
+            for ex, c, r in zip(job.data.test, chosen.tolist(), rejected.tolist()):
+                handle.write(json.dumps({"family": ex["family"], "chosen": c, "rejected": r}) + "\n")
     job.tracker.log(metrics, step=steps)
     return {**metrics, "train_steps": steps, "eval_pairs": len(job.data.test)}

@@ -103,8 +103,9 @@ def train(job: Job, settings: Settings) -> dict:
     tokenizer, model = build(job)
     before = evaluate_nll(model, tokenizer, job.data.test, settings)["eval_loss"]
     steps = fit(job, settings, tokenizer, model)
-    model.save_pretrained(job.adapter_dir, safe_serialization=True)
-    tokenizer.save_pretrained(job.adapter_dir)
+    if job.writes:
+        model.save_pretrained(job.adapter_dir, safe_serialization=True)
+        tokenizer.save_pretrained(job.adapter_dir)
     metrics = evaluate_nll(model, tokenizer, job.data.test, settings)
     job.tracker.log(metrics, step=steps)
     return {**metrics, "eval_loss_before": before, "train_steps": steps, "eval_examples": len(job.data.test)}

@@ -3,7 +3,8 @@
 
     1. resolve   the policies (base | run directories) and the judge rm run; one base model, adapters by name
     2. sample    each policy answers the first ``n_prompts`` test prompts (seeded: every policy draws with the
-                 same random stream; or greedy); KL to its reference on its own samples, length, EOS
+                 same random stream; or greedy), ``chunk_size`` prompts per generate call and responses per
+                 scoring forward; KL to its reference on its own samples, length, EOS
     3. judge     judge-RM and gold scores of every response and of the dataset's chosen responses
     4. pairs     summed log-probs of the first ``n_pairs`` test pairs under each policy and reference ->
                  implicit-reward accuracy (base: length-normalised log-likelihood accuracy)
@@ -49,7 +50,7 @@ class Settings:
     n_pairs: int
     sampling: Sampling
     greedy: bool
-    generation_batch_size: int
+    chunk_size: int
     pair_max_length: int
     reward_max_length: int | None
     bootstrap_samples: int
@@ -65,10 +66,10 @@ class Settings:
             self.n_pairs >= 0, "evaluation.n_pairs", self.n_pairs, "must be >= 0 held-out pairs (0 skips the accuracy)"
         )
         check(
-            self.generation_batch_size >= 1,
-            "evaluation.generation_batch_size",
-            self.generation_batch_size,
-            "must be >= 1",
+            self.chunk_size >= 1,
+            "evaluation.chunk_size",
+            self.chunk_size,
+            "must be >= 1 prompt per generate() call, e.g. 64 on CPU (lower it if generation runs out of memory)",
         )
         check(self.pair_max_length >= 16, "evaluation.pair_max_length", self.pair_max_length, "must be >= 16 tokens")
         if self.reward_max_length is not None:
@@ -114,20 +115,20 @@ def generate(
     reference: str | None,
     prompts: list[list[dict]],
     settings: Settings,
-    micro_batch: int,
     seed: int,
 ) -> Generations:
-    """Seeded answers of ``policy`` (adapter name, None = base) and their KL to ``reference``, in micro batches."""
+    """Seeded answers of ``policy`` (adapter name, None = base) and their KL to ``reference``: ``settings.chunk_size``
+    prompts per generate call and responses per log-prob forward."""
     view = bank.view(policy, reference)
     devices = list(range(torch.cuda.device_count())) if torch.cuda.is_available() else []
     with torch.random.fork_rng(devices=devices):
         torch.manual_seed(seed)  # every policy draws with the same random stream
-        rollout = sample(view, prompts, settings.sampling, settings.greedy, batch_size=settings.generation_batch_size)
+        rollout = sample(view, prompts, settings.sampling, settings.greedy, chunk_size=settings.chunk_size)
     mask = rollout.mask.float()
     kl = torch.zeros(len(rollout))
     if policy != reference:
         parts = []
-        for rows in torch.arange(len(rollout)).split(micro_batch):
+        for rows in torch.arange(len(rollout)).split(settings.chunk_size):
             logprobs, _ = response_logprobs(view, "policy", rollout, rows, settings.logprob_temperature)
             ref_logprobs, _ = response_logprobs(view, "reference", rollout, rows, settings.logprob_temperature)
             parts.append(((logprobs - ref_logprobs) * mask[rows]).sum(1).float().cpu())
@@ -307,7 +308,7 @@ def evaluate(cfg: DictConfig, run_dir: Path, explicit: set[str] = frozenset()) -
 
         def judge_scores(conversations: list[list[dict]]) -> np.ndarray:
             return (
-                score_conversations(judge, judge_tokenizer, conversations, micro, reward_max_length)
+                score_conversations(judge, judge_tokenizer, conversations, settings.chunk_size, reward_max_length)
                 .numpy()
                 .astype(np.float64)
             )
@@ -321,7 +322,7 @@ def evaluate(cfg: DictConfig, run_dir: Path, explicit: set[str] = frozenset()) -
         gens, rm_scores, gold_scores = {}, {}, {}
         for spec in specs:
             policy, reference = names[spec.name]
-            gens[spec.name] = generate(bank, policy, reference, prompts, settings, micro, cfg.seed)
+            gens[spec.name] = generate(bank, policy, reference, prompts, settings, cfg.seed)
             clock = _timed(times, "sample+kl", clock)
             conversations = [p + [{"role": "assistant", "content": t}] for p, t in zip(prompts, gens[spec.name].texts)]
             rm_scores[spec.name] = judge_scores(conversations)
@@ -340,7 +341,7 @@ def evaluate(cfg: DictConfig, run_dir: Path, explicit: set[str] = frozenset()) -
         for spec in specs:
             _, reference = names[spec.name]
             for step, adapter_dir in checkpoints[spec.name]:
-                g = generate(bank, bank.attach(adapter_dir), reference, prompts, settings, micro, cfg.seed)
+                g = generate(bank, bank.attach(adapter_dir), reference, prompts, settings, cfg.seed)
                 conversations = [p + [{"role": "assistant", "content": t}] for p, t in zip(prompts, g.texts)]
                 point = {
                     "policy": spec.name,

@@ -8,6 +8,17 @@ left padding never shifts positions.
 The model side is any object with ``tokenizer``, ``device``, ``generate(input_ids, attention_mask,
 config, with_logits=False, with_values=False)`` and ``response_head(role, input_ids, attention_mask,
 prompt_len)``: PPO's Roles (rlhf/algos/ppo/roles.py) and evaluation's PolicyView.
+
+Chunks (``sample(..., chunk_size=C)``): the prompts are generated C at a time, so the KV cache (and, with
+log-probs kept, the generation logits) holds C rows, not B; each chunk drops the prompt columns that are
+padding in all of its rows. Against one ``generate`` call over the batch, a chunked rollout keeps the prompt
+ids and masks [B, P] (encoded once for the batch) and, with greedy decoding, the same responses, masks and
+texts, with log-probs and values within float tolerance (every forward takes its position ids from the mask,
+so padding never changes a row; only float rounding differs, which could flip an exact near-tie). With
+sampling it is another draw from the same distribution, not the same tokens: the global RNG is consumed
+chunk by chunk (each decoding step draws for the rows of one chunk). A given (seed, chunk size) reproduces
+its rollout exactly, which resuming relies on. No generator is seeded per chunk: that would still differ
+from the unchunked draw, and would fork the training RNG stream that checkpoints restore.
 """
 
 from __future__ import annotations
@@ -99,8 +110,7 @@ class Rollout:
         prompt_ids, prompt_mask, responses, mask = self.prompt_ids, self.prompt_mask, self.responses, self.mask
         if rows is not None:
             prompt_ids, prompt_mask, responses, mask = prompt_ids[rows], prompt_mask[rows], responses[rows], mask[rows]
-        first = int(prompt_mask.any(0).float().argmax())  # first column with a real token in some row
-        prompt_ids, prompt_mask = prompt_ids[:, first:], prompt_mask[:, first:]
+        prompt_ids, prompt_mask = trim_left_padding(prompt_ids, prompt_mask)
         input_ids = torch.cat([prompt_ids, responses], 1)
         attention_mask = torch.cat([prompt_mask.long(), mask.long()], 1)
         return input_ids, attention_mask, prompt_ids.shape[1]
@@ -126,10 +136,11 @@ def sample(
     prompts: list[list[dict]],
     sampling: Sampling,
     greedy: bool = False,
-    batch_size: int | None = None,
+    chunk_size: int | None = None,
     with_logprobs: bool = False,
 ) -> Rollout:
-    """The policy answers each prompt (in generation chunks of ``batch_size``), by sampling or ``greedy``.
+    """The policy answers each prompt by sampling or ``greedy``, ``chunk_size`` prompts per ``generate`` call
+    (None: the whole batch in one call); see the module docstring for what chunking keeps equal.
 
     ``with_logprobs``: also keep the log-probs [B, T] and entropies [B, T] of the distribution each token
     was drawn from, softmax(logits / temperature), from the generation logits (as TRL's PPOTrainer did):
@@ -138,11 +149,10 @@ def sample(
     tokenizer = roles.tokenizer
     prompt_ids, prompt_mask = encode_prompts(tokenizer, prompts, sampling.max_prompt_length, roles.device)
     config = sampling.generation_config(tokenizer, greedy)
-    step = batch_size or len(prompts)
     with_values = with_logprobs and roles.value_on_policy
     chunks, logprobs, entropy, values = [], [], [], []
-    for start in range(0, len(prompts), step):
-        ids, mask = prompt_ids[start : start + step], prompt_mask[start : start + step]
+    for rows in chunk_rows(len(prompts), chunk_size):
+        ids, mask = trim_left_padding(prompt_ids[rows], prompt_mask[rows])
         if not with_logprobs:
             chunks.append(roles.generate(ids, mask, config)[:, ids.shape[1] :])
             continue
@@ -173,6 +183,21 @@ def sample(
     kept = (padded(logprobs, 0.0), padded(entropy, 0.0)) if with_logprobs else (None, None)
     return Rollout(list(prompts), prompt_ids, prompt_mask, responses, mask, has_eos, texts, *kept,
                    values=padded(values, 0.0) if with_values else None)  # fmt: skip
+
+
+def chunk_rows(n: int, chunk_size: int | None) -> list[slice]:
+    """Consecutive slices of ``chunk_size`` rows covering range(n) (the last may be shorter); None: one slice."""
+    step = max(n, 1) if chunk_size is None else chunk_size
+    if step < 1:
+        raise ValueError(f"chunk_size must be >= 1 or None, got {chunk_size}")
+    return [slice(start, start + step) for start in range(0, n, step)]
+
+
+def trim_left_padding(ids: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """ids, mask [b, P] left-padded -> [b, P'] without the leading columns that are padding in every row
+    (a chunk's rows were padded to the longest prompt of the whole batch; the KV cache need not hold that)."""
+    first = int(mask.any(0).float().argmax())  # first column with a real token in some row
+    return ids[:, first:], mask[:, first:]
 
 
 def logprobs_and_entropy(

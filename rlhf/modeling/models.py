@@ -3,6 +3,13 @@
 Every source ends as a directory that ``from_pretrained`` reads: a hub id or local directory
 (``pretrained``), a safetensors copy of a GGUF file made once in the cache (``gguf``), or a
 random-init tiny Llama saved once in the cache (``tiny``). LoRA is built here and nowhere else.
+
+Trainable weights stay float32 whatever ``hardware.dtype`` the base has: PEFT keeps LoRA matrices in
+float32 (``autocast_adapter_dtype``, on by default in get_peft_model / from_pretrained / load_adapter /
+add_adapter), and :func:`float32_head` does the same for heads (the reward model's score head, PPO's
+value head), which PEFT's ``modules_to_save`` would leave in the base dtype. In bf16 most AdamW updates
+at a LoRA learning rate round away (bf16 keeps 8 bits of mantissa: an update below ~1/256 of a weight
+is lost); the heads are [1, H], so float32 costs nothing.
 """
 
 from __future__ import annotations
@@ -19,7 +26,9 @@ from pathlib import Path
 import torch
 from huggingface_hub.errors import StrictDataclassClassValidationError, StrictDataclassFieldValidationError
 from peft import LoraConfig, PeftModel, get_peft_model, prepare_model_for_kbit_training
+from peft.utils import ModulesToSaveWrapper
 from safetensors import SafetensorError, safe_open
+from torch import nn
 from transformers import (
     AutoModelForCausalLM,
     AutoModelForSequenceClassification,
@@ -245,9 +254,11 @@ def load_causal_lm(path: str, model: ModelSettings, hardware: HardwareSettings, 
 
 
 def load_reward_backbone(path: str, model: ModelSettings, hardware: HardwareSettings, tokenizer) -> PreTrainedModel:
-    """A sequence classifier with one output (the reward) read at the last non-pad token."""
+    """A sequence classifier with one output (the reward) read at the last non-pad token; its score head in
+    float32 (float32_head), so the copies PEFT makes of it are float32 and load saved heads exactly."""
     seq_cls = _load(AutoModelForSequenceClassification, path, model, hardware, num_labels=1)
     seq_cls.config.pad_token_id = tokenizer.pad_token_id
+    float32_head(seq_cls.score)
     return seq_cls
 
 
@@ -264,16 +275,44 @@ def lora_config(lora: LoraSettings, task_type: str, modules_to_save: list[str] |
     )
 
 
+def _to_head_dtype(head: nn.Module, args: tuple) -> tuple:
+    """Forward pre-hook of a float32 head: the base's hidden state (bf16 on a bf16 base) in the head's dtype."""
+    return tuple(a.to(head.weight.dtype) if torch.is_tensor(a) and a.is_floating_point() else a for a in args)
+
+
+def float32_head(head: nn.Module) -> nn.Module:
+    """Keep a linear head's weights in float32 and cast its input to them (a forward pre-hook), so a bf16
+    or fp16 base feeds it as it is. Under autocast the matmul still runs in the autocast dtype, as for any
+    float32 weight in mixed precision; only the stored weights (and AdamW's updates to them) are float32."""
+    if type(head) is not nn.Linear:  # e.g. a bitsandbytes 4-bit layer: not ours to cast
+        return head
+    head.float()
+    if not getattr(head, "_float32_head", False):
+        head.register_forward_pre_hook(_to_head_dtype)
+        head._float32_head = True
+    return head
+
+
+def float32_saved_modules(model: nn.Module) -> nn.Module:
+    """Every copy PEFT keeps of a ``modules_to_save`` head (the reward model's ``score``) as a float32 head."""
+    for module in model.modules():
+        if isinstance(module, ModulesToSaveWrapper):
+            for head in module.modules_to_save.values():
+                float32_head(head)
+    return model
+
+
 def add_adapter(backbone: PreTrainedModel, lora: LoraSettings, task_type: str, modules_to_save=None):
-    """Wrap ``backbone`` in a fresh trainable LoRA adapter, or return it whole for full fine-tuning."""
+    """Wrap ``backbone`` in a fresh trainable LoRA adapter (LoRA weights and ``modules_to_save`` heads in
+    float32), or return it whole for full fine-tuning."""
     if not lora.enabled:
         return backbone
-    return get_peft_model(backbone, lora_config(lora, task_type, modules_to_save))
+    return float32_saved_modules(get_peft_model(backbone, lora_config(lora, task_type, modules_to_save)))
 
 
 def load_adapter(backbone: PreTrainedModel, adapter_dir: str | Path, trainable: bool = False) -> PeftModel:
-    """Put a saved PEFT adapter (safetensors) onto ``backbone``."""
-    return PeftModel.from_pretrained(backbone, str(adapter_dir), is_trainable=trainable)
+    """Put a saved PEFT adapter (safetensors) onto ``backbone``; its heads in float32, as they were trained."""
+    return float32_saved_modules(PeftModel.from_pretrained(backbone, str(adapter_dir), is_trainable=trainable))
 
 
 def load_reward_model(model: ModelSettings, adapter_dir: str | Path, hardware: HardwareSettings):

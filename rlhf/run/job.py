@@ -13,6 +13,7 @@ from transformers import PreTrainedTokenizerBase
 from rlhf.config import DatasetSettings, HardwareSettings, LoggerSettings, LoraSettings, ModelSettings, from_node
 from rlhf.data.preference import PreferenceSplits, load_preference_splits
 from rlhf.modeling.models import load_tokenizer, model_directory
+from rlhf.run import distributed
 from rlhf.run.tracking import Tracker
 
 
@@ -45,6 +46,11 @@ class Job:
             self.on_resumed(step, metrics_rows)
 
     @property
+    def writes(self) -> bool:
+        """Whether this process writes the run directory (rank 0 of a launch: rlhf/run/distributed.py)."""
+        return self.tracker.writes
+
+    @property
     def adapter_dir(self) -> Path:
         return self.run_dir / "adapter"
 
@@ -58,13 +64,15 @@ def build_job(
     tags: list[str],
     name: str | None = None,
     resume: bool = False,
-    on_resumed: Callable[[int], None] | None = None,
+    on_resumed: Callable[[int, int | None], None] | None = None,
+    writes: bool = True,
 ) -> Job:
     """Parse the shared config groups, open the tracker (metrics.jsonl, W&B), load the tokenizer and the data.
 
     Used by train.py (rlhf/experiment.py), evaluate.py (rlhf/evaluation/run.py) and the tests, so they all
     see a config the same way. ``group`` is the W&B group unless ``logger.group`` sets one; ``name`` the W&B
-    run's name (a resumed run keeps its W&B run, rlhf/run/tracking.py). If loading
+    run's name (a resumed run keeps its W&B run, rlhf/run/tracking.py); ``writes=False``: the tracker records
+    nothing (a launch's processes other than rank 0). If loading
     fails, the tracker is closed (its W&B run marked failed) before the error goes on.
     """
     model = from_node(ModelSettings, cfg.model, "model")
@@ -77,9 +85,11 @@ def build_job(
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     tracker = Tracker(run_dir, logger, config=OmegaConf.to_container(cfg, resolve=True), job_type=job_type,
-                      group=logger.group or group, tags=tags, name=name, resume=resume)  # fmt: skip
+                      group=logger.group or group, tags=tags, name=name, resume=resume, writes=writes)  # fmt: skip
     try:
-        model_path = model_directory(model)
+        # Rank 0 builds a missing model cache (the GGUF conversion, tiny_llama) before the others read it.
+        with distributed.main_first():
+            model_path = model_directory(model)
         tokenizer = load_tokenizer(model_path, model)
         data = load_preference_splits(dataset)
     except BaseException:

@@ -172,7 +172,8 @@ class Tracker:
     """Logs to ``run_dir/metrics.jsonl`` (one object per step) and mirrors to W&B when it works.
 
     ``tags`` are shortened to what W&B accepts; ``name`` is the W&B run's name (None: W&B picks one). With
-    ``resume``, the W&B run saved in ``run_dir/wandb_run.json`` continues, with its name and tags.
+    ``resume``, the W&B run saved in ``run_dir/wandb_run.json`` continues, with its name and tags. With
+    ``writes=False`` (a launch's processes other than rank 0, rlhf/run/distributed.py) it records nothing.
     """
 
     def __init__(
@@ -186,14 +187,16 @@ class Tracker:
         tags: list[str],
         name: str | None = None,
         resume: bool = False,
+        writes: bool = True,
     ):
         self.run_dir = Path(run_dir)
         self.metrics_path = self.run_dir / "metrics.jsonl"
+        self.writes = writes
         self._wandb = None
         self._run = None
         self._run_id = None
         self._offline = False
-        mode = wandb_mode(settings)
+        mode = wandb_mode(settings) if writes else "disabled"
         if mode != "disabled":
             identity = self._identity(name, wandb_tags(tags), resume)
             self._start_wandb(settings, mode, config=redact_secrets(config), job_type=job_type, group=group, **identity)
@@ -272,6 +275,8 @@ class Tracker:
 
     def log(self, metrics: dict[str, Any], step: int) -> None:
         """Append one step's metrics (scalars) to metrics.jsonl and W&B."""
+        if not self.writes:
+            return
         row = {"step": int(step), **{k: _plain(v) for k, v in metrics.items()}}
         with open(self.metrics_path, "a", encoding="utf-8") as handle:
             handle.write(json.dumps(row) + "\n")

@@ -8,10 +8,14 @@ import numpy as np
 import pytest
 from omegaconf import open_dict
 
+from rlhf.config import from_node
 from rlhf.errors import ConfigError
-from rlhf.evaluation.run import evaluate
+from rlhf.evaluation.policies import PolicyBank, PolicyView
+from rlhf.evaluation.run import Settings, evaluate, generate
 from rlhf.evaluation.tables import HEADLINE_COLUMNS
-from tests.evaluation.helpers import make_policy_run, make_rm_run, tiny_evaluate
+from rlhf.modeling.models import load_causal_lm
+from rlhf.run.job import build_job
+from tests.evaluation.helpers import _tiny, make_policy_run, make_rm_run, tiny_evaluate
 
 PNGS = ("scores.png", "reward_vs_kl.png", "training_curves.png")
 
@@ -125,3 +129,36 @@ def test_greedy_base_only_run_with_wandb_offline(tmp_path, runs, monkeypatch):
     again = evaluate(cfg, tmp_path / "run2")  # greedy: the same responses every time
     assert again["policies"]["sft"]["avg_reward"] == res["policies"]["sft"]["avg_reward"]
     assert np.isfinite(res["policies"]["sft"]["kl"]["mean"])
+
+
+def test_a_chunk_below_one_is_a_one_line_error(tmp_path):
+    cfg = tiny_evaluate(tmp_path, **{"evaluation.chunk_size": "0"})
+    with pytest.raises(ConfigError) as err:
+        from_node(Settings, cfg.evaluation, "evaluation")
+    assert str(err.value) == (
+        "evaluation.chunk_size=0 is out of range: must be >= 1 prompt per generate() call, e.g. 64 on CPU "
+        "(lower it if generation runs out of memory)"
+    )
+
+
+def test_chunks_give_the_same_greedy_answers_and_kl(tmp_path, runs, monkeypatch):
+    """evaluation.chunk_size bounds each generate call and log-prob forward; greedy answers and KL stay the same."""
+    model, hardware, path, tokenizer = _tiny()
+    bank = PolicyBank(load_causal_lm(path, model, hardware, tokenizer), tokenizer)
+    policy = bank.attach(runs["diff"] / "adapter")
+    calls, real = [], PolicyView.generate
+
+    def counted(view, input_ids, attention_mask, config):
+        calls.append(len(input_ids))
+        return real(view, input_ids, attention_mask, config)
+
+    monkeypatch.setattr(PolicyView, "generate", counted)
+    out = {}
+    for size in (2, 5):
+        cfg = tiny_evaluate(tmp_path, **{"evaluation.greedy": "true", "evaluation.chunk_size": str(size)})
+        job = build_job(cfg, tmp_path / f"run{size}", job_type="evaluate", group="tests", tags=[])
+        prompts = [ex["prompt"] for ex in job.data.test[:5]]
+        out[size] = generate(bank, policy, None, prompts, from_node(Settings, cfg.evaluation, "evaluation"), seed=0)
+    assert calls == [2, 2, 1, 5]
+    assert out[2].texts == out[5].texts and (out[2].lengths == out[5].lengths).all()
+    assert np.abs(out[5].kl).max() > 1e-3 and np.allclose(out[2].kl, out[5].kl, atol=1e-4)

@@ -5,7 +5,14 @@ import torch
 
 from rlhf.config import HardwareSettings, LoraSettings, ModelSettings, from_node
 from rlhf.errors import ConfigError, ModelLoadError
-from rlhf.modeling.models import add_adapter, load_causal_lm, load_reward_backbone, load_tokenizer, model_directory
+from rlhf.modeling.models import (
+    add_adapter,
+    load_adapter,
+    load_causal_lm,
+    load_reward_backbone,
+    load_tokenizer,
+    model_directory,
+)
 from tests.conftest import compose_train
 
 
@@ -85,3 +92,48 @@ def test_4bit_without_a_gpu_is_a_config_error():
     path = model_directory(model)
     with pytest.raises(ConfigError, match=r"hardware=gpu_24gb .* needs a CUDA GPU"):
         load_causal_lm(path, model, hardware, load_tokenizer(path, model))
+
+
+def bf16_reward_model():
+    """The tiny reward backbone loaded as hardware.dtype=bfloat16 (no autocast), with LoRA and a trainable score."""
+    model, hardware, lora = settings("hardware.dtype=bfloat16")
+    path = model_directory(model)
+    tokenizer = load_tokenizer(path, model)
+    reward = add_adapter(load_reward_backbone(path, model, hardware, tokenizer), lora, "SEQ_CLS", ["score"])
+    return tokenizer, reward
+
+
+def test_lora_and_score_head_train_in_float32_on_a_bf16_base():
+    tokenizer, reward = bf16_reward_model()
+    params = dict(reward.named_parameters())
+    trainable = {n: p for n, p in params.items() if p.requires_grad}
+    assert params["base_model.model.model.embed_tokens.weight"].dtype == torch.bfloat16  # the base stays bf16
+    assert any("lora_B" in n for n in trainable) and any(".score.modules_to_save." in n for n in trainable)
+    assert all(p.dtype == torch.float32 for p in trainable.values()), {n: p.dtype for n, p in trainable.items()}
+
+    batch = tokenizer(["Hello there.", "A longer text to score here."], padding=True, return_tensors="pt")
+    rewards = reward(**batch).logits[:, 0]  # bf16 hidden state into the float32 head: no dtype error
+    assert rewards.dtype == torch.float32 and torch.isfinite(rewards).all()
+    head = next(p for n, p in trainable.items() if ".score.modules_to_save." in n)
+    before = head.detach().clone()
+    optimizer = torch.optim.AdamW(trainable.values(), lr=1e-5, eps=1e-5, weight_decay=0.0)
+    (rewards[0] - rewards[1]).backward()
+    optimizer.step()
+    assert not torch.equal(head, before)  # a 1e-5 step moves a float32 weight...
+    stored_in_bf16 = (before - 1e-5 * torch.sign(head.grad)).to(torch.bfloat16).float()
+    assert (stored_in_bf16 == before).float().mean() > 0.5  # ...where bf16 would keep most weights as they were
+
+
+def test_a_saved_float32_head_loads_exactly_onto_a_bf16_base(tmp_path):
+    _, reward = bf16_reward_model()
+    with torch.no_grad():
+        head = reward.base_model.model.score.modules_to_save["default"].weight
+        head.add_(1e-4 * torch.arange(head.numel()).reshape(head.shape))  # digits bf16 cannot hold
+    reward.save_pretrained(tmp_path / "adapter")
+    model, hardware, _ = settings("hardware.dtype=bfloat16")
+    path = model_directory(model)
+    loaded = load_adapter(
+        load_reward_backbone(path, model, hardware, load_tokenizer(path, model)), tmp_path / "adapter"
+    )
+    copy = loaded.base_model.model.score.modules_to_save["default"].weight
+    assert copy.dtype == torch.float32 and torch.equal(copy, head)

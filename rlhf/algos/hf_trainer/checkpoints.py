@@ -70,7 +70,7 @@ def make_checkpoints_atomic(trainer: Trainer, metrics_path: Path | None = None) 
 
     The hook wraps the instance's (TRL's) ``_save_checkpoint`` and, for that call only, points its
     ``_get_output_dir`` at the staging folder: the Trainer's own code does the writing, and the rotation it
-    runs there finds only the one checkpoint. Single process: the staging folder is cleared before each save.
+    runs there finds only the one checkpoint. The staging folder is cleared before each save.
     Not for ``load_best_model_at_end``: the best checkpoint would be looked up in the staging folder."""
     save = trainer._save_checkpoint  # bound: TRL's override (model card) and then the Trainer's
 
@@ -79,11 +79,15 @@ def make_checkpoints_atomic(trainer: Trainer, metrics_path: Path | None = None) 
         staging = root / STAGING
         if trainer.args.should_save:
             shutil.rmtree(staging, ignore_errors=True)  # what a save that died half way left
+        # Several processes: each writes its part (its RNG state; ZeRO's optimizer shards) into the staging
+        # folder, so no one starts before it is cleared, and rank 0 publishes once all have finished.
+        trainer.accelerator.wait_for_everyone()
         trainer._get_output_dir = lambda trial=None: str(staging)  # an instance attribute shadows the method
         try:
             save(model, trial)
         finally:
             del trainer._get_output_dir
+        trainer.accelerator.wait_for_everyone()
         if trainer.args.should_save:
             name = f"{PREFIX}-{trainer.state.global_step}"
             if metrics_path is not None:  # the Trainer logs a step before it saves it: that row is counted

@@ -8,6 +8,7 @@ from pathlib import Path
 import torch
 
 from rlhf.config import HardwareSettings, check
+from rlhf.run import distributed
 from rlhf.run.rundir import CHECKPOINTS
 
 
@@ -19,7 +20,8 @@ def common_training_args(algo, hardware: HardwareSettings, run_dir: Path, seed: 
     keep_checkpoints (resumable checkpoints in run_dir/checkpoints, see rlhf/algos/hf_trainer/loop.py).
     ``algo.group_by_length`` is applied to the built trainer (rlhf/algos/hf_trainer/length_grouping.py), not here.
     """
-    micro, accumulation = hardware.accumulation_steps(algo.batch_size, "algo.batch_size")
+    # algo.batch_size is the global batch: the launch's processes share it (rlhf/run/distributed.py)
+    micro, accumulation = hardware.accumulation_steps(algo.batch_size, "algo.batch_size", distributed.world_size())
     return dict(
         output_dir=str(Path(run_dir) / CHECKPOINTS),
         per_device_train_batch_size=micro,

@@ -4,7 +4,8 @@ Metrics (means over the prompts): ``rm_score`` (the frozen reward model), ``gold
 synthetic set's gold judge, when the data has one), ``kl`` (sum over response tokens of
 log pi - log pi_ref on the sampled tokens: an unbiased estimate of KL(policy || reference) per
 response), ``length`` and ``eos_rate``. Sampling is seeded and does not move the training RNG,
-so the start and final evaluations draw with the same random numbers.
+so the start and final evaluations draw with the same random numbers. Generation and scoring run
+``algo.rollout_chunk_size`` prompts at a time, as the training rollouts do.
 """
 
 from __future__ import annotations
@@ -27,18 +28,18 @@ def evaluate(
     prompts: list[list[dict]],
     sampling: Sampling,
     greedy: bool,
-    batch_size: int,
-    micro_batch: int,
+    chunk_size: int,
     reward_max_length: int,
     seed: int,
     with_gold: bool,
 ) -> tuple[dict[str, float], list[dict]]:
-    """(metrics, one record per prompt with the response and its scores)."""
+    """(metrics, one record per prompt with the response and its scores); ``chunk_size`` prompts per
+    generate call and sequences per scoring forward."""
     devices = list(range(torch.cuda.device_count())) if torch.cuda.is_available() else []
     with torch.random.fork_rng(devices=devices):
         torch.manual_seed(seed)
-        rollout = sample(roles, prompts, sampling, greedy, batch_size=batch_size)
-    scored = score_rollout(roles, rollout, sampling.temperature, micro_batch, reward_max_length, with_values=False)
+        rollout = sample(roles, prompts, sampling, greedy, chunk_size=chunk_size)
+    scored = score_rollout(roles, rollout, sampling.temperature, chunk_size, reward_max_length, with_values=False)
     mask = rollout.mask.float()
     kl = ((scored.logprobs - scored.ref_logprobs) * mask).sum(1)
     metrics = {

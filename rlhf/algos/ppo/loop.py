@@ -2,17 +2,20 @@
 
 Each iteration, for a batch of training prompts:
 
-    1. rollout     the policy samples a response to each prompt (left-padded prompts, stop at EOS);
-                   at full precision the sampling log-probs are kept: they are the old policy's (and,
-                   with ``value_model=policy``, the values of the states they were sampled from)
+    1. rollout     the policy samples a response to each prompt (left-padded prompts, stop at EOS), in
+                   ``rollout_chunk_size`` prompts per generate call; at full precision the sampling log-probs
+                   are kept: they are the old policy's (and, with ``value_model=policy``, the values of the
+                   states they were sampled from)
     2. score       reference log-probs (and old-policy ones under autocast), values (unless kept), and the
-                   reward model's score of each response at its last real token; ``missing_eos_penalty`` for
-                   responses cut at the length limit; optional clipping / whitening of the scores
+                   reward model's score of each response at its last real token, ``rollout_chunk_size``
+                   sequences per forward; ``missing_eos_penalty`` for responses cut at the length limit;
+                   optional clipping / whitening of the scores
     3. rewards     per token: -beta * KL(policy || reference) on every token, + the score on the last;
                    beta fixed or adaptive (KL controller)
     4. advantages  GAE (gamma, lambda), optional reward whitening, advantage whitening
     5. update      ``ppo_epochs`` passes over shuffled minibatches (gradient accumulation in micro
-                   batches): clipped policy loss + vf_coef * clipped value loss, gradient clipping
+                   batches of hardware.micro_batch_size): clipped policy loss + vf_coef * clipped value
+                   loss, gradient clipping; the optimizer is hardware.optim's (rlhf/algos/ppo/optimizer.py)
     6. log         metrics.jsonl / W&B; a table of sample completions every ``sample_every`` iterations
 
 Step 1 is rlhf/modeling/generation.py (shared with evaluation), step 2 rlhf/algos/ppo/scoring.py, the roles
@@ -52,6 +55,7 @@ from rlhf.algos.ppo.math import (
     policy_loss,
     value_loss,
 )
+from rlhf.algos.ppo.optimizer import build_optimizer, optimizer_class
 from rlhf.algos.ppo.roles import Roles, build_roles
 from rlhf.algos.ppo.scoring import micro_batches, response_logprobs_and_values, response_values, score_rollout
 from rlhf.algos.ppo.settings import Settings
@@ -150,11 +154,17 @@ def ppo_iteration(
 
     # 1. rollout: sample a response to every prompt; at full precision keep the sampling log-probs, which
     #    are the old policy's (step 2 then needs no policy forward).
-    rollout = sample(roles, prompts, settings.sampling, with_logprobs=roles.generation_matches_scoring)
+    rollout = sample(
+        roles,
+        prompts,
+        settings.sampling,
+        chunk_size=settings.rollout_chunk_size,
+        with_logprobs=roles.generation_matches_scoring,
+    )
     times["rollout"], clock = time.perf_counter() - clock, time.perf_counter()
 
     # 2. score: log-probs under the reference (and the sampling policy, unless kept), values, reward-model scores.
-    old = score_rollout(roles, rollout, settings.sampling.temperature, micro_batch, reward_max_length)
+    old = score_rollout(roles, rollout, settings.sampling.temperature, settings.rollout_chunk_size, reward_max_length)
     scores = apply_missing_eos_penalty(old.scores, rollout.has_eos, settings.missing_eos_penalty)
     scores = normalize_scores(scores, settings.reward_clip, settings.whiten_scores)
     times["score"], clock = time.perf_counter() - clock, time.perf_counter()
@@ -352,7 +362,13 @@ def build(job: Job, settings: Settings) -> tuple[Roles, FinishedRun]:
     start = init_adapter(job, settings)
     resume_checkpoint(job)
     micro_batch_size(job, settings)
+    optimizer_class(job.hardware.optim, settings.learning_rate, settings.adam_eps, _device())
     return build_roles(job, rm, settings.share_base, start, settings.value_model), rm
+
+
+def _device() -> torch.device:
+    """Where the roles will train (build_roles puts them on the GPU when there is one)."""
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
 def micro_batch_size(job: Job, settings: Settings) -> int:
@@ -372,8 +388,8 @@ def fit(job: Job, settings: Settings, roles: Roles, rm: FinishedRun) -> dict:
     resume_from = resume_checkpoint(job)
     stop = stopping.current()
     micro = micro_batch_size(job, settings)
-    optimizer = torch.optim.AdamW(
-        roles.trainable.values(), lr=settings.learning_rate, eps=settings.adam_eps, weight_decay=0.0
+    optimizer = build_optimizer(
+        roles.trainable.values(), job.hardware.optim, settings.learning_rate, settings.adam_eps, roles.device
     )
     updates = settings.iterations * settings.ppo_epochs * settings.num_mini_batches
     scheduler = get_scheduler(settings.lr_scheduler_type, optimizer, round(settings.warmup_ratio * updates), updates)
@@ -390,8 +406,7 @@ def fit(job: Job, settings: Settings, roles: Roles, rm: FinishedRun) -> dict:
             eval_prompts,
             settings.sampling,
             settings.eval_greedy,
-            settings.batch_size,
-            micro,
+            settings.rollout_chunk_size,
             reward_max_length,
             job.seed,
             with_gold,

@@ -17,7 +17,9 @@ The rm adapter was trained on LlamaForSequenceClassification with LoRA on the sa
 (model.layers.*), so its LoRA weights load onto the causal LM unchanged; its ``score`` head
 becomes a separate ``nn.Linear``. A role is (model, adapter to activate, head); every forward
 runs the decoder with position ids from the attention mask and applies the head to the last
-hidden state, so no role needs a second copy of the base.
+hidden state, so no role needs a second copy of the base. The reward and value heads are float32 whatever
+the base dtype (rlhf.modeling.models.float32_head: bf16 would round most AdamW updates away), and take
+the base's hidden state cast to float32; the LoRA adapters are float32 through PEFT.
 """
 
 from __future__ import annotations
@@ -41,6 +43,7 @@ from transformers import GenerationConfig
 from rlhf.errors import ConfigError, ModelLoadError
 from rlhf.modeling.models import (
     add_adapter,
+    float32_head,
     load_adapter,
     load_causal_lm,
     load_reward_backbone,
@@ -361,8 +364,8 @@ def _load_lora(model: PeftModel, config: LoraConfig, weights: dict[str, torch.Te
 
 
 def _linear_head(weight: torch.Tensor, like: nn.Module, trainable: bool) -> nn.Linear:
-    reference = next(like.parameters())
-    head = nn.Linear(weight.shape[1], weight.shape[0], bias=False, dtype=reference.dtype, device=reference.device)
+    """A linear head holding ``weight`` [out, in], float32 whatever the base dtype, on ``like``'s device."""
+    head = float32_head(nn.Linear(weight.shape[1], weight.shape[0], bias=False, device=next(like.parameters()).device))
     with torch.no_grad():
         head.weight.copy_(weight)
     head.weight.requires_grad_(trainable)

@@ -1,4 +1,4 @@
-"""Step 2 of PPO: what the frozen roles and the old policy say about a rollout, in micro batches.
+"""Step 2 of PPO: what the frozen roles and the old policy say about a rollout, in chunks of sequences.
 
 Shapes as in rlhf/modeling/generation.py: B rows, P prompt columns (left padding), T response columns.
 """
@@ -54,18 +54,19 @@ def score_rollout(
     roles: Roles,
     rollout: Rollout,
     temperature: float,
-    micro_batch: int,
+    chunk_size: int,
     reward_max_length: int,
     with_values: bool = True,
 ) -> Scored:
-    """Step 2 of PPO: old-policy and reference log-probs, values and reward-model scores, in micro batches.
+    """Step 2 of PPO: old-policy and reference log-probs, values and reward-model scores, ``chunk_size``
+    sequences per forward (algo.rollout_chunk_size; no gradients, so not the training micro batch).
     The old-policy log-probs, entropies and values are the rollout's own when it kept them (sample(...,
     with_logprobs=True); values only with the value head on the policy); otherwise a forward computes them."""
     out = {
         key: torch.zeros(rollout.mask.shape, device=rollout.mask.device)
         for key in ("logprobs", "ref_logprobs", "entropy", "values")
     }
-    for rows in micro_batches(rollout, torch.arange(len(rollout)), micro_batch):
+    for rows in micro_batches(rollout, torch.arange(len(rollout)), chunk_size):
         if rollout.logprobs is None:
             out["logprobs"][rows], out["entropy"][rows] = response_logprobs(
                 roles, "policy", rollout, rows, temperature, with_entropy=True
@@ -77,5 +78,5 @@ def score_rollout(
         out["logprobs"], out["entropy"] = rollout.logprobs, rollout.entropy
     if with_values and rollout.values is not None:
         out["values"] = rollout.values
-    scores = roles.scores(rollout.conversations(), micro_batch, reward_max_length)
+    scores = roles.scores(rollout.conversations(), chunk_size, reward_max_length)
     return Scored(scores=scores, **out)

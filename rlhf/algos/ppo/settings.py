@@ -36,6 +36,7 @@ class Settings:
     max_grad_norm: float
     # 1. rollout
     sampling: Sampling
+    rollout_chunk_size: int
     # 2.-3. score and per-token rewards
     missing_eos_penalty: float | None
     reward_clip: float | None
@@ -91,6 +92,12 @@ class Settings:
         check(self.adam_eps > 0, "algo.adam_eps", self.adam_eps, "must be > 0")
         check(self.max_grad_norm > 0, "algo.max_grad_norm", self.max_grad_norm, "must be > 0")
         self.sampling.check("algo.sampling")
+        check(
+            self.rollout_chunk_size >= 1,
+            "algo.rollout_chunk_size",
+            self.rollout_chunk_size,
+            "must be >= 1 prompt per generate() call, e.g. 16 on CPU (lower it if the rollout runs out of memory)",
+        )
         if self.missing_eos_penalty is not None:
             check(
                 self.missing_eos_penalty >= 0,

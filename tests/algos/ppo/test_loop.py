@@ -383,5 +383,5 @@ def test_sampling_log_probs_equal_a_policy_forward(outputs, tmp_path):
     assert rollout.logprobs.shape == mask.shape and rollout.prompt_mask.float().mean() < 1
     assert torch.allclose(rollout.logprobs[mask], forward[mask], atol=1e-4)
     assert torch.allclose(rollout.entropy[mask], entropy[mask], atol=1e-4)
-    scored = score_rollout(roles, rollout, settings.sampling.temperature, micro_batch=2, reward_max_length=256)
+    scored = score_rollout(roles, rollout, settings.sampling.temperature, chunk_size=2, reward_max_length=256)
     assert torch.equal(scored.logprobs, rollout.logprobs)

@@ -98,7 +98,7 @@ def test_old_values_come_from_generation_and_equal_a_forward(outputs, tmp_path):
         forward = response_values(roles, rollout, torch.arange(len(rollout)))
     assert forward[mask].std() > 0
     assert torch.allclose(rollout.values[mask], forward[mask], atol=1e-4)
-    scored = score_rollout(roles, rollout, settings.sampling.temperature, micro_batch=2, reward_max_length=256)
+    scored = score_rollout(roles, rollout, settings.sampling.temperature, chunk_size=2, reward_max_length=256)
     assert torch.equal(scored.values, rollout.values)
 
 

@@ -1,0 +1,110 @@
+"""One run per launch: what the processes of `torchrun` / `accelerate launch` agree on, and who writes.
+
+The processes of a launch are one run: the main process (rank 0) owns the run directory (its lock,
+.hydra/, metrics.jsonl, summary.json, W&B, the latest pointer, checkpoint metadata); the others train
+beside it and write nothing but errors. They agree before Hydra composes the config:
+
+- the command line: rank 0 rewrites ``resume=`` (``latest`` picks a run the others could not tell from a
+  live one once rank 0 holds its lock) and sends the result to all;
+- the run directory: rank 0's timestamp (``RUN_STAMP``, read by conf/hydra/default.yaml) replaces each
+  process's own ``${now:...}``, so Hydra gives every rank the same directory;
+- whether to go on: rank 0 checks and locks the directory, then tells the others (:func:`agree`), so a
+  refused run stops every rank instead of leaving the others waiting in their first collective.
+
+The collectives are accelerate's (``PartialState``: gloo on CPU, NCCL on GPUs), started here once.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from contextlib import contextmanager
+from datetime import datetime
+
+RUN_STAMP = "RLHF_RUN_STAMP"  # the launch's timestamp, in every process's environment
+
+
+def world_size() -> int:
+    """How many processes the launch has (1 outside torchrun / accelerate launch)."""
+    return int(os.environ.get("WORLD_SIZE", "1"))
+
+
+def rank() -> int:
+    return int(os.environ.get("RANK", "0"))
+
+
+def is_main() -> bool:
+    """Whether this process writes the run directory."""
+    return rank() == 0
+
+
+def _state():
+    import torch
+    from accelerate import PartialState  # imported late: a one-process run never starts a process group
+
+    # cpu=True where there is no GPU: accelerate then starts gloo (without it, it sees no accelerator and
+    # no distributed launch at all); the Trainer's use_cpu asks for the same
+    return PartialState(cpu=not torch.cuda.is_available())
+
+
+def broadcast(value):
+    """Rank 0's ``value`` (any picklable object), in every process."""
+    if world_size() == 1:
+        return value
+    from accelerate.utils import broadcast_object_list
+
+    _state()
+    box = [value]
+    broadcast_object_list(box, from_process=0)
+    return box[0]
+
+
+def barrier() -> None:
+    if world_size() > 1:
+        _state().wait_for_everyone()
+
+
+@contextmanager
+def main_first():
+    """Rank 0 runs the block first (e.g. building a cache the others then read), the others after it."""
+    if not is_main():
+        barrier()
+    yield
+    if is_main():
+        barrier()
+
+
+def agree_on_launch(argv: list[str], rewrite) -> list[str]:
+    """Before Hydra: rank 0's ``rewrite(argv)`` and timestamp for every process (see the module docstring).
+    ``rewrite`` may raise a user error; it reaches every rank, each raising it (only rank 0 prints it)."""
+    if world_size() == 1:
+        return rewrite(argv)
+    outcome = None
+    if is_main():
+        try:
+            outcome = (rewrite(argv), datetime.now().strftime("%Y-%m-%d_%H-%M-%S_%f"), None)
+        except Exception as err:  # sent on, raised by every rank
+            outcome = (None, None, err)
+    argv, stamp, error = broadcast(outcome)
+    if error is not None:
+        raise error
+    os.environ[RUN_STAMP] = stamp
+    return argv
+
+
+def agree(error: BaseException | None) -> None:
+    """Rank 0 tells the others whether the run goes on: ``error`` (what stopped it there), raised in each
+    as ``FollowerStopped``; on rank 0 it is raised by the caller itself."""
+    verdict = broadcast(None if error is None else str(error))
+    if verdict is not None and not is_main():
+        raise FollowerStopped(verdict)
+
+
+class FollowerStopped(Exception):
+    """A follower stops because rank 0 refused the run (rank 0 prints why)."""
+
+
+def quiet_followers() -> None:
+    """Followers log only warnings and errors: one train.log, one console, written by rank 0."""
+    if not is_main():
+        logging.getLogger().setLevel(logging.WARNING)

@@ -1,0 +1,93 @@
+"""One run per launch: `torchrun --nproc_per_node 2 train.py ...` on CPU (real DDP over gloo) makes one run
+directory, one summary, one W&B run and one latest pointer, and trains what one process trains with the same
+global batch and seed (rm, sft, dpo: the final adapter within float tolerance)."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from rlhf.config import HardwareSettings
+from rlhf.errors import ConfigError
+
+REPO = Path(__file__).resolve().parents[2]
+TORCHRUN = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
+# Global batch 4 (debug=tiny): one process takes micro batches of 4; two take 2 each, their gradients averaged.
+TINY = ["debug=tiny", "algo.max_steps=4", "lora.dropout=0"]
+
+
+def train(outputs: Path, algo: str, *extra: str, processes: int = 1, check: bool = True):
+    env = {**os.environ, "WANDB_MODE": "offline", "OMP_NUM_THREADS": "1"}
+    launcher = TORCHRUN if processes == 2 else [sys.executable]
+    result = subprocess.run(
+        [*launcher, "train.py", f"algo={algo}", *TINY, f"outputs_root={outputs}", *extra],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    if check:
+        assert result.returncode == 0, "\n".join(l for l in result.stderr.splitlines() if "rank1" in l or "Error" in l)[
+            -4000:
+        ]
+    return result
+
+
+def adapter(run_dir: Path) -> dict[str, torch.Tensor]:
+    return load_file(run_dir / "adapter" / "adapter_model.safetensors")
+
+
+def test_the_global_batch_is_split_among_the_processes():
+    hardware = HardwareSettings("cpu", "float32", False, False, False, "adamw_torch", 8, None, None)
+    assert hardware.accumulation_steps(32, "algo.batch_size", processes=2) == (8, 2)
+    assert hardware.accumulation_steps(4, "algo.batch_size", processes=2) == (2, 1)
+    with pytest.raises(ConfigError, match=r"algo.batch_size=5 is not divisible by the launch's 2 processes"):
+        hardware.accumulation_steps(5, "algo.batch_size", processes=2)
+    with pytest.raises(ConfigError, match=r"algo.batch_size=20 \(10 per process\).*micro_batch_size=8"):
+        hardware.accumulation_steps(20, "algo.batch_size", processes=2)
+
+
+def check_one_run(outputs: Path, algo: str) -> Path:
+    runs = list((outputs / algo).iterdir())
+    assert len(runs) == 1, runs  # one directory for the launch, not one per process
+    run_dir = runs[0]
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["status"] == "finished"
+    assert len(list((run_dir / "wandb").glob("offline-run-*"))) == 1  # one W&B run
+    assert (outputs / "latest" / algo).resolve() == run_dir.resolve()
+    assert [p.name for p in (outputs / "latest").iterdir()] == [algo]  # no pointer left half switched
+    steps = [json.loads(line)["step"] for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    assert [s for s in steps if s < 4] == [1, 2, 3]  # each step logged once, by rank 0
+    return run_dir
+
+
+@pytest.mark.parametrize("algo", ["rm", pytest.param("sft", marks=pytest.mark.slow), "dpo"])
+def test_two_processes_make_one_run_that_trains_as_one_process(algo, tmp_path):
+    """rm and dpo in the default suite (~40 s each), sft in the slow one."""
+    two, one = tmp_path / "two", tmp_path / "one"
+    train(two, algo, "logger=wandb", processes=2)
+    train(one, algo)
+    run_dir = check_one_run(two, algo)
+    expected, got = adapter(next((one / algo).iterdir())), adapter(run_dir)
+    assert expected.keys() == got.keys()
+    for name in expected:
+        torch.testing.assert_close(got[name], expected[name], rtol=1e-4, atol=1e-6, msg=name)
+
+
+def test_a_run_that_rank_0_refuses_stops_every_process(tmp_path):
+    """A run directory that already holds a run: rank 0 prints one error line, the other process stops too."""
+    run_dir = tmp_path / "taken"
+    run_dir.mkdir()
+    (run_dir / "summary.json").write_text('{"status": "finished"}')
+    result = train(tmp_path, "rm", f"hydra.run.dir={run_dir}", processes=2, check=False)
+    assert result.returncode != 0
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "already holds a run" in errors[0], result.stderr[-2000:]
+    assert json.loads((run_dir / "summary.json").read_text()) == {"status": "finished"}
+    assert not {".hydra", "metrics.jsonl", "checkpoints"} & {p.name for p in run_dir.iterdir()}

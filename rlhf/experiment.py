@@ -45,6 +45,8 @@ ALGORITHMS = {
     "sft": "rlhf.algos.sft",
     "dpo": "rlhf.algos.dpo",
     "ppo": "rlhf.algos.ppo",
+    "grpo": "rlhf.algos.grpo",
+    "rloo": "rlhf.algos.rloo",
 }
 
 

@@ -46,6 +46,7 @@ def main(cfg: DictConfig) -> float | None:
     if multirun and _sweep_stopped is not None:
         print(f"job {hydra_cfg.job.num} not started: the sweep was stopped by a signal", file=sys.stderr, flush=True)
         return NO_RESULT
+    distributed.adopt_slurm_tasks()  # a SLURM sweep job of several tasks: one launch, as under torchrun
     context = run_context(hydra_cfg)
     distributed.quiet_followers()
     if distributed.is_main():

@@ -12,12 +12,13 @@ Extra arguments are Hydra overrides for every run (e.g. ``seed=3``). Runs use ``
 from __future__ import annotations
 
 import argparse
-import hashlib
 import os
 import shutil
 import subprocess
 import sys
 from pathlib import Path
+
+from rlhf.modeling.fingerprints import file_sha256
 
 REPO = Path(__file__).resolve().parents[1]
 RUNS = {
@@ -32,7 +33,7 @@ RUNS = {
 def adapter_hashes(out: Path) -> list[str]:
     """``<sha256>  <path>`` for every safetensors file under the runs' adapter/ folders (not checkpoints)."""
     files = sorted(p for p in out.rglob("*.safetensors") if "adapter" in p.parts and "checkpoints" not in p.parts)
-    return [f"{hashlib.sha256(p.read_bytes()).hexdigest()}  {p.relative_to(out)}" for p in files]
+    return [f"{file_sha256(p)}  {p.relative_to(out)}" for p in files]
 
 
 def main(argv: list[str] | None = None) -> None:

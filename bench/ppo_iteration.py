@@ -76,9 +76,10 @@ def reward_model(args: argparse.Namespace, root: Path) -> Path:
 def peer_spec(overrides: list[str], rm_dir: Path, path: Path) -> None:
     """What bench/peer_ppo.py needs, from the config our run composes: settings, and the prompts our run
     draws (prompt_indices) tokenized by our rollout code, so both sides see the same token ids."""
-    from rlhf.algos.ppo.scoring import encode_prompts, prompt_indices
+    from rlhf.algos.ppo.loop import prompt_indices
     from rlhf.config import DatasetSettings, ModelSettings, from_node
     from rlhf.data.preference import load_preference_splits
+    from rlhf.modeling.generation import cut_prompts, encode_prompts
     from rlhf.modeling.models import load_tokenizer
 
     cfg = common.compose(overrides)
@@ -90,7 +91,9 @@ def peer_spec(overrides: list[str], rm_dir: Path, path: Path) -> None:
         i for step in range(1, algo.iterations + 1) for i in prompt_indices(len(train), algo.batch_size, step, cfg.seed)
     ]
     prompt_ids = [
-        encode_prompts(tokenizer, [train[i]["prompt"]], algo.sampling.max_prompt_length, "cpu")[0][0].tolist()
+        encode_prompts(tokenizer, cut_prompts(tokenizer, [train[i]["prompt"]], algo.sampling.max_prompt_length), "cpu")[
+            0
+        ][0].tolist()
         for i in order
     ]
     spec = {

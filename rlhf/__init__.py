@@ -9,6 +9,8 @@ The package is layered; each layer imports only the layers below it (tests/test_
                                    an algorithm imports hf_trainer and its own package, never another algorithm
     rlhf.run                       the run around an algorithm: Job, run directory and adapter resolution,
                                    resume, signals, the non-finite guard, tracking, sweep callbacks
+    rlhf.plan                      will it fit? predicted peak memory per phase from the config alone
+                                   (python -m rlhf.plan); only rlhf.experiment imports it
     rlhf.modeling                  models and tokenizers, chat templates, log-probs, generation, reward scoring
     rlhf.data                      HH parsing, the synthetic set and its gold judge, preference splits
     rlhf.config, rlhf.errors       typed views of the config groups; one-line user errors

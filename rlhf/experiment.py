@@ -16,6 +16,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from rlhf.config import check, from_node
 from rlhf.errors import ConfigError, StorageError
+from rlhf.plan.fits import check_fits
 from rlhf.run import distributed
 from rlhf.run.job import Job, build_job
 from rlhf.run.lock import RunDirLock
@@ -27,6 +28,7 @@ from rlhf.run.rundir import (
     OVERRIDES,
     STORAGE_ERRNOS,
     SUMMARY,
+    peak_cuda_mb,
     peak_rss_mb,
     point_latest,
     remove_temporaries,
@@ -93,6 +95,7 @@ def run_experiment(cfg: DictConfig, context: RunContext | Path) -> dict:
     try:
         try:
             _check_directory(cfg, context.run_dir, resume)
+            check_fits(cfg)  # will it fit in hardware.memory_gib? before any weights load (rlhf/plan/)
         except BaseException as err:
             distributed.agree(err)
             raise
@@ -239,6 +242,8 @@ def _run_locked(cfg: DictConfig, context: RunContext, resume: bool) -> dict:
             raise
         finally:
             summary.update(wall_time_s=round(time.time() - started, 2), peak_rss_mb=round(peak_rss_mb(), 1))
+            if (cuda_mb := peak_cuda_mb()) is not None:
+                summary["peak_cuda_mb"] = cuda_mb
             if committed:
                 _write_summary(run_dir, summary)
             if job is not None:

@@ -13,12 +13,20 @@ LAYERS = [
     ("rlhf.config",),
     ("rlhf.data",),
     ("rlhf.modeling",),
+    ("rlhf.plan",),
     ("rlhf.run",),
     ("rlhf.algos",),
     ("rlhf.evaluation",),
     ("rlhf.experiment", "rlhf.report"),
 ]
-ALGORITHMS = ("rlhf.algos.rm", "rlhf.algos.sft", "rlhf.algos.dpo", "rlhf.algos.ppo")
+ALGORITHMS = (
+    "rlhf.algos.rm",
+    "rlhf.algos.sft",
+    "rlhf.algos.dpo",
+    "rlhf.algos.ppo",
+    "rlhf.algos.grpo",
+    "rlhf.algos.rloo",
+)
 
 
 def module_name(path) -> str:
@@ -62,6 +70,17 @@ def test_every_module_imports_only_its_layer_and_below():
     assert not across, (
         f"algorithms importing another algorithm (share code through hf_trainer or a lower layer): {across}"
     )
+
+
+def test_only_the_experiment_imports_the_planner():
+    # train.py asks rlhf.plan.check_fits before the weights load; nothing else depends on the planner
+    importers = sorted(
+        module_name(path)
+        for path in PACKAGE.rglob("*.py")
+        if not module_name(path).startswith("rlhf.plan")
+        and any(m == "rlhf.plan" or m.startswith("rlhf.plan.") for m in rlhf_imports(path))
+    )
+    assert set(importers) <= {"rlhf.experiment"}, importers
 
 
 def test_the_layer_check_sees_an_upward_import(tmp_path):

@@ -12,7 +12,12 @@ Where the reference comes from (one copy of the base weights unless noted):
 
 Held-out metrics: implicit rewards beta * (log pi(y|x) - log pi_ref(y|x)) of the test split's chosen and
 rejected responses; ``eval_accuracy`` is the share of pairs with chosen > rejected (ties half),
-``eval_margin`` the mean difference, and ``eval_accuracy/<family>`` per family.
+``eval_margin`` the mean difference, and ``eval_accuracy/<family>`` per family. The reference log-probs are
+taken before training, on the device training runs on (hf_trainer/placement.py).
+
+Each checkpoint records the init adapter (its path and weights' sha256); a resumed run whose
+``algo.init_adapter`` now gives other weights (e.g. outputs/latest/sft moved on to a newer run) stops with one
+error naming the adapter it started from.
 """
 
 from __future__ import annotations
@@ -26,9 +31,11 @@ import torch
 from peft import LoraConfig, PeftConfig
 from trl import DPOConfig, DPOTrainer
 
+from rlhf.algos.hf_trainer.checkpoints import check_resumed_init_adapter, record_init_adapter
 from rlhf.algos.hf_trainer.columns import preference_dataset
 from rlhf.algos.hf_trainer.length_grouping import group_by_length
-from rlhf.algos.hf_trainer.loop import run_trainer
+from rlhf.algos.hf_trainer.loop import last_checkpoint, run_trainer
+from rlhf.algos.hf_trainer.placement import on_training_device
 from rlhf.algos.hf_trainer.settings import TrainerSettings, common_training_args
 from rlhf.config import check, check_choice
 from rlhf.errors import ConfigError
@@ -128,8 +135,11 @@ def _start_model(job: Job, path: str, tokenizer, adapter: Path | None):
 
 
 def build(job: Job, settings: Settings) -> Policy:
-    """Tokenizer, start policy and reference arrangement for this job (see the module docstring)."""
+    """Tokenizer, start policy and reference arrangement for this job (see the module docstring). A resume
+    first checks that the init adapter is the one the run started from (before any weights load)."""
     adapter = resolve_adapter(settings.init_adapter, "algo.init_adapter", job.model) if settings.init_adapter else None
+    if job.resume and (checkpoint := last_checkpoint(job.run_dir)) is not None:
+        check_resumed_init_adapter(checkpoint, adapter)
     path, tokenizer = job.model_path, job.tokenizer
     if job.lora.enabled:
         backbone = load_causal_lm(path, job.model, job.hardware, tokenizer)
@@ -170,7 +180,8 @@ def training_dataset(tokenizer, examples: list[dict], max_prompt_length: int):
 
 
 def make_trainer(job: Job, settings: Settings, policy: Policy, examples: list[dict] | None = None) -> DPOTrainer:
-    """A DPOTrainer for the job's train split (or ``examples``); TRL's metrics go to our Tracker."""
+    """A DPOTrainer for the job's train split (or ``examples``); TRL's metrics go to our Tracker; its checkpoints
+    record the policy's init adapter."""
     args = DPOConfig(
         **common_training_args(settings, job.hardware, job.run_dir, job.seed),
         beta=settings.beta,
@@ -194,6 +205,7 @@ def make_trainer(job: Job, settings: Settings, policy: Policy, examples: list[di
     )
     if settings.group_by_length:
         group_by_length(trainer)
+    record_init_adapter(trainer, policy.init_adapter)
     return trainer
 
 
@@ -228,9 +240,11 @@ def train(job: Job, settings: Settings) -> dict:
             model, policy.tokenizer, test, settings.eval_batch_size, settings.max_length, settings.max_prompt_length
         )
 
-    # The DPO reference is the start policy in every arrangement, so score the test split with it now.
-    ref_chosen, ref_rejected = logps(policy.model)
-    trainer = fit(job, settings, policy)
+    trainer = make_trainer(job, settings, policy)
+    # The DPO reference is the start policy in every arrangement, so score the test split with it now (the
+    # trainer's model: a fresh adapter adds zero), on the device training runs on, not where the weights loaded.
+    ref_chosen, ref_rejected = logps(on_training_device(trainer))
+    run_trainer(trainer, job)
     model = trainer.accelerator.unwrap_model(trainer.model)
     if job.writes:
         save_policy(model, policy.tokenizer, job.adapter_dir)

@@ -6,7 +6,6 @@ LoRA policy against our finished reward model, with PPO's scoring rule and PPO's
     RewardFunction what TRL calls with each rollout: reward-model score minus the missing-EOS penalty, and the
                    rollout's raw score, EOS rate and gold score (hh_synthetic) logged as PPO logs them
     PolicyView     the trained policy and its reference seen through rlhf/modeling/generation.py's interface
-    evaluate       held-out evaluation before and after training: rm_score, gold_score, kl, length, eos_rate
     train          build -> start evaluation -> TRL's trainer (run_trainer: checkpoints, resume, signals) ->
                    final evaluation -> adapter/ and the summary
 
@@ -16,23 +15,24 @@ it ``num_iterations`` times, so a rollout is ``num_mini_batches * num_iterations
 ``generation_batch_size`` = batch_size, ``steps_per_generation`` = micro batches per pass).
 
 Scoring as PPO scores (rlhf/algos/ppo/loop.py, steps 1-2):
-- the prompt is the conversation rendered with the policy tokenizer's chat template and the assistant turn
-  opened, cut to its last ``sampling.max_prompt_length`` tokens (the cut is applied to the token ids TRL
-  tokenizes, as rlhf/modeling/generation.py encode_prompts cuts them);
+- the prompt is the conversation cut to ``sampling.max_prompt_length`` tokens by whole turns, its end kept (the
+  dataset holds the cut prompts: rlhf/modeling/generation.py cut_prompts, the cut of PPO, DPO and SFT), rendered
+  with the policy tokenizer's chat template and the assistant turn opened (TRL tokenizes it as
+  generation.encode_prompts does);
 - sampling stops at the tokenizer's EOS (load_causal_lm sets the model's generation EOS to it), softmax(logits /
   temperature) with top_k / top_p;
-- the reward model reads the FULL prompt + the response (TRL passes the untruncated prompt messages and the
-  decoded response to the reward function), rendered with the rm run's chat template, cut to the rm run's
-  ``algo.max_length`` keeping the end (rlhf/modeling/reward_scoring.py score_conversations);
+- the reward model reads the cut prompt the policy saw + the response (TRL passes the dataset's prompt messages
+  and the decoded response, less the template's separator: generation.response_content), rendered with the rm
+  run's chat template, cut to the rm run's ``algo.max_length`` keeping the end
+  (rlhf/modeling/reward_scoring.py score_conversations);
 - a response without EOS (cut at ``max_new_tokens``) loses ``missing_eos_penalty``.
 
 The reward model is a second, frozen model (load_reward_model), on whatever base the rm run used; PPO's
 ``share_base`` (the reward adapter on the policy's own base) is not offered here.
 
-``evaluate`` is PPO's held-out evaluation (rlhf/algos/ppo/evaluation.py) composed from the same shared pieces
-(rlhf/modeling/generation.py sample / response_logprobs, reward_scoring, the gold judge): an algorithm may not
-import another (tests/test_layers.py), so until PPO's ``evaluate`` moves below the algorithms (e.g. to
-rlhf/modeling/) this is its twin, with the same metrics, records and seeding.
+The held-out evaluation before and after training is PPO's (rlhf/modeling/held_out.py): rm_score, gold_score,
+kl, length and eos_rate on the same seeded draws, read off the PolicyView; the log-prob forwards and the reward
+model take ``hardware.micro_batch_size`` sequences at a time, generation ``batch_size`` prompts per call.
 """
 
 from __future__ import annotations
@@ -54,7 +54,8 @@ from rlhf.algos.hf_trainer.settings import common_training_args
 from rlhf.config import check, check_choice
 from rlhf.data.gold_judge import gold_score_batch
 from rlhf.errors import ConfigError
-from rlhf.modeling.generation import Sampling, response_logprobs, sample
+from rlhf.modeling.generation import Sampling, cut_prompts, response_content, response_separator
+from rlhf.modeling.held_out import evaluate
 from rlhf.modeling.models import load_adapter, load_causal_lm, load_reward_model, lora_config
 from rlhf.modeling.reward_scoring import score_conversations
 from rlhf.modeling.token_math import position_ids, response_positions
@@ -69,7 +70,6 @@ __all__ = [
     "RewardFunction",
     "PolicyView",
     "Policy",
-    "evaluate",
     "reward_model_run",
     "build_policy",
     "make_trainer",
@@ -311,9 +311,11 @@ class RewardFunction:
     """The reward TRL's trainers call with each rollout: the reward model's score of prompt + response, less
     ``missing_eos_penalty`` for a response that did not end with EOS.
 
-    TRL (1.16, ``_calculate_rewards``) passes ``prompts`` (the dataset's full prompt messages), ``completions``
-    (``[{"role": "assistant", "content": text}]``, decoded without special tokens), ``completion_ids`` (the
-    sampled ids, up to and including the first EOS) and, as keywords, ``trainer_state`` and ``log_metric``.
+    TRL (1.16, ``_calculate_rewards``) passes ``prompts`` (the dataset's prompt messages: cut as the policy saw
+    them, :func:`prompt_dataset`), ``completions`` (``[{"role": "assistant", "content": text}]``, decoded without
+    special tokens; ``separator``, the chat template's text before an assistant's content, is taken off its
+    front as rlhf/modeling/generation.py does), ``completion_ids`` (the sampled ids, up to and including the
+    first EOS) and, as keywords, ``trainer_state`` and ``log_metric``.
     Logged per rollout, as PPO logs them: ``objective/scores`` (raw rm score, before the penalty),
     ``response/eos_rate`` and, with ``with_gold`` (hh_synthetic), ``objective/gold_score``, the gold judge's mean
     score of the rollout; every ``sample_every`` rollouts a table of ``sample_rows`` completions."""
@@ -328,14 +330,15 @@ class RewardFunction:
         sample_every: int = 1,
         sample_rows: int = 4,
         steps_per_rollout: int = 1,
+        separator: str = "",
     ):
         self.__name__ = "reward_model"  # TRL logs rewards/<name>/mean and /std
         self.score, self.eos_token_id, self.penalty, self.with_gold = score, eos_token_id, penalty, with_gold
         self.tracker, self.sample_every, self.sample_rows = tracker, sample_every, sample_rows
-        self.steps_per_rollout = steps_per_rollout
+        self.steps_per_rollout, self.separator = steps_per_rollout, separator
 
     def __call__(self, prompts, completions, completion_ids, trainer_state=None, log_metric=None, **_) -> list[float]:
-        texts = [c[-1]["content"] if isinstance(c, list) else c for c in completions]
+        texts = [response_content(c[-1]["content"] if isinstance(c, list) else c, self.separator) for c in completions]
         conversations = [list(p) + [{"role": "assistant", "content": t}] for p, t in zip(prompts, texts)]
         scores = self.score(conversations)
         has_eos = torch.tensor([len(ids) > 0 and int(ids[-1]) == self.eos_token_id for ids in completion_ids])
@@ -412,6 +415,16 @@ class PolicyView:
     def device(self) -> torch.device:
         return next(self.model.parameters()).device
 
+    @contextmanager
+    def evaluating(self):
+        """The model in eval mode (dropout off, as PPO's roles always are) for the block, then as it was."""
+        was_training = self.model.training
+        self.model.eval()
+        try:
+            yield self
+        finally:
+            self.model.train(was_training)
+
     def precision(self, generation: bool = False):
         """As PPO's Roles.precision: autocast for forwards with hardware.bf16; CPU generation stays fp32."""
         if self.autocast_dtype is None or (generation and self.device.type == "cpu"):
@@ -457,79 +470,17 @@ class PolicyView:
         return self.reward(conversations, batch_size, max_length)
 
 
-@torch.no_grad()
-def evaluate(
-    view: PolicyView,
-    prompts: list[list[dict]],
-    sampling: Sampling,
-    greedy: bool,
-    chunk_size: int,
-    micro_batch: int,
-    reward_max_length: int,
-    seed: int,
-    with_gold: bool,
-) -> tuple[dict[str, float], list[dict]]:
-    """PPO's held-out evaluation (rlhf/algos/ppo/evaluation.py), on the same shared pieces: seeded sampling that
-    leaves the training RNG alone (the start and final evaluations draw the same random numbers), reward-model
-    score of prompt + response (``rm_score``), the gold judge (``gold_score``), ``kl`` = sum over response tokens
-    of log pi - log pi_ref on the sampled tokens at the sampling temperature, ``length``, ``eos_rate``.
-    Returns (metrics, one record per prompt)."""
-    was_training = view.model.training
-    view.model.eval()
-    try:
-        devices = list(range(torch.cuda.device_count())) if torch.cuda.is_available() else []
-        with torch.random.fork_rng(devices=devices):
-            torch.manual_seed(seed)
-            rollout = sample(view, prompts, sampling, greedy, chunk_size)
-        temperature = sampling.temperature  # PPO scores its evaluation rollout at the sampling temperature
-        logprobs = torch.zeros(rollout.mask.shape, device=rollout.mask.device)
-        ref_logprobs = torch.zeros_like(logprobs)
-        lengths = (rollout.prompt_mask.sum(1) + rollout.mask.sum(1)).cpu()
-        for rows in torch.argsort(lengths, stable=True).split(micro_batch):  # similar lengths: less padding
-            logprobs[rows] = response_logprobs(view, "policy", rollout, rows, temperature)[0]
-            ref_logprobs[rows] = response_logprobs(view, "reference", rollout, rows, temperature)[0]
-        scores = view.scores(rollout.conversations(), micro_batch, reward_max_length)
-    finally:
-        view.model.train(was_training)
-    mask = rollout.mask.float()
-    kl = ((logprobs - ref_logprobs) * mask).sum(1)
-    metrics = {
-        "rm_score": scores.mean().item(),
-        "kl": kl.mean().item(),
-        "length": mask.sum(1).mean().item(),
-        "eos_rate": rollout.has_eos.float().mean().item(),
-    }
-    gold = gold_score_batch(rollout.prompts, rollout.texts) if with_gold else [None] * len(rollout)
-    if with_gold:
-        metrics["gold_score"] = sum(gold) / len(gold)
-    records = [
-        {"prompt": _last_user_text(p), "response": t, "rm_score": s, "gold_score": g, "kl": k}
-        for p, t, s, g, k in zip(rollout.prompts, rollout.texts, scores.tolist(), gold, kl.tolist())
-    ]
-    return metrics, records
-
-
 # --------------------------------------------------------------------------- the trainer
 
 
-def prompt_dataset(examples: list[dict]) -> Dataset:
-    """TRL's conversational prompt column (the whole conversation up to the last user turn: the reward model
-    reads it whole; the policy sees its cut, see :func:`cut_prompts`)."""
-    return Dataset.from_list([{"prompt": ex["prompt"]} for ex in examples])
-
-
-def cut_prompts(trainer, max_prompt_length: int) -> None:
-    """Make the trainer keep the last ``max_prompt_length`` tokens of each rendered prompt, as PPO's
-    encode_prompts does (left truncation of the chat-templated text); TRL 1.16 has no prompt length limit.
-    The instance hook on ``_tokenize_prompts`` (GRPOTrainer's and RLOOTrainer's), which returns (prompt ids,
-    images, multimodal fields)."""
-    tokenize = trainer._tokenize_prompts
-
-    def tokenize_and_cut(prompts):
-        prompt_ids, images, multimodal_fields = tokenize(prompts)
-        return [list(ids)[-max_prompt_length:] for ids in prompt_ids], images, multimodal_fields
-
-    trainer._tokenize_prompts = tokenize_and_cut  # an instance attribute shadows the method
+def prompt_dataset(tokenizer, examples: list[dict], max_prompt_length: int) -> Dataset:
+    """TRL's conversational prompt column: each conversation up to its last user turn, cut to
+    ``max_prompt_length`` tokens by whole turns as PPO's rollouts cut it (rlhf/modeling/generation.py
+    cut_prompts; TRL 1.16 has no prompt length limit). The policy answers this cut and the reward model reads it."""
+    prompts = cut_prompts(
+        tokenizer, [ex["prompt"] for ex in examples], max_prompt_length, "algo.sampling.max_prompt_length"
+    )
+    return Dataset.from_list([{"prompt": prompt} for prompt in prompts])
 
 
 def make_trainer(
@@ -549,12 +500,13 @@ def make_trainer(
         model=policy.model,
         reward_funcs=[reward_function],
         args=args,
-        train_dataset=prompt_dataset(job.data.train if examples is None else examples),
+        train_dataset=prompt_dataset(
+            job.tokenizer, job.data.train if examples is None else examples, settings.sampling.max_prompt_length
+        ),
         processing_class=job.tokenizer,
         peft_config=policy.peft_config,
         callbacks=[TrackerCallback(job.tracker)],
     )
-    cut_prompts(trainer, settings.sampling.max_prompt_length)
     return trainer
 
 
@@ -589,6 +541,7 @@ def train(job: Job, settings: Settings, trainer_class, config_class, algo_args: 
         settings.sample_every,
         settings.sample_rows,
         settings.steps_per_rollout,
+        separator=response_separator(job.tokenizer),
     )
     policy = build_policy(job, settings.init_adapter)
     trainer = make_trainer(job, settings, policy, reward_function, trainer_class, config_class, algo_args)
@@ -598,17 +551,18 @@ def train(job: Job, settings: Settings, trainer_class, config_class, algo_args: 
     samples_path = job.run_dir / EVAL_SAMPLES
 
     def held_out(when: str, step: int) -> dict[str, float]:
-        metrics, records = evaluate(
-            view,
-            eval_prompts,
-            settings.sampling,
-            settings.eval_greedy,
-            settings.batch_size,
-            job.hardware.micro_batch_size,
-            reward.max_length,
-            job.seed,
-            with_gold,
-        )
+        with view.evaluating():
+            metrics, records = evaluate(
+                view,
+                eval_prompts,
+                settings.sampling,
+                settings.eval_greedy,
+                settings.batch_size,
+                reward.max_length,
+                job.seed,
+                with_gold,
+                score_batch=job.hardware.micro_batch_size,
+            )
         if job.writes:  # the main process of a launch writes the run directory
             _append_samples(samples_path, when, step, records)
         log.info("%s evaluation on %d held-out prompts: %s", when, len(eval_prompts), metrics)

@@ -5,7 +5,8 @@ completions before DPO); ``python train.py algo=dpo algo.init_adapter=outputs/la
 Each preference example becomes ``{"prompt": messages, "completion": chosen}`` (TRL's conversational
 prompt-completion format); TRL masks the prompt tokens out of the labels (``completion_only_loss``).
 The prompt is cut to ``max_prompt_length`` tokens keeping its end, as in DPO (rlhf/modeling/logprobs.py).
-Held-out metric: ``eval_loss``, the mean per-token negative log-likelihood of the test split's chosen responses.
+Held-out metric: ``eval_loss``, the mean per-token negative log-likelihood of the test split's chosen responses,
+before training (on the device training runs on, hf_trainer/placement.py) and after.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from trl import SFTConfig, SFTTrainer
 
 from rlhf.algos.hf_trainer.length_grouping import group_by_length
 from rlhf.algos.hf_trainer.loop import run_trainer
+from rlhf.algos.hf_trainer.placement import on_training_device
 from rlhf.algos.hf_trainer.settings import TrainerSettings, common_training_args
 from rlhf.modeling.logprobs import response_logprobs, truncate_prompt
 from rlhf.modeling.models import add_adapter, load_causal_lm
@@ -101,8 +103,10 @@ def evaluate_nll(model, tokenizer, examples: list[dict], settings: Settings) -> 
 def train(job: Job, settings: Settings) -> dict:
     """Train, save adapter/ (+ tokenizer), and return held-out response NLL before and after."""
     tokenizer, model = build(job)
-    before = evaluate_nll(model, tokenizer, job.data.test, settings)["eval_loss"]
-    steps = fit(job, settings, tokenizer, model)
+    trainer = make_trainer(job, settings, tokenizer, model)
+    # Before training, where training runs (the weights loaded on the CPU; the Trainer may not have moved them).
+    before = evaluate_nll(on_training_device(trainer), tokenizer, job.data.test, settings)["eval_loss"]
+    steps = run_trainer(trainer, job)
     if job.writes:
         model.save_pretrained(job.adapter_dir, safe_serialization=True)
         tokenizer.save_pretrained(job.adapter_dir)

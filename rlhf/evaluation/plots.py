@@ -18,17 +18,22 @@ SCORES_PNG = "scores.png"
 REWARD_KL_PNG = "reward_vs_kl.png"
 CURVES_PNG = "training_curves.png"
 
-# What to plot from each algorithm's metrics.jsonl (first keys that exist), in this order.
+# What to plot from each algorithm's metrics.jsonl (first keys that exist), in this order; for an algorithm not
+# listed, its other numeric metrics by name (curve_keys). The online arms: reward-model score, KL, length.
 CURVE_KEYS = {
     "dpo": ["loss", "rewards/accuracies", "rewards/margins"],
     "sft": ["loss", "mean_token_accuracy", "entropy"],
     "ppo": ["objective/scores", "objective/kl", "response/length"],
+    "grpo": ["objective/scores", "kl", "completions/mean_length"],  # TRL's GRPOTrainer names, our objective/scores
+    "rloo": ["objective/scores", "kl", "completions/mean_length"],  # TRL's RLOOTrainer names, our objective/scores
 }
 _SKIP_PREFIXES = ("time/", "perf/", "lr", "epoch", "learning_rate", "grad_norm")
 MAX_CURVES = 3
 
 
-def _colors(names: list[str]) -> dict[str, str]:
+def policy_colors(names: list[str]) -> dict[str, str]:
+    """One colour per compared policy, in the order given (any names: base, dpo, ppo, grpo, rloo, sweep jobs),
+    shared by every plot of an evaluation; the cycle repeats past its length (10 by default)."""
     cycle = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     return {name: cycle[i % len(cycle)] for i, name in enumerate(names)}
 
@@ -50,7 +55,7 @@ def _errorbar(ax, x: float, stat: dict, color: str, label: str, **kwargs) -> Non
 def plot_scores(results: dict, path: Path) -> None:
     """Avg reward (and gold score) per method with their intervals; the dataset's chosen responses as a line."""
     names = list(results["policies"])
-    colors = _colors(names)
+    colors = policy_colors(names)
     panels = [("avg_reward", "Judge reward model score")] + (
         [("gold_score", "Gold-judge score")] if results["gold"] else []
     )
@@ -77,7 +82,7 @@ def plot_scores(results: dict, path: Path) -> None:
 def plot_reward_vs_kl(results: dict, path: Path) -> None:
     """One point per policy (intervals on both axes), plus each kept PPO checkpoint."""
     names = list(results["policies"])
-    colors = _colors(names)
+    colors = policy_colors(names)
     fig, ax = plt.subplots(figsize=(6.5, 4.8))
     for name in names:
         p = results["policies"][name]
@@ -147,7 +152,7 @@ def plot_training_curves(
 ) -> None:
     """One row per compared run (name -> (run dir, algo)), its key metrics against the step."""
     names = list(runs)
-    colors = colors or _colors(names)
+    colors = colors or policy_colors(names)
     fig, axes = plt.subplots(
         max(1, len(names)), MAX_CURVES, figsize=(4.2 * MAX_CURVES, 3.2 * max(1, len(names))), squeeze=False
     )
@@ -191,7 +196,7 @@ def write_all(run_dir: Path, results: dict, run_dirs: dict[str, Path]) -> list[s
     for name, draw in (
         (SCORES_PNG, lambda p: plot_scores(results, p)),
         (REWARD_KL_PNG, lambda p: plot_reward_vs_kl(results, p)),
-        (CURVES_PNG, lambda p: plot_training_curves(runs, p, _colors(list(results["policies"])))),
+        (CURVES_PNG, lambda p: plot_training_curves(runs, p, policy_colors(list(results["policies"])))),
     ):
         try:
             draw(Path(run_dir) / name)

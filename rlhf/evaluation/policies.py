@@ -1,9 +1,9 @@
 """Which policies to compare, and one copy of the base weights that serves them all.
 
-A policy is ``base`` (the model with no adapter) or a finished policy run directory (dpo, ppo, sft,
-a sweep job) whose ``adapter/`` is a PEFT CausalLM LoRA adapter on the base its ``.hydra/config.yaml``
-names. Its reference, for KL and the implicit reward, is the base with adapters disabled, or the
-run's ``algo.init_adapter`` (e.g. an SFT adapter) when it started from one, as DPO and PPO use it.
+A policy is ``base`` (the model with no adapter) or a finished policy run directory (``POLICY_ALGOS``: sft,
+dpo, ppo, grpo, rloo; a sweep job) whose ``adapter/`` is a PEFT CausalLM LoRA adapter on the base its
+``.hydra/config.yaml`` names. Its reference, for KL and the implicit reward, is the base with adapters disabled, or the
+run's ``algo.init_adapter`` (e.g. an SFT adapter) when it started from one, as DPO, PPO, GRPO and RLOO use it.
 
 :class:`PolicyBank` loads the base once and attaches every adapter by name (PeftModel.load_adapter),
 switching with ``set_adapter`` / ``disable_adapter``, so N policies cost one base plus N small adapters.
@@ -231,7 +231,7 @@ class PolicyBank:
 
 
 class PolicyView:
-    """A policy and its reference seen through the interface rlhf.algos.ppo.scoring uses (``Roles``): tokenizer,
+    """A policy and its reference seen through the interface rlhf/modeling/generation.py samples from: tokenizer,
     device, ``generate`` with the policy, ``response_head`` for the "policy" and "reference" roles."""
 
     def __init__(self, bank: PolicyBank, policy: str | None, reference: str | None):

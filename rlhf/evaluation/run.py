@@ -28,7 +28,7 @@ from rlhf.errors import ConfigError
 from rlhf.evaluation import metrics as M
 from rlhf.evaluation import plots, tables
 from rlhf.evaluation.policies import PolicyBank, PolicySpec, ppo_checkpoints, resolve_judge, resolve_policies
-from rlhf.modeling.generation import Sampling, response_logprobs, sample
+from rlhf.modeling.generation import Sampling, cut_prompts, response_logprobs, sample
 from rlhf.modeling.logprobs import completion_logprobs, tokenize_completions, truncate_prompt
 from rlhf.modeling.models import load_causal_lm, load_reward_model
 from rlhf.modeling.reward_scoring import score_conversations
@@ -292,7 +292,13 @@ def evaluate(cfg: DictConfig, run_dir: Path, explicit: set[str] = frozenset()) -
                 len(examples),
             )
         pairs = data.test[: settings.n_pairs]
-        prompts = [ex["prompt"] for ex in examples]
+        # Cut by whole turns once, as PPO and DPO do: the policies answer, and the judge scores, the same prompts.
+        prompts = cut_prompts(
+            tokenizer,
+            [ex["prompt"] for ex in examples],
+            settings.sampling.max_prompt_length,
+            "evaluation.sampling.max_prompt_length",
+        )
         families = [ex["family"] for ex in examples]
         with_gold = dataset.name == "hh_synthetic"
         micro = hardware.micro_batch_size

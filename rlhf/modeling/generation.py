@@ -1,8 +1,18 @@
 """Sampling responses from a policy: prompts -> a Rollout (ids, masks, texts, optional log-probs).
 
-Shared by PPO's rollouts, its held-out evaluation and evaluate.py. Shapes: B prompts in a batch,
-P prompt columns (left padding), T response columns (right padding after the first EOS), V
-vocabulary. Every forward gets position ids from its attention mask (token_math.position_ids), so
+Shared by PPO's rollouts, its held-out evaluation and evaluate.py.
+
+Prompts are cut and rendered as training cuts and renders them: :func:`cut_prompts` drops whole leading turns to
+``max_prompt_length`` tokens (rlhf/modeling/logprobs.py truncate_prompt, what DPO and SFT train on), and
+:func:`encode_prompts` tokenizes each with the chat template and the assistant turn opened, exactly as TRL
+tokenizes a prompt, so the generation prompt is a prefix of the tokens of prompt + response training sees
+(BOS and all: rlhf/modeling/chat_templates.py). The Rollout keeps the cut prompts: the reward model and the
+gold judge read the conversation the policy saw (``Rollout.conversations``). Its texts are the responses as
+message content: without the separator the template writes between the generation prompt and the content
+(the HH template's space after ``Assistant:``, which the policy generates as part of its first token).
+
+Shapes: B prompts in a batch, P prompt columns (left padding), T response columns (right padding after the
+first EOS), V vocabulary. Every forward gets position ids from its attention mask (token_math.position_ids), so
 left padding never shifts positions.
 
 The model side is any object with ``tokenizer``, ``device``, ``generate(input_ids, attention_mask,
@@ -29,6 +39,7 @@ import torch
 from transformers import GenerationConfig
 
 from rlhf.config import check
+from rlhf.modeling.logprobs import Messages, generation_prompt_ids, truncate_prompt
 from rlhf.modeling.token_math import (
     contains_eos,
     entropy_from_logits,
@@ -80,7 +91,7 @@ class Sampling:
 class Rollout:
     """B prompts and the policy's responses to them."""
 
-    prompts: list[list[dict]]  # prompt messages, as in the preference data
+    prompts: list[list[dict]]  # prompt messages as the policy saw them: cut by whole turns (cut_prompts)
     prompt_ids: torch.Tensor  # [B, P] long, left-padded
     prompt_mask: torch.Tensor  # [B, P] 0/1
     responses: torch.Tensor  # [B, T] long, pad after the first EOS
@@ -98,7 +109,7 @@ class Rollout:
         return len(self.prompts)
 
     def conversations(self) -> list[list[dict]]:
-        """Prompt + response as messages: what the reward model and the gold judge read."""
+        """(Cut) prompt + response as messages: what the reward model reads, the conversation the policy saw."""
         return [prompt + [{"role": "assistant", "content": text}] for prompt, text in zip(self.prompts, self.texts)]
 
     def joined(self, rows: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor, int]:
@@ -116,18 +127,43 @@ class Rollout:
         return input_ids, attention_mask, prompt_ids.shape[1]
 
 
-def encode_prompts(tokenizer, prompts: list[list[dict]], max_length: int, device) -> tuple[torch.Tensor, torch.Tensor]:
-    """Chat-template the prompts with the assistant turn opened; left padding, left truncation (keep the end)."""
-    texts = [tokenizer.apply_chat_template(p, add_generation_prompt=True, tokenize=False) for p in prompts]
-    sides = tokenizer.padding_side, tokenizer.truncation_side
-    tokenizer.padding_side = tokenizer.truncation_side = "left"
-    try:
-        batch = tokenizer(
-            texts, padding=True, truncation=True, max_length=max_length, add_special_tokens=False, return_tensors="pt"
-        )
-    finally:
-        tokenizer.padding_side, tokenizer.truncation_side = sides
-    return batch["input_ids"].to(device), batch["attention_mask"].to(device)
+PROMPT_KEY = "sampling.max_prompt_length"  # the option a prompt cut error names (algo.sampling / evaluation.sampling)
+
+
+def cut_prompts(
+    tokenizer, prompts: list[Messages], max_prompt_length: int | None, key: str = PROMPT_KEY
+) -> list[Messages]:
+    """Each prompt cut to ``max_prompt_length`` rendered tokens by whole turns, keeping its end: the cut DPO and
+    SFT train on (rlhf/modeling/logprobs.py truncate_prompt); prompts that fit come back unchanged."""
+    return [truncate_prompt(tokenizer, prompt, max_prompt_length, key) for prompt in prompts]
+
+
+def encode_prompts(tokenizer, prompts: list[Messages], device) -> tuple[torch.Tensor, torch.Tensor]:
+    """Prompt ids [B, P] and mask [B, P], left-padded: each prompt rendered with the chat template and the
+    assistant turn opened and tokenized as TRL tokenizes a prompt (logprobs.generation_prompt_ids; the
+    template's own BOS, nothing added). Cut the prompts first (cut_prompts): nothing is cut here."""
+    rows = [generation_prompt_ids(tokenizer, prompt) for prompt in prompts]
+    width = max((len(row) for row in rows), default=0)
+    ids = torch.full((len(rows), width), tokenizer.pad_token_id, dtype=torch.long)
+    mask = torch.zeros((len(rows), width), dtype=torch.long)
+    for i, row in enumerate(rows):
+        if row:
+            ids[i, width - len(row) :] = torch.tensor(row)
+            mask[i, width - len(row) :] = 1
+    return ids.to(device), mask.to(device)
+
+
+def response_separator(tokenizer) -> str:
+    """The text the chat template writes between the generation prompt and an assistant message's content
+    (" " for the HH template, "" for ChatML): the policy generates it as part of its first token, and it is
+    no part of the response's content. "" when the template renders a prompt differently alone."""
+    probe = "RESPONSE-PROBE"
+    prompt = [{"role": "user", "content": "hi"}]
+    opened = tokenizer.apply_chat_template(prompt, add_generation_prompt=True, tokenize=False)
+    full = tokenizer.apply_chat_template(prompt + [{"role": "assistant", "content": probe}], tokenize=False)
+    if not full.startswith(opened) or probe not in full[len(opened) :]:
+        return ""
+    return full[len(opened) :].split(probe)[0]
 
 
 @torch.no_grad()
@@ -140,14 +176,16 @@ def sample(
     with_logprobs: bool = False,
 ) -> Rollout:
     """The policy answers each prompt by sampling or ``greedy``, ``chunk_size`` prompts per ``generate`` call
-    (None: the whole batch in one call); see the module docstring for what chunking keeps equal.
+    (None: the whole batch in one call); see the module docstring for what chunking keeps equal. Each prompt is
+    first cut to ``sampling.max_prompt_length`` tokens by whole turns (cut_prompts); the Rollout holds the cut.
 
     ``with_logprobs``: also keep the log-probs [B, T] and entropies [B, T] of the distribution each token
     was drawn from, softmax(logits / temperature), from the generation logits (as TRL's PPOTrainer did):
     the policy's old log-probs without a second forward over the rollout; and, when the value head sits
     on the policy (``roles.value_on_policy``), the old values [B, T] from the same pass."""
     tokenizer = roles.tokenizer
-    prompt_ids, prompt_mask = encode_prompts(tokenizer, prompts, sampling.max_prompt_length, roles.device)
+    prompts = cut_prompts(tokenizer, prompts, sampling.max_prompt_length)
+    prompt_ids, prompt_mask = encode_prompts(tokenizer, prompts, roles.device)
     config = sampling.generation_config(tokenizer, greedy)
     with_values = with_logprobs and roles.value_on_policy
     chunks, logprobs, entropy, values = [], [], [], []
@@ -177,12 +215,19 @@ def sample(
     has_eos = contains_eos(responses, eos)
     responses = truncate_after_eos(responses, eos, pad)
     lengths = mask.sum(1) - has_eos.long()  # decode without the EOS token
+    separator = response_separator(tokenizer)
     texts = [
-        tokenizer.decode(row[:n], skip_special_tokens=True) for row, n in zip(responses.tolist(), lengths.tolist())
+        response_content(tokenizer.decode(row[:n], skip_special_tokens=True), separator)
+        for row, n in zip(responses.tolist(), lengths.tolist())
     ]
     kept = (padded(logprobs, 0.0), padded(entropy, 0.0)) if with_logprobs else (None, None)
     return Rollout(list(prompts), prompt_ids, prompt_mask, responses, mask, has_eos, texts, *kept,
                    values=padded(values, 0.0) if with_values else None)  # fmt: skip
+
+
+def response_content(text: str, separator: str) -> str:
+    """A decoded response as message content: without the template's separator in front (response_separator)."""
+    return text[len(separator) :] if separator and text.startswith(separator) else text
 
 
 def chunk_rows(n: int, chunk_size: int | None) -> list[slice]:

@@ -7,7 +7,9 @@ then cut to ``max_length`` keeping its start (TRL's only truncation mode), so a 
 tail. Before that, :func:`truncate_prompt` cuts prompts to ``max_prompt_length`` keeping their end
 (the oldest turns go first), which is what the DPO and SFT wrappers feed TRL, so every kept example has
 at least ``max_length - max_prompt_length`` response tokens and the numbers here match TRL's
-``logps/*`` and ``rewards/*``.
+``logps/*`` and ``rewards/*``. The same whole-turn cut gives the prompts a policy answers in PPO, the online
+arms and evaluation (rlhf/modeling/generation.py), and the reward model then reads that cut prompt and the
+response: a prompt is cut one way wherever it is used.
 
 Which weights score is the caller's business: a PEFT model scores with its active adapter; wrap the
 call in :func:`reference_mode` to score with the DPO reference (the frozen ``ref`` adapter when one
@@ -27,16 +29,24 @@ from rlhf.errors import ConfigError
 Messages = list[dict]
 
 
-def _render_ids(tokenizer, messages: Messages, add_generation_prompt: bool = False) -> list[int]:
+def render_ids(tokenizer, messages: Messages, add_generation_prompt: bool = False) -> list[int]:
+    """``messages`` rendered with the chat template and tokenized as TRL tokenizes them (no special tokens added
+    beyond the template's own)."""
     out = tokenizer.apply_chat_template(
         messages, add_generation_prompt=add_generation_prompt, tokenize=True, return_dict=True
     )
     return list(out["input_ids"])
 
 
+def generation_prompt_ids(tokenizer, prompt: Messages) -> list[int]:
+    """``prompt`` rendered with the chat template and the assistant turn opened (the generation prompt), as TRL's
+    DPO / SFT / GRPO trainers tokenize a prompt and as rlhf/modeling/generation.py feeds it to the policy."""
+    return render_ids(tokenizer, prompt, add_generation_prompt=True)
+
+
 def prompt_length(tokenizer, prompt: Messages) -> int:
     """Tokens of ``prompt`` rendered with the chat template and the generation prompt."""
-    return len(_render_ids(tokenizer, prompt, add_generation_prompt=True))
+    return len(generation_prompt_ids(tokenizer, prompt))
 
 
 def truncate_prompt(
@@ -82,8 +92,8 @@ def tokenize_completions(tokenizer, prompt: Messages, completions: list[Messages
     The prompt part is the common prefix of the rendered prompt (with generation prompt) and every
     rendered prompt + completion; each completion's ids are the rest of its full rendering.
     """
-    prompt_ids = _render_ids(tokenizer, prompt, add_generation_prompt=True)
-    full = [_render_ids(tokenizer, prompt + completion) for completion in completions]
+    prompt_ids = generation_prompt_ids(tokenizer, prompt)
+    full = [render_ids(tokenizer, prompt + completion) for completion in completions]
     n = len(prompt_ids)
     for ids in full:
         common = 0

@@ -108,3 +108,93 @@ def quiet_followers() -> None:
     """Followers log only warnings and errors: one train.log, one console, written by rank 0."""
     if not is_main():
         logging.getLogger().setLevel(logging.WARNING)
+
+
+def shard(n: int) -> slice:
+    """This process's contiguous share of ``n`` items (``n`` divisible by the world size)."""
+    size = n // world_size()
+    return slice(rank() * size, (rank() + 1) * size)
+
+
+def sum_over_ranks(tensor):
+    """Elementwise sum of ``tensor`` over the launch's processes (``tensor`` itself in one process)."""
+    if world_size() == 1:
+        return tensor
+    from accelerate.utils import reduce
+
+    _state()
+    return reduce(tensor, reduction="sum")
+
+
+def max_over_ranks(tensor):
+    """Elementwise maximum of ``tensor`` over the launch's processes."""
+    if world_size() == 1:
+        return tensor
+    from accelerate.utils import reduce
+
+    _state()
+    return reduce(tensor, reduction="max")
+
+
+def all_ranks(flag: bool) -> bool:
+    """Whether ``flag`` holds in every process (so all take the same branch around a collective)."""
+    if world_size() == 1:
+        return bool(flag)
+    import torch
+
+    return bool(sum_over_ranks(torch.tensor([float(bool(flag))])).item() == world_size())
+
+
+def any_rank(flag: bool) -> bool:
+    """Whether ``flag`` holds in some process (e.g. a stop signal that reached one of them first)."""
+    return not all_ranks(not flag)
+
+
+def sum_gradients(params) -> None:
+    """Sum the gradients of ``params`` over the launch's processes, in one flat buffer (a parameter without a
+    gradient in this process counts as zeros). What DDP does after backward; PPO calls it once per optimizer
+    step, after accumulating its micro batches, whose loss weights are already shares of the global minibatch."""
+    if world_size() == 1:
+        return
+    import torch
+
+    params = list(params)
+    grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in params]
+    flat = sum_over_ranks(torch.cat([g.reshape(-1).float() for g in grads]))
+    offset = 0
+    for param, grad in zip(params, grads):
+        param.grad = flat[offset : offset + grad.numel()].view_as(grad).to(param.dtype)
+        offset += grad.numel()
+
+
+def adopt_slurm_tasks() -> None:
+    """A sweep job that hydra-submitit-launcher started as several SLURM tasks (``hydra.launcher.tasks_per_node``,
+    ``hydra.launcher.nodes``; conf/sweep/slurm.yaml) is one launch: submitit's helper exports torch's env://
+    variables (RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR, MASTER_PORT) from SLURM's, as torchrun would set them.
+    Each task sees every GPU of its node (accelerate picks cuda:LOCAL_RANK)."""
+    if os.environ.get("SUBMITIT_EXECUTOR") != "slurm" or "RANK" in os.environ:
+        return
+    if int(os.environ.get("SLURM_NTASKS", "1")) < 2:
+        return
+    from submitit.helpers import TorchDistributedEnvironment
+
+    TorchDistributedEnvironment().export(set_cuda_visible_devices=False)
+
+
+def interleaved_share(items: list) -> list:
+    """This process's items of ``items``: every world-size-th one from its rank (any count of items)."""
+    return items[rank() :: world_size()]
+
+
+def gather_interleaved(share: list) -> list:
+    """Every process's ``share`` (from interleaved_share) back in the original order, in every process."""
+    if world_size() == 1:
+        return share
+    from accelerate.utils import gather_object
+
+    _state()
+    shares = gather_object([share])  # one list per process, in rank order
+    out = []
+    for i in range(max(len(s) for s in shares)):
+        out += [s[i] for s in shares if i < len(s)]
+    return out

@@ -96,6 +96,13 @@ def write_json_atomic(path: Path, data: Any) -> None:
     write_text_atomic(path, json.dumps(data, indent=2, sort_keys=True, default=str) + "\n")
 
 
+def peak_cuda_mb() -> float | None:
+    """Peak GPU memory torch allocated in this process so far (what the planner predicts), None without a GPU."""
+    import torch
+
+    return round(torch.cuda.max_memory_allocated() / 2**20, 1) if torch.cuda.is_available() else None
+
+
 def peak_rss_mb() -> float:
     """Peak resident memory of this process so far (Linux reports KiB)."""
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
@@ -147,7 +154,7 @@ def point_latest(outputs_root: Path, algo: str, run_dir: Path) -> Path:
     return link
 
 
-POLICY_ALGOS = ("sft", "dpo", "ppo")  # runs whose adapter/ is a causal-LM policy
+POLICY_ALGOS = ("sft", "dpo", "ppo", "grpo", "rloo")  # runs whose adapter/ is a causal-LM policy
 
 
 @dataclass(frozen=True)

@@ -15,6 +15,7 @@ from pathlib import Path
 from transformers import TrainerCallback
 
 from rlhf.errors import RlhfError
+from rlhf.run import distributed
 
 
 class Interrupted(RlhfError):
@@ -34,6 +35,13 @@ class StopRequest:
     @property
     def requested(self) -> bool:
         return self.signal_number is not None
+
+    def agreed(self) -> bool:
+        """Whether the launch stops now: a signal reached this process or another one (each may see it at a
+        different step); a process that did not see it stops as if SIGTERM had come. One process: ``requested``."""
+        if distributed.any_rank(self.requested) and not self.requested:
+            self.signal_number = signal.SIGTERM
+        return self.requested
 
     def interrupted(self, run_dir: Path, step: int | None, checkpoint: Path | None) -> Interrupted:
         """The error a run stops with after ``step`` (None: before its first step, while loading)."""
@@ -90,7 +98,7 @@ class StopOnSignal(TrainerCallback):
         self.request = request
 
     def on_step_end(self, args, state, control, **kwargs):
-        if self.request.requested:
+        if self.request.agreed():  # every process stops after the same step
             control.should_save = True
             control.should_training_stop = True
         return control

@@ -16,7 +16,8 @@ from rlhf.config import from_node
 from rlhf.data.gold_judge import gold_score_batch
 from rlhf.errors import ConfigError
 from rlhf.experiment import run_experiment
-from rlhf.modeling.generation import encode_prompts, response_logprobs, sample
+from rlhf.modeling.generation import cut_prompts, encode_prompts, response_logprobs, sample
+from rlhf.modeling.logprobs import prompt_length
 from rlhf.modeling.models import load_adapter, load_causal_lm
 from tests.algos.helpers import make_job
 from tests.conftest import compose_train, tiny_overrides
@@ -111,20 +112,24 @@ def test_reward_is_the_rm_score_less_the_missing_eos_penalty_as_ppo_scores_it(ou
     assert logged["objective/gold_score"] == pytest.approx(sum(gold_score_batch(prompts, texts)) / 4)
 
 
-def test_prompts_are_rendered_and_cut_as_ppo_encodes_them(outputs, tmp_path):
-    """TRL tokenizes the conversational prompt with the chat template; the cut keeps the last
-    sampling.max_prompt_length tokens, as rlhf/modeling/generation.py encode_prompts."""
-    for limit in (192, 12):
-        job, settings = setup(outputs, tmp_path, **{"algo.sampling.max_prompt_length": str(limit)})
-        policy = online_trl.build_policy(job, None)
-        function = online_trl.RewardFunction(KnownScores([0.0] * 8), job.tokenizer.eos_token_id, 1.0, False)
-        trainer = grpo_trainer(job, settings, function, policy)
-        prompts = [ex["prompt"] for ex in job.data.train[:5]]
-        ours = trainer._tokenize_prompts(prompts)[0]
-        ids, mask = encode_prompts(job.tokenizer, prompts, limit, "cpu")
-        ppo = [row[m.bool()].tolist() for row, m in zip(ids, mask)]
-        assert ours == ppo
-        assert max(map(len, ours)) == limit if limit == 12 else max(map(len, ours)) < limit
+def test_prompts_are_cut_and_rendered_as_ppo_cuts_and_encodes_them(outputs, tmp_path):
+    """The prompt column holds each prompt cut to sampling.max_prompt_length by whole turns (generation.cut_prompts:
+    the cut of PPO's rollouts, DPO and SFT), and TRL tokenizes it as rlhf/modeling/generation.py encode_prompts."""
+    job, _ = setup(outputs, tmp_path)
+    originals = [ex["prompt"] for ex in job.data.train]
+    longest = max((p for p in originals if len(p) > 1), key=lambda p: prompt_length(job.tokenizer, p))
+    limit = prompt_length(job.tokenizer, longest) - 1  # the longest multi-turn prompt loses its first turn(s)
+    job, settings = setup(outputs, tmp_path, **{"algo.sampling.max_prompt_length": str(limit)})
+    function = online_trl.RewardFunction(KnownScores([0.0] * 8), job.tokenizer.eos_token_id, 1.0, False)
+    trainer = grpo_trainer(job, settings, function)
+    cut = cut_prompts(job.tokenizer, originals, limit)
+    assert trainer.train_dataset["prompt"] == cut
+    assert cut[originals.index(longest)] == longest[2:]  # a whole user + assistant exchange dropped
+    prompts = cut[:5] + [cut[originals.index(longest)]]
+    ours = trainer._tokenize_prompts(prompts)[0]
+    ids, mask = encode_prompts(job.tokenizer, prompts, "cpu")
+    assert ours == [row[m.bool()].tolist() for row, m in zip(ids, mask)]
+    assert max(map(len, ours)) <= limit
 
 
 @pytest.mark.parametrize("scale_rewards", ["group", "none", "batch"])

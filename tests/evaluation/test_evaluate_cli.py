@@ -1,5 +1,6 @@
 """evaluate.py as a user runs it: bad input gives one `error:` line on stderr, exit code 2, no traceback;
-the slow test runs train.py (rm, dpo, ppo) then evaluate.py with its defaults on the tiny model."""
+the slow tests run train.py (rm, dpo, ppo, grpo, rloo) on the tiny model, then evaluate.py with its defaults
+(base, dpo, ppo) and with +policies.grpo=... +policies.rloo=... beside them."""
 
 import json
 import subprocess
@@ -11,14 +12,15 @@ from tests.conftest import REPO
 from tests.evaluation.helpers import make_rm_run
 
 
-def run_evaluate(tmp_path, *overrides, timeout=300):
+def run_evaluate(tmp_path, *overrides, timeout=300, outputs=None):
+    """evaluate.py debug=tiny into tmp_path/eval, on the runs of ``outputs`` (default tmp_path/outputs)."""
     return subprocess.run(
         [
             sys.executable,
             "evaluate.py",
             "debug=tiny",
             f"hydra.run.dir={tmp_path}/eval",
-            f"outputs_root={tmp_path}/outputs",
+            f"outputs_root={outputs or tmp_path / 'outputs'}",
             *overrides,
         ],
         cwd=REPO,
@@ -63,30 +65,59 @@ def test_user_errors_are_one_line_without_traceback(tmp_path, make_overrides, ex
     assert "Traceback" not in result.stderr
 
 
-@pytest.mark.slow
-def test_defaults_after_rm_dpo_ppo_runs(tmp_path):
-    common = ["debug=tiny", f"outputs_root={tmp_path}/outputs"]
-    for algo in ("rm", "dpo", "ppo"):
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """rm, dpo, ppo, grpo and rloo trained on the tiny model into one outputs_root (outputs/latest/<algo>)."""
+    root = tmp_path_factory.mktemp("trained")
+    common = ["debug=tiny", f"outputs_root={root}/outputs"]
+    for algo in ("rm", "dpo", "ppo", "grpo", "rloo"):
         done = subprocess.run(
-            [sys.executable, "train.py", f"algo={algo}", f"hydra.run.dir={tmp_path}/{algo}", *common],
+            [sys.executable, "train.py", f"algo={algo}", f"hydra.run.dir={root}/{algo}", *common],
             cwd=REPO,
             capture_output=True,
             text=True,
             timeout=600,
         )
         assert done.returncode == 0, done.stderr[-3000:]
-    result = run_evaluate(
-        tmp_path,
-        "dataset.n_test=16",
-        "evaluation.n_prompts=8",
-        "evaluation.n_pairs=8",
-        "evaluation.sampling.max_new_tokens=8",
-        timeout=600,
-    )
+    return root
+
+
+SHRUNK = ("dataset.n_test=16", "evaluation.n_prompts=8", "evaluation.n_pairs=8", "evaluation.sampling.max_new_tokens=8")
+
+
+def evaluate_trained(root, tmp_path, *overrides):
+    """evaluate.py on ``root``'s runs into tmp_path/eval (the runs stay where they were trained)."""
+    return run_evaluate(tmp_path, *SHRUNK, *overrides, timeout=600, outputs=root / "outputs")
+
+
+@pytest.mark.slow
+def test_defaults_after_rm_dpo_ppo_runs(trained, tmp_path):
+    result = evaluate_trained(trained, tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
     res = json.loads((tmp_path / "eval" / "results.json").read_text())
-    assert list(res["policies"]) == ["base", "dpo", "ppo"]
-    assert res["policies"]["dpo"]["run_dir"] == str((tmp_path / "dpo").resolve())
+    assert list(res["policies"]) == ["base", "dpo", "ppo"]  # grpo and rloo only when asked for
+    assert res["policies"]["dpo"]["run_dir"] == str((trained / "dpo").resolve())
     assert "| Method | Avg Reward | Accuracy | Notes |" in result.stdout
     for name in ("results.md", "scores.png", "reward_vs_kl.png", "training_curves.png"):
         assert (tmp_path / "eval" / name).is_file()
+
+
+@pytest.mark.slow
+def test_grpo_and_rloo_beside_base_dpo_and_ppo(trained, tmp_path):
+    outputs = trained / "outputs"
+    result = evaluate_trained(
+        trained, tmp_path, f"+policies.grpo={outputs}/latest/grpo", f"+policies.rloo={outputs}/latest/rloo"
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    res = json.loads((tmp_path / "eval" / "results.json").read_text())
+    names = ["base", "dpo", "ppo", "grpo", "rloo"]  # in config order in results.md; results.json sorts its keys
+    assert sorted(res["policies"]) == sorted(names)
+    for algo in ("grpo", "rloo"):
+        p = res["policies"][algo]
+        assert p["algo"] == algo and p["run_dir"] == str((trained / algo).resolve()) and p["reference"] == "base"
+        assert p["accuracy_kind"] == "implicit reward" and "gold_delta_vs_base" in p
+    headline = result.stdout.split("| Method | Avg Reward | Accuracy | Notes |")[1]
+    assert [line.split(" | ")[0].strip("| ") for line in headline.splitlines()[2:7]] == names
+    assert res["plots"] == ["scores.png", "reward_vs_kl.png", "training_curves.png"]
+    samples = [json.loads(line) for line in (tmp_path / "eval" / "samples.jsonl").read_text().splitlines()]
+    assert all({"grpo", "rloo"} <= set(s) for s in samples)

@@ -8,7 +8,7 @@ import pytest
 from rlhf.config import ModelSettings, from_node
 from rlhf.errors import ConfigError
 from rlhf.evaluation.policies import ppo_checkpoints, resolve_judge, resolve_policies, resolve_policy
-from rlhf.run.rundir import point_latest
+from rlhf.run.rundir import point_latest, resolve_adapter
 from tests.evaluation.helpers import make_policy_run, make_rm_run, tiny_evaluate
 
 
@@ -118,3 +118,11 @@ def test_policy_names_and_values_are_checked(tmp_path, tiny_model):
         resolve_policies({"beta0": {"1": "x"}}, tiny_model, tmp_path)
     with pytest.raises(ConfigError, match="use letters, digits"):
         resolve_policies({"a b": "base"}, tiny_model, tmp_path)
+
+
+@pytest.mark.parametrize("algo", ["grpo", "rloo"])
+def test_online_arm_runs_are_policies_and_init_adapters(tmp_path, tiny_model, algo):
+    run = make_policy_run(tmp_path / algo, algo=algo, random_b=True)
+    spec = resolve_policy(algo, str(run), tiny_model)
+    assert spec.algo == algo and spec.adapter == run.resolve() / "adapter" and spec.reference is None
+    assert resolve_adapter(str(run), "algo.init_adapter", tiny_model) == run / "adapter"  # e.g. DPO from a GRPO run

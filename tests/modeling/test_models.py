@@ -56,7 +56,8 @@ def test_hh_chat_template_renders_transcripts_with_eos():
     text = tokenizer.apply_chat_template(
         [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello."}], tokenize=False
     )
-    assert text == "\n\nHuman: Hi\n\nAssistant: Hello." + tokenizer.eos_token
+    # BOS once, written by the template (apply_chat_template adds no special tokens of its own)
+    assert text == tokenizer.bos_token + "\n\nHuman: Hi\n\nAssistant: Hello." + tokenizer.eos_token
 
 
 def test_lora_wraps_only_attention_projections_and_trains_the_score_head():

@@ -33,9 +33,8 @@ def train(outputs: Path, algo: str, *extra: str, processes: int = 1, check: bool
         timeout=600,
     )
     if check:
-        assert result.returncode == 0, "\n".join(l for l in result.stderr.splitlines() if "rank1" in l or "Error" in l)[
-            -4000:
-        ]
+        relevant = [line for line in result.stderr.splitlines() if "rank1" in line or "Error" in line]
+        assert result.returncode == 0, "\n".join(relevant)[-4000:]
     return result
 
 
@@ -91,3 +90,75 @@ def test_a_run_that_rank_0_refuses_stops_every_process(tmp_path):
     assert len(errors) == 1 and "already holds a run" in errors[0], result.stderr[-2000:]
     assert json.loads((run_dir / "summary.json").read_text()) == {"status": "finished"}
     assert not {".hydra", "metrics.jsonl", "checkpoints"} & {p.name for p in run_dir.iterdir()}
+
+
+@pytest.fixture(scope="module")
+def rm_outputs(tmp_path_factory) -> Path:
+    """An outputs root with a finished tiny rm run at latest/rm."""
+    outputs = tmp_path_factory.mktemp("outputs")
+    train(outputs, "rm")
+    return outputs
+
+
+def test_a_ppo_update_on_two_processes_equals_the_one_process_update(rm_outputs, tmp_path):
+    """The same greedy rollout, whole in one process or split in two: the same weights after the iteration
+    (score and advantage whitening, the KL controller and the minibatches are the whole batch's)."""
+    one, two = tmp_path / "one", tmp_path / "two"
+    for out, launcher in ((one, [sys.executable]), (two, TORCHRUN)):
+        out.mkdir()
+        result = subprocess.run(
+            [*launcher, "tests/run/ppo_update_check.py", str(rm_outputs), str(out)],
+            cwd=REPO,
+            env={**os.environ, "OMP_NUM_THREADS": "1"},
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
+        assert result.returncode == 0, result.stderr[-3000:]
+    expected, got = load_file(one / "weights.safetensors"), load_file(two / "weights.safetensors")
+    assert expected.keys() == got.keys() and len(expected) > 0
+    for name in expected:
+        torch.testing.assert_close(got[name], expected[name], rtol=1e-4, atol=1e-6, msg=name)
+    metrics_one, metrics_two = (json.loads((d / "metrics.json").read_text()) for d in (one, two))
+    for key in ("objective/kl", "objective/scores", "loss/policy", "loss/value", "policy/ratio_max"):
+        assert metrics_two[key] == pytest.approx(metrics_one[key], rel=1e-4, abs=1e-6), key
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("resume_processes", [2, 1])
+def test_a_killed_two_process_ppo_run_resumes(rm_outputs, tmp_path, resume_processes):
+    """SIGKILL (rank 0, right after its first checkpoint is published): resume=<run dir> on 2 processes or on 1
+    finishes the run with every iteration logged once."""
+    run_dir = tmp_path / "ppo"
+    killed = subprocess.run(
+        [*TORCHRUN, "tests/kill_at.py", "publish_replace:1:after", "algo=ppo", "debug=tiny", "algo.iterations=4",
+         "algo.save_every=2", f"outputs_root={rm_outputs}", f"hydra.run.dir={run_dir}"],
+        cwd=REPO, env={**os.environ, "OMP_NUM_THREADS": "1"}, capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert killed.returncode != 0 and "SIGKILL at publish_replace" in killed.stderr, killed.stderr[-2000:]
+    assert not (run_dir / "summary.json").exists()
+    launcher = TORCHRUN if resume_processes == 2 else [sys.executable]
+    resumed = subprocess.run(
+        [*launcher, "train.py", f"resume={run_dir}"],
+        cwd=REPO, env={**os.environ, "OMP_NUM_THREADS": "1"}, capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert json.loads((run_dir / "summary.json").read_text())["status"] == "finished"
+    rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows if "objective/kl" in r] == [1, 2, 3, 4]
+
+
+def test_a_slurm_job_of_several_tasks_is_one_launch(monkeypatch):
+    """hydra-submitit-launcher's tasks get torch's env:// variables from SLURM's (submitit's helper)."""
+    from rlhf.run import distributed
+
+    slurm = {"SUBMITIT_EXECUTOR": "slurm", "SLURM_NTASKS": "4", "SLURM_PROCID": "3", "SLURM_LOCALID": "1",
+             "SLURM_JOB_ID": "77", "SLURM_JOB_NODELIST": "gpu[01-02]", "SLURM_JOB_NUM_NODES": "2", "SLURM_NODEID": "1",
+             "SLURM_STEP_NODELIST": "gpu[01-02]"}  # fmt: skip
+    for key in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT", "LOCAL_WORLD_SIZE"):
+        monkeypatch.delenv(key, raising=False)
+    for key, value in slurm.items():
+        monkeypatch.setenv(key, value)
+    distributed.adopt_slurm_tasks()
+    assert (os.environ["RANK"], os.environ["WORLD_SIZE"], os.environ["LOCAL_RANK"]) == ("3", "4", "1")
+    assert os.environ["MASTER_ADDR"] == "gpu01" and distributed.world_size() == 4 and not distributed.is_main()

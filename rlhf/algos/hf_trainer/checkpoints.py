@@ -9,7 +9,9 @@ into ``checkpoints/.staging/checkpoint-N`` and renames the finished folder into 
 
 Each checkpoint also records how many rows metrics.jsonl held when it was saved (METRICS_ROWS): a resume
 drops the rows logged after it, even those at its own step (the final evaluation, logged after the last
-checkpoint, which a resume redoes).
+checkpoint, which a resume redoes). With :func:`record_init_adapter` it records the init adapter the run
+started from (INIT_ADAPTER: its path and weights' sha256), which a resume checks ``algo.init_adapter`` still
+gives (:func:`check_resumed_init_adapter`).
 
 Which checkpoints are complete (what a resume may load) is the run directory's contract:
 rlhf.run.rundir.complete_checkpoints.
@@ -25,10 +27,31 @@ from pathlib import Path
 from transformers import Trainer
 from transformers.trainer_utils import rotate_checkpoints
 
+from rlhf.modeling.fingerprints import check_init_adapter, init_adapter_record
 from rlhf.run.rundir import PREFIX, count_rows
 
 STAGING = ".staging"  # hidden, so no "checkpoint-*" glob (ours, transformers', resume=latest's) sees it
 METRICS_ROWS = "metrics_rows.json"
+INIT_ADAPTER = "init_adapter.json"
+_INIT_ADAPTER_ATTR = "_rlhf_init_adapter"  # where record_init_adapter leaves the record on a trainer
+
+
+def record_init_adapter(trainer: Trainer, adapter: Path | None) -> None:
+    """Make every checkpoint ``trainer`` saves through :func:`make_checkpoints_atomic` record ``adapter``, the
+    init adapter the run started from (None: the base), as INIT_ADAPTER. Call it before training."""
+    setattr(trainer, _INIT_ADAPTER_ATTR, init_adapter_record(adapter))
+
+
+def recorded_init_adapter(checkpoint: Path) -> dict | None:
+    """The init adapter ``checkpoint`` recorded (an init_adapter_record), or None if it recorded none."""
+    path = Path(checkpoint) / INIT_ADAPTER
+    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
+
+
+def check_resumed_init_adapter(checkpoint: Path, adapter: Path | None, key: str = "algo.init_adapter") -> None:
+    """One ConfigError line when ``adapter`` (what ``key`` resolves to now; None: the base) is not the init
+    adapter ``checkpoint`` recorded (same weights pass, wherever they are); nothing when it recorded none."""
+    check_init_adapter(recorded_init_adapter(checkpoint), adapter, checkpoint, key)
 
 
 def logged_rows(checkpoint: Path) -> int | None:
@@ -93,6 +116,9 @@ def make_checkpoints_atomic(trainer: Trainer, metrics_path: Path | None = None) 
             if metrics_path is not None:  # the Trainer logs a step before it saves it: that row is counted
                 rows = {"rows": count_rows(metrics_path)}
                 (staging / name / METRICS_ROWS).write_text(json.dumps(rows) + "\n", encoding="utf-8")
+            init_adapter = getattr(trainer, _INIT_ADAPTER_ATTR, None)
+            if init_adapter is not None:
+                (staging / name / INIT_ADAPTER).write_text(json.dumps(init_adapter) + "\n", encoding="utf-8")
             publish(staging / name, root / name)
             rotate_checkpoints(
                 output_dir=str(root),

@@ -5,11 +5,11 @@
     math.py        the tensor math: KL-penalised rewards, GAE, clipped losses, whitening, KL controllers
     roles.py       the four roles (policy, reference, reward, value) on one shared base or separate models
     scoring.py     step 2: reference log-probs, values and reward-model scores of a rollout
-    evaluation.py  held-out evaluation before and after training (reward model, gold judge, KL)
     optimizer.py   the optimizer hardware.optim names, mapped as the HF Trainer maps it
     checkpoint.py  save / resume the full training state in run_dir/checkpoints/
 
-Sampling (step 1) is shared with evaluation and lives in rlhf/modeling/generation.py.
+Sampling (step 1) is shared with evaluation and lives in rlhf/modeling/generation.py; the held-out evaluation
+before and after training (reward model, gold judge, KL) is shared with GRPO and RLOO: rlhf/modeling/held_out.py.
 """
 
 from rlhf.algos.ppo.loop import train

@@ -2,7 +2,9 @@
 
 A checkpoint holds the policy and value adapters (PEFT format under adapter/, usable as they are:
 evaluate.py reads them for learning curves) and state.pt: every trainable tensor by name, optimizer,
-scheduler, KL controller, RNG states, the step and the start-of-run evaluation. It is written to a
+scheduler, KL controller, RNG states, the step, the start-of-run evaluation and the init adapter the policy
+started from (its path and weights' sha256: a resume checks ``algo.init_adapter`` still gives the same
+weights, rlhf/modeling/fingerprints.py check_init_adapter). It is written to a
 hidden temporary folder and renamed, so a run killed while saving leaves the previous checkpoint
 intact. Every checkpoint keeps its adapters (evaluate.py plots them); only the newest ``keep`` keep
 state.pt, what resuming needs.
@@ -22,6 +24,7 @@ import torch
 
 from rlhf.algos.ppo.roles import Roles
 from rlhf.errors import ConfigError
+from rlhf.modeling.fingerprints import check_init_adapter, init_adapter_record
 from rlhf.run.rundir import CHECKPOINTS, PPO_PREFIX, PPO_STATE
 
 STATE = PPO_STATE
@@ -69,6 +72,7 @@ def save(
             "scheduler": scheduler.state_dict(),
             "kl_controller": kl_controller.state_dict(),
             "rng": rng_state(),
+            "init_adapter": init_adapter_record(roles.init_adapter),
             **extra,
         },
         tmp / STATE,
@@ -91,10 +95,12 @@ def latest(run_dir: Path) -> Path | None:
 
 
 def restore(path: Path, roles: Roles, optimizer, scheduler, kl_controller) -> dict[str, Any]:
-    """Load a checkpoint into live objects (weights, optimizer, scheduler, KL, RNG); returns its state dict."""
+    """Load a checkpoint into live objects (weights, optimizer, scheduler, KL, RNG); returns its state dict.
+    First a ConfigError if the roles were built on another init adapter than the run started from."""
     state = torch.load(
         Path(path) / STATE, map_location="cpu", weights_only=True
     )  # no pickled code, even from a copied run
+    check_init_adapter(state.get("init_adapter"), roles.init_adapter, path)
     saved, live = set(state["trainable"]), set(roles.trainable)
     if saved != live:
         odd = sorted(saved ^ live)[:2]

@@ -43,7 +43,6 @@ import torch
 from transformers import get_scheduler
 
 from rlhf.algos.ppo import checkpoint
-from rlhf.algos.ppo.evaluation import evaluate
 from rlhf.algos.ppo.math import (
     apply_missing_eos_penalty,
     compute_gae,
@@ -62,7 +61,8 @@ from rlhf.algos.ppo.settings import Settings
 from rlhf.data.gold_judge import gold_score_batch
 from rlhf.errors import ConfigError
 from rlhf.modeling.generation import Rollout, response_logprobs, sample
-from rlhf.run import stopping
+from rlhf.modeling.held_out import evaluate, summarize
+from rlhf.run import distributed, stopping
 from rlhf.run.job import Job
 from rlhf.run.nonfinite import NonFiniteCounter, is_finite, numeric_error
 from rlhf.run.rundir import FinishedRun, finished_run, resolve_adapter, truncate_jsonl
@@ -141,10 +141,17 @@ def ppo_iteration(
     micro_batch: int,
     reward_max_length: int,
     with_gold: bool = False,
+    generator: torch.Generator | None = None,
 ) -> tuple[dict[str, float], Rollout, torch.Tensor]:
     """Steps 1-5 on one batch of prompts; returns (step-6 metrics, the rollout, its raw scores [B]).
     ``with_gold``: also log the gold judge's mean score of the rollout (synthetic data only), which
-    shows reward hacking as a gap between objective/scores and objective/gold_score.
+    shows reward hacking as a gap between objective/scores and objective/gold_score. ``generator`` draws
+    the minibatches (see ppo_update).
+
+    Several processes (rlhf/run/distributed.py): ``prompts`` is this process's contiguous share of the
+    iteration's batch; score whitening, advantage whitening, the KL controller's input, the finiteness
+    verdict and the metrics are the whole batch's (summed over processes), and the update is one update of
+    the whole batch (ppo_update).
 
     A NaN/inf score, log-prob or value skips the whole update (step 5): metrics
     ``nonfinite/iteration_skipped`` = 1 and ``nonfinite/skipped_updates`` = every minibatch update;
@@ -166,28 +173,31 @@ def ppo_iteration(
     # 2. score: log-probs under the reference (and the sampling policy, unless kept), values, reward-model scores.
     old = score_rollout(roles, rollout, settings.sampling.temperature, settings.rollout_chunk_size, reward_max_length)
     scores = apply_missing_eos_penalty(old.scores, rollout.has_eos, settings.missing_eos_penalty)
-    scores = normalize_scores(scores, settings.reward_clip, settings.whiten_scores)
+    total = distributed.sum_over_ranks if distributed.world_size() > 1 else None  # statistics of the whole batch
+    scores = normalize_scores(scores, settings.reward_clip, settings.whiten_scores, total)
     times["score"], clock = time.perf_counter() - clock, time.perf_counter()
 
     # 3. per-token rewards: -beta * KL on every token, + the score on the last real token.
     beta = kl_controller.value
     rewards, kl = per_token_rewards(scores, old.logprobs, old.ref_logprobs, rollout.mask, beta, settings.kl_estimator)
-    kl_per_response = kl.sum(1).mean().item()
-    rlhf_reward = rewards.sum(1).mean().item()
+    kl_per_response = _batch_mean(kl.sum(1))
+    rlhf_reward = _batch_mean(rewards.sum(1))
 
     # 4. advantages: GAE over the response tokens; whitening.
     if settings.whiten_rewards:
-        rewards = masked_whiten(rewards, rollout.mask, shift_mean=False)
+        rewards = masked_whiten(rewards, rollout.mask, shift_mean=False, total=total)
     advantages, returns = compute_gae(rewards, old.values, rollout.mask, settings.gamma, settings.lam)
     if settings.whiten_advantages:
-        advantages = masked_whiten(advantages, rollout.mask)
+        advantages = masked_whiten(advantages, rollout.mask, total=total)
     times["advantages"], clock = time.perf_counter() - clock, time.perf_counter()
 
     # 5. update: PPO epochs over shuffled minibatches. A NaN/inf raw score (reward_clip would hide an
     #    inf), log-prob or value poisons every minibatch and the KL controller: skip them all, count it.
-    if is_finite(old.scores, rewards, advantages, returns):
-        kl_controller.update(kl_per_response, len(rollout))
-        stats = ppo_update(roles, optimizer, scheduler, rollout, old, advantages, returns, settings, micro_batch)
+    if distributed.all_ranks(is_finite(old.scores, rewards, advantages, returns)):
+        kl_controller.update(kl_per_response, len(rollout) * distributed.world_size())
+        stats = ppo_update(
+            roles, optimizer, scheduler, rollout, old, advantages, returns, settings, micro_batch, generator
+        )
     else:
         updates = settings.ppo_epochs * settings.num_mini_batches
         log.warning("NaN/inf in the scores, log-probs or values of this rollout: its %d updates are skipped", updates)
@@ -216,7 +226,42 @@ def ppo_iteration(
     }
     if with_gold:
         metrics["objective/gold_score"] = sum(gold_score_batch(rollout.prompts, rollout.texts)) / len(rollout)
-    return metrics, rollout, old.scores
+    return _whole_batch(metrics), rollout, old.scores
+
+
+def _batch_mean(values: torch.Tensor) -> float:
+    """Mean of per-response ``values`` [b] over the whole batch (every process's share)."""
+    if distributed.world_size() == 1:
+        return values.mean().item()
+    total = distributed.sum_over_ranks(torch.stack([values.sum().double(), torch.tensor(len(values)).double()]))
+    return (total[0] / total[1]).item()
+
+
+_LARGEST = ("policy/ratio_max",)  # metrics that take the largest process's value, not the mean
+# What _policy_and_value_backward reports per micro batch, averaged by ppo_update.
+UPDATE_STATS = (
+    "loss/policy",
+    "loss/value",
+    "policy/approxkl",
+    "policy/clipfrac",
+    "policy/ratio_mean",
+    "value/clipfrac",
+    "value/vpred",
+)
+
+
+def _whole_batch(metrics: dict[str, float]) -> dict[str, float]:
+    """The metrics averaged over processes (equal shares, so means of means are the batch's means); a process
+    without a value (NaN: no rows in any minibatch) is left out of that metric's mean."""
+    if distributed.world_size() == 1:
+        return metrics
+    keys = sorted(metrics)
+    values = torch.tensor([float(metrics[k]) for k in keys], dtype=torch.float64)
+    known = torch.isfinite(values)
+    sums = distributed.sum_over_ranks(torch.stack([torch.where(known, values, 0.0), known.double()]))
+    mean = sums[0] / sums[1]  # NaN where no process had a value
+    largest = distributed.max_over_ranks(torch.where(known, values, -torch.inf))
+    return {k: (largest if k in _LARGEST else mean)[i].item() for i, k in enumerate(keys)}
 
 
 def ppo_update(
@@ -229,8 +274,15 @@ def ppo_update(
     returns: torch.Tensor,
     settings: Settings,
     micro_batch: int,
+    generator: torch.Generator | None = None,
 ) -> dict[str, float]:
     """Step 5: ``ppo_epochs`` x ``num_mini_batches`` optimizer steps, each accumulated over micro batches.
+
+    Each epoch shuffles the whole batch's rows with ``generator`` (None: torch's global RNG) and cuts them
+    into minibatches. With several processes ``rollout`` is this process's contiguous share: each takes the
+    rows of a minibatch that it holds, weighs every micro batch by its share of the whole minibatch, and the
+    gradients are summed over processes before the step, so the update is the one-process update of the
+    same batch and minibatches (up to float summation order); every process then takes the same step.
 
     rollout [B rows], advantages / returns [B, T]. With a value adapter the policy and value losses use
     different adapters, so each gets its own forward and backward (they share no trainable weights: the
@@ -240,24 +292,29 @@ def ppo_update(
     ``nonfinite/iteration_skipped`` is 1 when every minibatch was.
     """
     params = list(roles.trainable.values())
-    size = len(rollout) // settings.num_mini_batches
+    local = len(rollout)
+    whole, offset = local * distributed.world_size(), local * distributed.rank()
+    size = whole // settings.num_mini_batches
     sums, ratio_max, grad_norms = defaultdict(float), 0.0, []
     n = skipped = 0
     for _ in range(settings.ppo_epochs):
-        order = torch.randperm(len(rollout))
+        order = torch.randperm(whole, generator=generator)
         for minibatch in order.split(size):
             optimizer.zero_grad(set_to_none=True)
+            mine = minibatch[(minibatch >= offset) & (minibatch < offset + local)] - offset  # this process's rows
             parts = []  # (stats, ratio max) of each micro batch
-            for rows in micro_batches(rollout, minibatch, micro_batch):  # similar lengths: less padding
+            for rows in micro_batches(rollout, mine, micro_batch) if len(mine) else []:  # similar lengths: less padding
                 with roles.grad_passes():
                     parts.append(
                         _policy_and_value_backward(
                             roles, rollout, old, advantages, returns, settings, rows, len(minibatch)
                         )
                     )
+            distributed.sum_gradients(params)
             grad_norm = torch.nn.utils.clip_grad_norm_(params, settings.max_grad_norm).item()
             # A NaN/inf would reach the weights and AdamW's moments for good: drop this update instead.
-            if not is_finite(grad_norm, *(stats[k] for stats, _ in parts for k in ("loss/policy", "loss/value"))):
+            losses = (stats[k] for stats, _ in parts for k in ("loss/policy", "loss/value"))
+            if not distributed.all_ranks(is_finite(grad_norm, *losses)):
                 skipped += 1
                 _skip_updates(optimizer, scheduler, 1)
                 continue
@@ -275,7 +332,8 @@ def ppo_update(
         )
     nan = float("nan")
     return {
-        **{k: v / n for k, v in sums.items()},
+        # this process's micro batches (ppo_iteration averages the processes); the same keys in every one
+        **{k: sums[k] / n if n else nan for k in UPDATE_STATS},
         "policy/ratio_max": ratio_max if n else nan,
         "perf/grad_norm": sum(grad_norms) / len(grad_norms) if grad_norms else nan,
         "nonfinite/skipped_updates": float(skipped),
@@ -372,8 +430,12 @@ def _device() -> torch.device:
 
 
 def micro_batch_size(job: Job, settings: Settings) -> int:
+    """Rows per forward in the update; the minibatch (algo.batch_size / algo.num_mini_batches) is global: the
+    launch's processes share it (rlhf/run/distributed.py)."""
     size, _ = job.hardware.accumulation_steps(
-        settings.batch_size // settings.num_mini_batches, "the minibatch (algo.batch_size / algo.num_mini_batches)"
+        settings.batch_size // settings.num_mini_batches,
+        "the minibatch (algo.batch_size / algo.num_mini_batches)",
+        distributed.world_size(),
     )
     return size
 
@@ -384,7 +446,12 @@ def train(job: Job, settings: Settings) -> dict:
 
 
 def fit(job: Job, settings: Settings, roles: Roles, rm: FinishedRun) -> dict:
-    """The training loop on built roles (start evaluation or resume, iterations, final evaluation, save)."""
+    """The training loop on built roles (start evaluation or resume, iterations, final evaluation, save).
+
+    Several processes: each rolls out and scores its contiguous share of every iteration's prompts (together
+    the prompts one process would use), the update is the whole batch's (ppo_iteration); every process holds
+    all roles on the one shared base. Rank 0 alone writes (metrics, samples, checkpoints, adapter); a stop
+    signal that reached any process stops them all at the same iteration."""
     resume_from = resume_checkpoint(job)
     stop = stopping.current()
     micro = micro_batch_size(job, settings)
@@ -401,9 +468,10 @@ def fit(job: Job, settings: Settings, roles: Roles, rm: FinishedRun) -> dict:
     samples_path = job.run_dir / EVAL_SAMPLES
 
     def held_out(when: str, step: int) -> dict[str, float]:
-        metrics, records = evaluate(
+        """The held-out evaluation, each process answering its share of the prompts (gathered, in order)."""
+        _, records = evaluate(
             roles,
-            eval_prompts,
+            distributed.interleaved_share(eval_prompts),
             settings.sampling,
             settings.eval_greedy,
             settings.rollout_chunk_size,
@@ -411,7 +479,10 @@ def fit(job: Job, settings: Settings, roles: Roles, rm: FinishedRun) -> dict:
             job.seed,
             with_gold,
         )
-        _append_samples(samples_path, when, step, records)
+        records = distributed.gather_interleaved(records)
+        metrics = summarize(records)
+        if job.writes:
+            _append_samples(samples_path, when, step, records)
         log.info("%s evaluation on %d held-out prompts: %s", when, len(eval_prompts), metrics)
         return metrics
 
@@ -419,26 +490,35 @@ def fit(job: Job, settings: Settings, roles: Roles, rm: FinishedRun) -> dict:
         state = checkpoint.restore(resume_from, roles, optimizer, scheduler, kl_controller)
         start_step, start_eval = state["step"], state["start_eval"]
         job.resumed_from(start_step)  # the run directory follows the checkpoint from here on
-        truncate_jsonl(samples_path, lambda row: row["when"] == "start")  # the final evaluation is redone
+        if job.writes:
+            truncate_jsonl(samples_path, lambda row: row["when"] == "start")  # the final evaluation is redone
         log.info("resumed from %s (step %d)", resume_from, start_step)
     else:
         start_step = 0
         start_eval = held_out("start", 0)
         job.tracker.log({f"eval/{k}": v for k, v in start_eval.items()}, step=0)
 
-    def save_checkpoint(step: int) -> Path:
+    def save_checkpoint(step: int) -> Path | None:
+        """Rank 0 writes it (every process holds the same weights, optimizer and controller); all wait."""
         extra = {"start_eval": start_eval}
-        return checkpoint.save(
-            job.run_dir, step, roles, optimizer, scheduler, kl_controller, extra, keep=settings.keep_checkpoints
-        )
+        saved = None
+        if job.writes:
+            saved = checkpoint.save(
+                job.run_dir, step, roles, optimizer, scheduler, kl_controller, extra, keep=settings.keep_checkpoints
+            )
+        distributed.barrier()
+        return saved
 
     final_eval = None
     nonfinite = NonFiniteCounter(job.max_nonfinite_updates)  # iterations in a row whose update was skipped
     for step in range(start_step + 1, settings.iterations + 1):
         batch = [train_prompts[i] for i in prompt_indices(len(train_prompts), settings.batch_size, step, job.seed)]
+        # The minibatch order: the same in every process and for every number of processes, and on resume.
+        order = torch.Generator().manual_seed(job.seed * 1_000_003 + step)
         metrics, rollout, scores = ppo_iteration(
-            roles, optimizer, scheduler, kl_controller, batch, settings, micro, reward_max_length, with_gold
-        )
+            roles, optimizer, scheduler, kl_controller, batch[distributed.shard(len(batch))], settings, micro,
+            reward_max_length, with_gold, order,
+        )  # fmt: skip
         nonfinite.record(not metrics["nonfinite/iteration_skipped"])
         metrics["nonfinite/skipped_iterations"] = nonfinite.skipped
         if nonfinite.exhausted:  # skipped updates changed no weights: this checkpoint is the last good state
@@ -465,14 +545,16 @@ def fit(job: Job, settings: Settings, roles: Roles, rm: FinishedRun) -> dict:
                 _sample_table(rollout, scores, settings.sample_rows, step),
                 step,
             )
-        if step % settings.save_every == 0 or step == settings.iterations or stop.requested:
+        stopping_now = stop.agreed()
+        if step % settings.save_every == 0 or step == settings.iterations or stopping_now:
             saved = save_checkpoint(step)
-            if stop.requested:
+            if stopping_now:
                 raise stop.interrupted(job.run_dir, step, saved)
     if final_eval is None:  # resumed from the last checkpoint: only the evaluation was missing
         final_eval = held_out("final", settings.iterations)
 
-    roles.save(job.adapter_dir)
+    if job.writes:
+        roles.save(job.adapter_dir)
     summary = {f"{k}_start": v for k, v in start_eval.items()} | {f"{k}_final": v for k, v in final_eval.items()}
     summary.update(
         iterations=settings.iterations,

@@ -92,21 +92,35 @@ def masked_var(values: torch.Tensor, mask: torch.Tensor, unbiased: bool = True) 
     return var
 
 
-def masked_whiten(values: torch.Tensor, mask: torch.Tensor, shift_mean: bool = True) -> torch.Tensor:
+def masked_whiten(values: torch.Tensor, mask: torch.Tensor, shift_mean: bool = True, total=None) -> torch.Tensor:
     """Normalise masked values to unit variance (and zero mean unless ``shift_mean=False``).
 
     values, mask: same shape -> same shape.
     out = (v - mu) / sqrt(var + 1e-8)  [+ mu if not shift_mean],  mu/var = masked mean/unbiased var.
-    Padding positions are set to 0 so they cannot leak into later sums.
+    Padding positions are set to 0 so they cannot leak into later sums. ``total``: sums a tensor over the
+    processes that hold the rest of the batch (rlhf.run.distributed.sum_over_ranks), so mu and var are the
+    whole batch's; None = this batch alone.
     """
     m = _as_float_mask(mask, values)
-    mean = masked_mean(values, m)
-    var = masked_var(values, m)
+    if total is None:
+        mean, var = masked_mean(values, m), masked_var(values, m)
+    else:
+        mean, var = _global_moments(values, m, total)
     whitened = (values - mean) * torch.rsqrt(var + WHITEN_EPS)
     if not shift_mean:
         # Keep the original mean: only rescale (used for rewards, whose sign matters).
         whitened = whitened + mean
     return whitened * m
+
+
+def _global_moments(values: torch.Tensor, m: torch.Tensor, total) -> tuple[torch.Tensor, torch.Tensor]:
+    """Masked mean and unbiased variance over the whole batch, shards summed by ``total`` (two reductions)."""
+    n, value_sum = total(torch.stack([m.sum(), (values * m).sum()]).double())
+    if n < 2:
+        raise ValueError(f"masked_whiten: the batch holds {int(n)} masked element(s); need >= 2")
+    mean = value_sum / n
+    squares = total(((values.double() - mean) ** 2 * m).sum())
+    return mean.to(values.dtype), (squares / (n - 1)).to(values.dtype)
 
 
 # --------------------------------------------------------------------------- KL and rewards
@@ -159,11 +173,14 @@ def apply_missing_eos_penalty(scores: torch.Tensor, has_eos: torch.Tensor, penal
     return torch.where(has_eos.bool(), scores, scores - penalty)
 
 
-def normalize_scores(scores: torch.Tensor, clip_value: float | None = None, whiten: bool = False) -> torch.Tensor:
+def normalize_scores(
+    scores: torch.Tensor, clip_value: float | None = None, whiten: bool = False, total=None
+) -> torch.Tensor:
     """Optional reward-model score post-processing across the batch.
 
     scores [B] -> [B]. First clamp to [-clip_value, clip_value] (None: no clipping), then,
-    if ``whiten``, shift to zero mean and scale to unit (unbiased) std over the batch.
+    if ``whiten``, shift to zero mean and scale to unit (unbiased) std over the batch (the whole batch
+    across processes with ``total``, as in masked_whiten).
     """
     out = scores
     if clip_value is not None:
@@ -171,7 +188,7 @@ def normalize_scores(scores: torch.Tensor, clip_value: float | None = None, whit
             raise ValueError(f"clip_value must be > 0 or None, got {clip_value}")
         out = out.clamp(-clip_value, clip_value)
     if whiten:
-        out = masked_whiten(out, torch.ones_like(out, dtype=torch.bool))
+        out = masked_whiten(out, torch.ones_like(out, dtype=torch.bool), total=total)
     return out
 
 

@@ -139,6 +139,9 @@ class Roles:
         self._fix_grad_flags()
         self.checkpointing = False
         self.autocast_dtype: torch.dtype | None = None  # set by build_roles from hardware.bf16
+        # The adapter the policy (and a shared base's reference) started from, set by build_roles: a resumed
+        # run checks it is still the one its checkpoint was written with (rlhf/algos/ppo/checkpoint.py).
+        self.init_adapter: Path | None = None
 
     def precision(self, generation: bool = False):
         """Mixed precision for forwards (hardware.bf16): matmuls in bf16, weights and gradients as stored.
@@ -393,6 +396,7 @@ def build_roles(
         roles.enable_gradient_checkpointing()
     if job.hardware.bf16:
         roles.autocast_dtype = torch.bfloat16
+    roles.init_adapter = init_adapter
     return roles
 
 

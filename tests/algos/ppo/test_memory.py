@@ -9,12 +9,12 @@ import torch
 from transformers import get_scheduler
 
 from rlhf.algos.ppo import loop as ppo
-from rlhf.algos.ppo.evaluation import evaluate
 from rlhf.algos.ppo.math import make_kl_controller
 from rlhf.algos.ppo.optimizer import build_optimizer
 from rlhf.algos.ppo.scoring import response_values, score_rollout
 from rlhf.errors import ConfigError
 from rlhf.modeling.generation import response_logprobs, sample
+from rlhf.modeling.held_out import evaluate
 from tests.algos.ppo.test_loop import outputs, setup  # noqa: F401 (outputs is a fixture)
 
 

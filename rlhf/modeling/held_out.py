@@ -1,0 +1,113 @@
+"""Held-out evaluation inside a training run (PPO, GRPO, RLOO): the same prompts before and after training.
+
+Metrics (means over the prompts): ``rm_score`` (the frozen reward model), ``gold_score`` (the synthetic set's
+gold judge, when the data has one), ``kl`` (sum over response tokens of log pi - log pi_ref on the sampled
+tokens: an unbiased estimate of KL(policy || reference) per response), ``length`` (response tokens, EOS
+included) and ``eos_rate``. Sampling is seeded and does not move the training RNG, so the start and final
+evaluations draw with the same random numbers. Generation runs ``chunk_size`` prompts per generate call; the
+log-prob forwards and the reward model ``score_batch`` sequences at a time (default ``chunk_size``).
+
+:func:`evaluate` returns the metrics and one record per prompt; the metrics are :func:`summarize` of the
+records and of nothing else, so records gathered from several processes give the metrics of all their prompts.
+
+The model side is any object with what rlhf/modeling/generation.py samples from (``tokenizer``, ``device``,
+``generate``, ``response_head`` for the roles "policy" and "reference") plus the reward model's
+``scores(conversations, batch_size, max_length) -> [N]``: PPO's Roles, the online arms' PolicyView.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from rlhf.data.gold_judge import gold_score_batch
+from rlhf.modeling.generation import Rollout, Sampling, response_logprobs, sample
+
+__all__ = ["evaluate", "summarize", "micro_batches", "last_user_text"]
+
+
+def last_user_text(prompt: list[dict]) -> str:
+    """The last user turn of a conversation: what a record shows as its prompt."""
+    return next((m["content"] for m in reversed(prompt) if m["role"] == "user"), "")
+
+
+def micro_batches(rollout: Rollout, rows: torch.Tensor, size: int) -> list[torch.Tensor]:
+    """``rows`` [n] cut into micro batches of ``size`` rows after sorting them by real length (prompt +
+    response tokens), so each micro batch pads to less (Rollout.joined drops the prompt columns that are
+    padding in every row of a micro batch)."""
+    lengths = rollout.prompt_mask[rows].sum(1) + rollout.mask[rows].sum(1)
+    return list(rows[torch.argsort(lengths.cpu(), stable=True)].split(size))
+
+
+def summarize(records: list[dict]) -> dict[str, float]:
+    """The metrics of per-prompt records (as :func:`evaluate` returns them): the means of ``rm_score``, ``kl``,
+    ``length`` and ``has_eos`` (as ``eos_rate``), and of ``gold_score`` when every record has one. Sums are
+    exact (math.fsum), so the order of the records (e.g. gathered from several processes) does not matter."""
+    if not records:
+        raise ValueError("summarize needs at least one record")
+    n = len(records)
+
+    def mean(key: str) -> float:
+        return math.fsum(float(r[key]) for r in records) / n
+
+    metrics = {"rm_score": mean("rm_score"), "kl": mean("kl"), "length": mean("length"), "eos_rate": mean("has_eos")}
+    if all(r.get("gold_score") is not None for r in records):
+        metrics["gold_score"] = mean("gold_score")
+    return metrics
+
+
+@torch.no_grad()
+def evaluate(
+    model,
+    prompts: list[list[dict]],
+    sampling: Sampling,
+    greedy: bool,
+    chunk_size: int,
+    reward_max_length: int,
+    seed: int,
+    with_gold: bool,
+    score_batch: int | None = None,
+) -> tuple[dict[str, float], list[dict]]:
+    """(metrics, one record per prompt) for ``model``'s answers to ``prompts``.
+
+    A record: ``prompt`` (the last user turn), ``response``, ``rm_score``, ``gold_score`` (None without
+    ``with_gold``), ``kl``, ``length``, ``has_eos``; metrics = ``summarize(records)``. ``chunk_size`` prompts per
+    generate call; ``score_batch`` (None: ``chunk_size``) sequences per log-prob forward, sorted by length, and
+    per reward-model batch. Log-probs are taken at the sampling temperature, greedy or not."""
+    devices = list(range(torch.cuda.device_count())) if torch.cuda.is_available() else []
+    with torch.random.fork_rng(devices=devices):
+        torch.manual_seed(seed)
+        rollout = sample(model, prompts, sampling, greedy, chunk_size=chunk_size)
+    batch = score_batch or chunk_size
+    temperature = sampling.temperature
+    logprobs = torch.zeros(rollout.mask.shape, device=rollout.mask.device)
+    ref_logprobs = torch.zeros_like(logprobs)
+    for rows in micro_batches(rollout, torch.arange(len(rollout)), batch):
+        logprobs[rows] = response_logprobs(model, "policy", rollout, rows, temperature)[0]
+        ref_logprobs[rows] = response_logprobs(model, "reference", rollout, rows, temperature)[0]
+    scores = model.scores(rollout.conversations(), batch, reward_max_length)
+    mask = rollout.mask.float()
+    kl = ((logprobs - ref_logprobs) * mask).sum(1)
+    gold = gold_score_batch(rollout.prompts, rollout.texts) if with_gold else [None] * len(rollout)
+    records = [
+        {
+            "prompt": last_user_text(p),
+            "response": t,
+            "rm_score": s,
+            "gold_score": g,
+            "kl": k,
+            "length": n,
+            "has_eos": e,
+        }
+        for p, t, s, g, k, n, e in zip(
+            rollout.prompts,
+            rollout.texts,
+            scores.float().tolist(),
+            gold,
+            kl.tolist(),
+            rollout.mask.sum(1).tolist(),
+            rollout.has_eos.tolist(),
+        )
+    ]
+    return summarize(records), records

@@ -49,6 +49,7 @@ import torch
 from datasets import Dataset
 from peft import LoraConfig, PeftConfig
 
+from rlhf.algos.hf_trainer.checkpoints import check_resumed_init_adapter, record_init_adapter
 from rlhf.algos.hf_trainer.loop import resume_point, run_trainer
 from rlhf.algos.hf_trainer.settings import common_training_args
 from rlhf.config import check, check_choice
@@ -507,6 +508,7 @@ def make_trainer(
         peft_config=policy.peft_config,
         callbacks=[TrackerCallback(job.tracker)],
     )
+    record_init_adapter(trainer, policy.init_adapter)  # each checkpoint names it: a resume checks it
     return trainer
 
 
@@ -526,10 +528,9 @@ def train(job: Job, settings: Settings, trainer_class, config_class, algo_args: 
     """Train the policy against the reward model with ``trainer_class``; save adapter/ and return the summary:
     the same start/final keys as PPO's (rm_score, gold_score, kl, length, eos_rate)."""
     rm = reward_model_run(job, settings.reward_model)  # cheap checks first: each fails with one line
-    if settings.init_adapter:
-        resolve_adapter(settings.init_adapter, "algo.init_adapter", job.model)
-    if job.resume:
-        resume_point(job.run_dir)
+    adapter = resolve_adapter(settings.init_adapter, "algo.init_adapter", job.model) if settings.init_adapter else None
+    if job.resume:  # the init adapter must be the one the run started from (before any weights load)
+        check_resumed_init_adapter(resume_point(job.run_dir)[0], adapter)
     reward = RewardModel.load(job, rm)
     with_gold = job.dataset.name == "hh_synthetic"
     reward_function = RewardFunction(

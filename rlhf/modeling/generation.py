@@ -263,3 +263,11 @@ def response_logprobs(roles, role: str, rollout: Rollout, rows: torch.Tensor, te
     if not with_entropy:
         return gather_logprobs(logits, rollout.responses[rows], temperature), None
     return logprobs_and_entropy(logits, rollout.responses[rows], temperature)
+
+
+def micro_batches(rollout: Rollout, rows: torch.Tensor, size: int) -> list[torch.Tensor]:
+    """``rows`` [n] cut into micro batches of ``size`` rows after sorting them by real length (prompt +
+    response tokens), so each micro batch pads to less (Rollout.joined drops the prompt columns that are
+    padding in every row of a micro batch)."""
+    lengths = rollout.prompt_mask[rows].sum(1) + rollout.mask[rows].sum(1)
+    return list(rows[torch.argsort(lengths.cpu(), stable=True)].split(size))

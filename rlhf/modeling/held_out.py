@@ -22,22 +22,14 @@ import math
 import torch
 
 from rlhf.data.gold_judge import gold_score_batch
-from rlhf.modeling.generation import Rollout, Sampling, response_logprobs, sample
+from rlhf.modeling.generation import Sampling, micro_batches, response_logprobs, sample
 
-__all__ = ["evaluate", "summarize", "micro_batches", "last_user_text"]
+__all__ = ["evaluate", "summarize", "last_user_text"]
 
 
 def last_user_text(prompt: list[dict]) -> str:
     """The last user turn of a conversation: what a record shows as its prompt."""
     return next((m["content"] for m in reversed(prompt) if m["role"] == "user"), "")
-
-
-def micro_batches(rollout: Rollout, rows: torch.Tensor, size: int) -> list[torch.Tensor]:
-    """``rows`` [n] cut into micro batches of ``size`` rows after sorting them by real length (prompt +
-    response tokens), so each micro batch pads to less (Rollout.joined drops the prompt columns that are
-    padding in every row of a micro batch)."""
-    lengths = rollout.prompt_mask[rows].sum(1) + rollout.mask[rows].sum(1)
-    return list(rows[torch.argsort(lengths.cpu(), stable=True)].split(size))
 
 
 def summarize(records: list[dict]) -> dict[str, float]:

@@ -149,7 +149,8 @@ def plan(cfg: DictConfig) -> Plan:
 
 
 def _gib(value: float) -> str:
-    return f"{value / m.GIB:.1f} GiB"
+    """GiB, or MiB below one GiB."""
+    return f"{value / m.GIB:.1f} GiB" if value >= m.GIB else f"{value / 2**20:.0f} MiB"
 
 
 def verdict(plan: Plan) -> str | None:

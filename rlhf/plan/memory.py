@@ -16,6 +16,8 @@ size, n_kv key/value heads, N_l layers, r LoRA rank; A bytes of an activation, W
                    working set of one layer (forward_transient_bytes)
     logits         rows x positions x V x 4 (fp32) per copy; the number of copies alive at the peak is a
                    property of the code that computes them (LOGIT_COPIES)
+    weight copies  bf16 autocast of fp32 weights (hardware=cpu_bf16) casts each frozen weight per use, and a
+                   training forward saves the casts (autocast_weight_copies_bytes)
 """
 
 from __future__ import annotations
@@ -50,6 +52,8 @@ LOGIT_COPIES = {
     # Held-out log-probs of rm/sft/dpo (rlhf/modeling/logprobs.py): logits, the masked rows, their log-softmax
     # (fp32 whatever the model's dtype).
     "eval": {"fp32": (3, 0), "bf16": (3, 0)},
+    # The LM head's output alone (no-grad), beside the bf16 copy of its weight that autocast makes.
+    "head": {"fp32": (1, 0), "bf16": (0.5, 0)},
 }
 # A PPO rollout that keeps the sampling logits (full precision, rlhf/modeling/generation.py), always fp32: at the
 # end of generation transformers' per-step logits and their stack, while generate's output still holds the KV
@@ -144,15 +148,22 @@ def layer_saved_bytes(arch: Architecture, p: Precision, lora: LoraSettings, drop
     the two RMSNorm inputs in fp32 (2H x 4); the attention's q, k, v (k and v repeated to n_h heads before
     SDPA) and output (4 n_h d x A) and its log-sum-exp (n_h x 4); the MLP's gate, up and SiLU outputs (3I x A);
     the inputs the trainable weights need (the attention input H for LoRA on q/k/v, the MLP input H for
-    gate/up, I for down; the o_proj input is the saved attention output) and each LoRA's r-wide middle;
+    gate/up, I for down; the o_proj input is the saved attention output; under autocast of an fp32 residual
+    stream, each module's own bf16 cast of its input) and each LoRA's r-wide middle;
     under LoRA dropout in training mode, a dropped-out copy of each targeted module's input.
     """
     h, i, q = arch.hidden_size, arch.intermediate_size, arch.num_heads * arch.head_dim
     shapes = arch.linear_shapes()
     targets = set(shapes) if not lora.enabled else set(lora.target_modules)  # full fine-tuning trains them all
     rank = lora.r if lora.enabled else 0
-    inputs = (h if targets & {"q_proj", "k_proj", "v_proj"} else 0) + (h if targets & {"gate_proj", "up_proj"} else 0)
-    inputs += i if "down_proj" in targets else 0
+    if p.autocast and p.residual > p.act:
+        # an fp32 residual stream under bf16 autocast (cpu_bf16, 4-bit): each trainable module casts its input
+        # to bf16 for itself and saves that copy (measured on cpu_bf16), so shared inputs are no longer shared
+        inputs = sum(shapes[name][0] for name in targets)
+    else:
+        inputs = h if targets & {"q_proj", "k_proj", "v_proj"} else 0  # one attention input for q, k and v
+        inputs += h if targets & {"gate_proj", "up_proj"} else 0
+        inputs += i if "down_proj" in targets else 0
     values = inputs + 4 * q + 3 * i + rank * len(targets)
     if dropout and lora.enabled:
         values += sum(shapes[name][0] for name in targets)
@@ -168,6 +179,17 @@ def train_activation_bytes(
     body = arch.num_layers * p.residual * arch.hidden_size + layer if p.checkpointing else arch.num_layers * layer
     # + the final norm's input and output (fp32) and the 4-D attention mask built from the padding mask
     return tokens * (body + 2 * 4 * arch.hidden_size) + rows * seq * seq * 4
+
+
+def autocast_weight_copies_bytes(arch: Architecture, p: Precision, layers: int, lm_head: bool) -> float:
+    """Under bf16 autocast of fp32 weights (hardware=cpu_bf16), each linear op casts its frozen weight to bf16
+    (autocast caches only the casts of weights that require grad): ``layers`` layers' copies (a training forward
+    saves them all for the backward) and the LM head's (V x H) while the logits are computed. bf16 weights
+    need no cast, and 4-bit layers keep their packed weights."""
+    if not (p.autocast and p.weight == 4 and not p.load_in_4bit):
+        return 0
+    per_layer = sum(a * b for a, b in arch.linear_shapes().values())
+    return 2 * (layers * per_layer + (arch.embedding_params if lm_head else 0))
 
 
 def forward_transient_bytes(arch: Architecture, p: Precision, rows: int, seq: int, act: int | None = None) -> float:

@@ -148,6 +148,10 @@ def _scoring_moments(
     kind = "score_entropy" if entropy else "score"
     return {
         "forward": {"activations": m.forward_transient_bytes(arch, p, rows, seq)},
+        "LM head": {
+            "logits": m.logits_alive_bytes("head", arch, p, rows, new),
+            "bf16 weight copies (autocast)": m.autocast_weight_copies_bytes(arch, p, layers=0, lm_head=True),
+        },
         "log-probs": {"logits": m.logits_alive_bytes(kind, arch, p, rows, new)},
     }
 
@@ -157,10 +161,12 @@ def ppo_phases(arch: Architecture, p: m.Precision, lora: LoraSettings, w: PpoWor
     seq = w.prompt_len + w.new_tokens
     # Sampling log-probs are kept only at full precision (Roles.generation_matches_scoring)
     rollout = _generation_moments(arch, p, w.chunk, w.prompt_len, w.new_tokens, keep_logits=not p.autocast)
+    saved_layers = 1 if p.checkpointing else arch.num_layers  # whose autocast weight copies the backward keeps
     update = {
         "backward": {
             "activations": m.train_activation_bytes(arch, p, lora, w.micro_batch, seq, dropout=False),
             "logits": m.logits_alive_bytes("update", arch, p, w.micro_batch, w.new_tokens),
+            "bf16 weight copies (autocast)": m.autocast_weight_copies_bytes(arch, p, saved_layers, lm_head=True),
         }
     }
     eval_chunk = min(w.eval_prompts, w.chunk)
@@ -199,16 +205,20 @@ def trainer_phases(arch: Architecture, p: m.Precision, lora: LoraSettings, w: Tr
     rows = w.micro_batch * (1 if w.algo == "sft" else 2)  # rm and dpo run chosen and rejected in one batch
     seq = w.max_length
     activations = m.train_activation_bytes(arch, p, lora, rows, seq, w.dropout)
+    # TRL's tiled log-probs save the LM head's own weight, so only the layers' casts stay
+    saved_layers = 1 if p.checkpointing else arch.num_layers
+    copies = {"bf16 weight copies (autocast)": m.autocast_weight_copies_bytes(arch, p, saved_layers, lm_head=False)}
     if w.algo == "rm":
-        step = {"backward": {"activations": activations}}
+        step = {"backward": {"activations": activations, **copies}}
         evaluation = {"forward": {"activations": m.forward_transient_bytes(arch, p, w.eval_batch_size, seq)}}
     else:
         tiles = m.fused_logprob_bytes(arch, p, rows * seq)
-        step = {"backward": {"activations": activations, "log-prob tiles": tiles}}
+        step = {"backward": {"activations": activations, "log-prob tiles": tiles, **copies}}
         if w.algo == "dpo" and not w.precompute_ref:  # the reference forward runs after the policy's
             step["reference forward"] = {
                 "activations": activations + m.forward_transient_bytes(arch, p, rows, seq),
                 "log-prob tiles": tiles,
+                **copies,
             }
         evaluation = {
             "forward": {"activations": m.forward_transient_bytes(arch, p, w.eval_batch_size, seq)},

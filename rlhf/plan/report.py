@@ -41,7 +41,8 @@ def render(plan: Plan) -> str:
         status = "" if hw.memory_gib is None else ("  fits" if plan.fits(phase) else "  DOES NOT FIT")
         lines.append(f"  {phase.name:<12}{_size(phase.peak)}  (peak: {phase.peak_moment}){status}")
         for name, size in phase.components.items():
-            lines.append(f"      {name:<44}{_size(size)}")
+            if size:
+                lines.append(f"      {name:<44}{_size(size)}")
     lines.append("")
     if hw.memory_gib is not None:
         usable = hw.memory_gib - RESERVE_GIB

@@ -19,7 +19,7 @@ from rlhf.experiment import run_experiment
 from rlhf.modeling.generation import cut_prompts, encode_prompts, response_logprobs, sample
 from rlhf.modeling.logprobs import prompt_length
 from rlhf.modeling.models import load_adapter, load_causal_lm
-from tests.algos.helpers import make_job
+from tests.algos.helpers import make_job, metric_rows, rm_outputs
 from tests.conftest import compose_train, tiny_overrides
 
 RUN = {"algo.max_steps": "4", "algo.save_every": "2", "algo.keep_checkpoints": "2"}
@@ -27,10 +27,7 @@ RUN = {"algo.max_steps": "4", "algo.save_every": "2", "algo.keep_checkpoints": "
 
 @pytest.fixture(scope="module")
 def outputs(tmp_path_factory):
-    """An outputs root holding one finished tiny rm run at latest/rm."""
-    root = tmp_path_factory.mktemp("outputs")
-    run_experiment(compose_train(tiny_overrides(), outputs_root=root), root / "rm" / "run")
-    return root
+    return rm_outputs(tmp_path_factory)
 
 
 def grpo_overrides(**extra: str) -> list[str]:
@@ -42,10 +39,6 @@ def setup(outputs, tmp_path, **extra):
     cfg = compose_train(grpo_overrides(**extra), outputs_root=outputs)
     job = make_job(cfg, tmp_path / "run")
     return job, from_node(grpo.Settings, cfg.algo, "algo")
-
-
-def metric_rows(run_dir):
-    return [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
 
 
 def train_steps(rows) -> list[int]:

@@ -17,7 +17,7 @@ from rlhf.algos import online_trl, rloo
 from rlhf.config import from_node
 from rlhf.errors import ConfigError
 from rlhf.experiment import run_experiment
-from tests.algos.helpers import make_job
+from tests.algos.helpers import make_job, metric_rows, rm_outputs
 from tests.conftest import REPO, compose_train, tiny_overrides
 
 RUN = {"algo.max_steps": "4", "algo.save_every": "2", "algo.keep_checkpoints": "2"}
@@ -25,10 +25,7 @@ RUN = {"algo.max_steps": "4", "algo.save_every": "2", "algo.keep_checkpoints": "
 
 @pytest.fixture(scope="module")
 def outputs(tmp_path_factory):
-    """An outputs root holding one finished tiny rm run at latest/rm."""
-    root = tmp_path_factory.mktemp("outputs")
-    run_experiment(compose_train(tiny_overrides(), outputs_root=root), root / "rm" / "run")
-    return root
+    return rm_outputs(tmp_path_factory)
 
 
 def rloo_overrides(**extra: str) -> list[str]:
@@ -40,10 +37,6 @@ def setup(outputs, tmp_path, **extra):
     cfg = compose_train(rloo_overrides(**extra), outputs_root=outputs)
     job = make_job(cfg, tmp_path / "run")
     return job, from_node(rloo.Settings, cfg.algo, "algo")
-
-
-def metric_rows(run_dir):
-    return [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
 
 
 def train_steps(run_dir) -> list[int]:

@@ -155,10 +155,11 @@ def test_a_slurm_job_of_several_tasks_is_one_launch(monkeypatch):
     slurm = {"SUBMITIT_EXECUTOR": "slurm", "SLURM_NTASKS": "4", "SLURM_PROCID": "3", "SLURM_LOCALID": "1",
              "SLURM_JOB_ID": "77", "SLURM_JOB_NODELIST": "gpu[01-02]", "SLURM_JOB_NUM_NODES": "2", "SLURM_NODEID": "1",
              "SLURM_STEP_NODELIST": "gpu[01-02]"}  # fmt: skip
-    for key in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT", "LOCAL_WORLD_SIZE"):
-        monkeypatch.delenv(key, raising=False)
-    for key, value in slurm.items():
-        monkeypatch.setenv(key, value)
+    # A copy of the environment: the helper writes os.environ itself, and RANK / WORLD_SIZE left behind would
+    # make every later test in this process a follower of a launch that does not exist.
+    launch = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT", "LOCAL_WORLD_SIZE")
+    environ = {k: v for k, v in os.environ.items() if k not in launch}
+    monkeypatch.setattr(os, "environ", {**environ, **slurm})
     distributed.adopt_slurm_tasks()
     assert (os.environ["RANK"], os.environ["WORLD_SIZE"], os.environ["LOCAL_RANK"]) == ("3", "4", "1")
     assert os.environ["MASTER_ADDR"] == "gpu01" and distributed.world_size() == 4 and not distributed.is_main()

@@ -56,11 +56,11 @@ from rlhf.algos.ppo.math import (
 )
 from rlhf.algos.ppo.optimizer import build_optimizer, optimizer_class
 from rlhf.algos.ppo.roles import Roles, build_roles
-from rlhf.algos.ppo.scoring import micro_batches, response_logprobs_and_values, response_values, score_rollout
+from rlhf.algos.ppo.scoring import response_logprobs_and_values, response_values, score_rollout
 from rlhf.algos.ppo.settings import Settings
 from rlhf.data.gold_judge import gold_score_batch
 from rlhf.errors import ConfigError
-from rlhf.modeling.generation import Rollout, response_logprobs, sample
+from rlhf.modeling.generation import Rollout, cut_prompts, micro_batches, response_logprobs, sample
 from rlhf.modeling.held_out import evaluate, summarize
 from rlhf.run import distributed, stopping
 from rlhf.run.job import Job
@@ -462,8 +462,13 @@ def fit(job: Job, settings: Settings, roles: Roles, rm: FinishedRun) -> dict:
     scheduler = get_scheduler(settings.lr_scheduler_type, optimizer, round(settings.warmup_ratio * updates), updates)
     kl_controller = make_kl_controller(settings.kl_coef, settings.adaptive_kl, settings.kl_target, settings.kl_horizon)
     reward_max_length = int(rm.config.algo.max_length)  # what the reward model was trained on
-    train_prompts = [ex["prompt"] for ex in job.data.train]
-    eval_prompts = [ex["prompt"] for ex in job.data.test[: settings.eval_prompts]]
+    # Cut by whole turns once (sample() would cut each batch the same way): a prompt no cut can fit fails here,
+    # naming algo's key.
+    key, length = "algo.sampling.max_prompt_length", settings.sampling.max_prompt_length
+    train_prompts = cut_prompts(job.tokenizer, [ex["prompt"] for ex in job.data.train], length, key)
+    eval_prompts = cut_prompts(
+        job.tokenizer, [ex["prompt"] for ex in job.data.test[: settings.eval_prompts]], length, key
+    )
     with_gold = job.dataset.name == "hh_synthetic"
     samples_path = job.run_dir / EVAL_SAMPLES
 

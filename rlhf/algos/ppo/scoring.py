@@ -10,16 +10,8 @@ from dataclasses import dataclass
 import torch
 
 from rlhf.algos.ppo.roles import Roles
-from rlhf.modeling.generation import Rollout, response_logprobs
+from rlhf.modeling.generation import Rollout, micro_batches, response_logprobs
 from rlhf.modeling.token_math import gather_logprobs
-
-
-def micro_batches(rollout: Rollout, rows: torch.Tensor, size: int) -> list[torch.Tensor]:
-    """``rows`` [n] cut into micro batches of ``size`` rows after sorting them by real length (prompt +
-    response tokens), so each micro batch pads to less (Rollout.joined drops the prompt columns that are
-    padding in every row of a micro batch)."""
-    lengths = rollout.prompt_mask[rows].sum(1) + rollout.mask[rows].sum(1)
-    return list(rows[torch.argsort(lengths.cpu(), stable=True)].split(size))
 
 
 def response_values(roles: Roles, rollout: Rollout, rows: torch.Tensor) -> torch.Tensor:

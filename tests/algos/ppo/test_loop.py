@@ -11,23 +11,20 @@ from rlhf.algos.ppo import checkpoint
 from rlhf.algos.ppo import loop as ppo
 from rlhf.algos.ppo.loop import prompt_indices
 from rlhf.algos.ppo.roles import OFF
-from rlhf.algos.ppo.scoring import micro_batches, response_values, score_rollout
+from rlhf.algos.ppo.scoring import response_values, score_rollout
 from rlhf.config import from_node
 from rlhf.errors import ConfigError
 from rlhf.experiment import run_experiment
-from rlhf.modeling.generation import response_logprobs, sample
+from rlhf.modeling.generation import micro_batches, response_logprobs, sample
 from rlhf.modeling.models import load_causal_lm, load_reward_model
 from rlhf.modeling.reward_scoring import score_conversations
-from tests.algos.helpers import make_job
+from tests.algos.helpers import make_job, metric_rows, rm_outputs
 from tests.conftest import compose_train, tiny_overrides
 
 
 @pytest.fixture(scope="module")
 def outputs(tmp_path_factory):
-    """An outputs root holding one finished tiny rm run at latest/rm."""
-    root = tmp_path_factory.mktemp("outputs")
-    run_experiment(compose_train(tiny_overrides(), outputs_root=root), root / "rm" / "run")
-    return root
+    return rm_outputs(tmp_path_factory)
 
 
 RUN = {"algo.iterations": "4", "algo.save_every": "2"}
@@ -38,10 +35,6 @@ def straight_run(outputs, tmp_path_factory):
     """A 4-iteration run through run_experiment, checkpointing every 2 iterations: (run dir, summary)."""
     run_dir = tmp_path_factory.mktemp("straight") / "ppo"
     return run_dir, run_experiment(compose_train(ppo_overrides(**RUN), outputs_root=outputs), run_dir)
-
-
-def metric_rows(run_dir):
-    return [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
 
 
 def ppo_overrides(**extra: str) -> list[str]:

@@ -59,7 +59,7 @@ from rlhf.modeling.generation import Sampling, cut_prompts, response_content, re
 from rlhf.modeling.held_out import evaluate
 from rlhf.modeling.models import load_adapter, load_causal_lm, load_reward_model, lora_config
 from rlhf.modeling.reward_scoring import score_conversations
-from rlhf.modeling.token_math import position_ids, response_positions
+from rlhf.modeling.token_math import response_logits
 from rlhf.run import distributed
 from rlhf.run.job import Job
 from rlhf.run.rundir import FinishedRun, finished_run, resolve_adapter, truncate_jsonl, write_json_atomic
@@ -457,15 +457,8 @@ class PolicyView:
     @torch.no_grad()
     def response_head(self, role: str, input_ids, attention_mask, prompt_len: int) -> torch.Tensor:
         """[B, P+T] ids/mask ([left-padded prompt | response]) -> LM logits [B, T, V] on the response tokens."""
-        base = self.model.get_base_model()
         with self.role(role), self.precision():
-            hidden = base.get_decoder()(
-                input_ids=input_ids,
-                attention_mask=attention_mask,
-                position_ids=position_ids(attention_mask),
-                use_cache=False,
-            ).last_hidden_state
-            return base.get_output_embeddings()(response_positions(hidden, prompt_len))
+            return response_logits(self.model.get_base_model(), input_ids, attention_mask, prompt_len)
 
     def scores(self, conversations: list[list[dict]], batch_size: int, max_length: int) -> torch.Tensor:
         return self.reward(conversations, batch_size, max_length)

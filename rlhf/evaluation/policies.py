@@ -25,7 +25,7 @@ from transformers import GenerationConfig
 
 from rlhf.config import ModelSettings
 from rlhf.errors import ConfigError
-from rlhf.modeling.token_math import position_ids, response_positions
+from rlhf.modeling.token_math import response_logits
 from rlhf.run.rundir import (
     ADAPTER,
     CHECKPOINTS,
@@ -257,10 +257,4 @@ class PolicyView:
         tokens."""
         transformer = self.bank._transformer()
         with self.bank.use(self.adapters[role]):
-            hidden = transformer.get_decoder()(
-                input_ids=input_ids,
-                attention_mask=attention_mask,
-                position_ids=position_ids(attention_mask),
-                use_cache=False,
-            ).last_hidden_state
-        return transformer.get_output_embeddings()(response_positions(hidden, prompt_len))
+            return response_logits(transformer, input_ids, attention_mask, prompt_len)

@@ -113,3 +113,15 @@ def truncate_after_eos(responses: torch.Tensor, eos_token_id: int, pad_token_id:
     """
     mask = response_mask_after_eos(responses, eos_token_id)
     return torch.where(mask, responses, torch.full_like(responses, pad_token_id))
+
+
+def response_logits(causal_lm, input_ids: torch.Tensor, attention_mask: torch.Tensor, prompt_len: int) -> torch.Tensor:
+    """[B, P+T] ids/mask ([left-padded prompt | response]) -> LM logits [B, T, V] that score the T response tokens:
+    the decoder over the whole sequence, the LM head only on the positions that predict a response token."""
+    hidden = causal_lm.get_decoder()(
+        input_ids=input_ids,
+        attention_mask=attention_mask,
+        position_ids=position_ids(attention_mask),
+        use_cache=False,
+    ).last_hidden_state
+    return causal_lm.get_output_embeddings()(response_positions(hidden, prompt_len))

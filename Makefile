@@ -60,6 +60,9 @@ compare: install ## Sweep report (compare.md, report.html): make compare SWEEP=m
 	@test -n "$(SWEEP)" || { echo "usage: make compare SWEEP=<a sweep or evaluation directory> [ARGS=--wandb-report]" >&2; exit 2; }
 	$(PY) -m rlhf.report $(SWEEP) $(ARGS)
 
+tournament: install ## PPO vs DPO over fixed seeds 0..N-1, one report with intervals (SEEDS=N; ARGS="--arms dpo,ppo,grpo debug=tiny", --resume DIR)
+	$(PY) -m rlhf.tournament $(if $(SEEDS),--seeds $(SEEDS)) $(ARGS)
+
 plan: install ## Will it fit? Predicted peak memory per phase, nothing loaded (ARGS="experiment=llama2_7b_hh_ppo hardware=gpu_24gb")
 	$(PY) -m rlhf.plan $(ARGS)
 
@@ -82,4 +85,4 @@ clean: ## Remove run outputs (keeps .venv, the model cache and the folders' READ
 		if [ -d "$$dir" ]; then find "$$dir" -mindepth 1 -maxdepth 1 ! -name README.md -exec rm -rf {} +; fi; \
 	done
 
-.PHONY: help install lint format test test-slow pipeline rm sft dpo ppo evaluate compare plan config bench bench-peer clean
+.PHONY: help install lint format test test-slow pipeline rm sft dpo ppo evaluate compare tournament plan config bench bench-peer clean

@@ -1,5 +1,10 @@
 """Compare policies on held-out prompts: `python evaluate.py [policies.<name>=PATH|base|null] [judge=RM_RUN]`."""
 
+from rlhf.run.allocator import restart_with_jemalloc
+
+if __name__ == "__main__":
+    restart_with_jemalloc()  # first, before torch loads (rlhf/run/allocator.py)
+
 import logging
 import sys
 

@@ -1,6 +1,11 @@
 """Train a reward model, SFT, DPO or PPO policy: `python train.py algo=rm|sft|dpo|ppo [overrides]`;
 continue a stopped run with `python train.py resume=<run dir>|latest`."""
 
+from rlhf.run.allocator import restart_with_jemalloc
+
+if __name__ == "__main__":
+    restart_with_jemalloc()  # first, before torch loads (rlhf/run/allocator.py)
+
 import logging
 import sys
 from pathlib import Path

@@ -29,16 +29,19 @@ RESULTS = Path(os.environ.get("RLHF_BENCH_RESULTS") or REPO / "bench" / "results
 # --------------------------------------------------------------------------- config
 
 
-def compose(overrides: list[str]):
-    """The resolved train config for ``overrides`` (conf/train.yaml), as train.py would see it."""
+def compose(overrides: list[str], config_name: str = "train"):
+    """The resolved config for ``overrides`` (conf/train.yaml, or conf/<config_name>.yaml), as its entry point
+    would see it."""
     from hydra import compose as hydra_compose
     from hydra import initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
     from omegaconf import OmegaConf
 
+    import rlhf.config  # noqa: F401  registers ${native_bf16:...} (conf/hardware/auto.yaml) before resolving
+
     GlobalHydra.instance().clear()
     with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
-        cfg = hydra_compose(config_name="train", overrides=list(overrides))
+        cfg = hydra_compose(config_name=config_name, overrides=list(overrides))
     OmegaConf.resolve(cfg)
     return cfg
 

@@ -4,6 +4,8 @@ The package is layered; each layer imports only the layers below it (tests/test_
 
     rlhf.experiment, rlhf.report   entry points' bodies: train.py's run (the algorithm registry); sweep reports
                                    (report.html, the W&B Report: python -m rlhf.report)
+    rlhf.tournament                PPO vs DPO (and GRPO, RLOO) over fixed seeds: every stage per seed, one
+                                   aggregate report with intervals over seeds and prompts (python -m rlhf.tournament)
     rlhf.evaluation                the comparison run: policies, metrics, tables, plots
     rlhf.algos                     rm, sft, dpo (hf_trainer: the Trainer glue) and ppo/ (everything PPO);
                                    an algorithm imports hf_trainer and its own package, never another algorithm

@@ -9,14 +9,18 @@ live here; each algorithm's own settings live in its module (rlhf/algos/<name>.p
 from __future__ import annotations
 
 import dataclasses
+import logging
 import types
 import typing
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
 from rlhf.errors import ConfigError
+
+log = logging.getLogger(__name__)
 
 
 def _type_ok(value: Any, annotation: Any) -> bool:
@@ -155,6 +159,55 @@ class ModelSettings:
         return strip(self) == strip(other)
 
 
+CPUINFO = Path("/proc/cpuinfo")  # Linux; where the CPU's flags are read
+# CPU flags of native bf16 matmul units: AVX512-BF16 (AMD Zen 4, Intel Cooper Lake and later) and AMX
+CPU_BF16_FLAGS = ("avx512_bf16", "amx_bf16")
+AUTO = "auto"  # hardware=auto (conf/hardware/auto.yaml): cpu_bf16's settings where bf16 is native, cpu's elsewhere
+
+
+def native_bf16_reason(cpuinfo: str | None = None) -> str | None:
+    """Why bf16 matmuls run natively here (a CUDA GPU that supports bf16; a CPU whose flags include AVX512-BF16 or
+    AMX), or None. ``cpuinfo``: the text of /proc/cpuinfo to judge instead of this machine's (tests). Without
+    native units bf16 is emulated and slower than fp32 (BENCHMARKS.md "CPU bf16")."""
+    if cpuinfo is None:
+        import torch  # here: the config layer itself loads without torch
+
+        if torch.cuda.is_available():
+            return "the CUDA GPU supports bf16" if torch.cuda.is_bf16_supported() else None
+        try:
+            cpuinfo = CPUINFO.read_text(encoding="utf-8")
+        except OSError:  # not Linux: unknown, so not native
+            return None
+    flags = {word for line in cpuinfo.splitlines() if line.startswith("flags") for word in line.split()}
+    found = [flag for flag in CPU_BF16_FLAGS if flag in flags]
+    return f"the CPU has {' and '.join(found)}" if found else None
+
+
+def native_bf16(cpuinfo: str | None = None) -> bool:
+    """Whether bf16 matmuls run natively here (see :func:`native_bf16_reason`)."""
+    return native_bf16_reason(cpuinfo) is not None
+
+
+_NO_NATIVE_BF16 = f"no native bf16 matmul (no CUDA GPU with bf16, no {' or '.join(CPU_BF16_FLAGS)} CPU flag)"
+_auto_logged: set[str] = set()
+
+
+def _pick_if_native_bf16(if_native: Any, otherwise: Any) -> Any:
+    """``${native_bf16:A,B}`` (conf/hardware/auto.yaml): A where bf16 is native, else B. Resolved when a run reads
+    its config, so on the machine that runs it (not where a sweep was launched); the choice is logged once."""
+    reason = native_bf16_reason()
+    picked = "cpu_bf16's settings (bf16 weights and autocast)" if reason else "cpu's settings (float32)"
+    line = f"hardware=auto: {picked}, as {reason or _NO_NATIVE_BF16}"
+    if line not in _auto_logged:
+        _auto_logged.add(line)
+        log.info(line)
+    return if_native if reason else otherwise
+
+
+if not OmegaConf.has_resolver("native_bf16"):  # registered on import, before any config that uses it is read
+    OmegaConf.register_new_resolver("native_bf16", _pick_if_native_bf16)
+
+
 @dataclass(frozen=True)
 class HardwareSettings:
     name: str
@@ -174,6 +227,14 @@ class HardwareSettings:
             check(self.memory_gib > 0, "hardware.memory_gib", self.memory_gib, "must be > 0 GiB, or null for no check")
         if self.num_threads is not None:
             check(self.num_threads >= 1, "hardware.num_threads", self.num_threads, "must be >= 1 or null")
+
+    def precision(self) -> dict:
+        """What the run computes in and why, for summary.json: the option, the weights' dtype, the autocast dtype
+        (None: off) and the reason (hardware=auto's detection on this machine, or the option as chosen)."""
+        why = f"hardware={self.name} as configured"
+        if self.name == AUTO:
+            why = f"hardware=auto: {native_bf16_reason() or _NO_NATIVE_BF16}"
+        return {"hardware": self.name, "dtype": self.dtype, "autocast": "bfloat16" if self.bf16 else None, "why": why}
 
     def accumulation_steps(self, batch_size: int, key: str, processes: int = 1) -> tuple[int, int]:
         """Split a global effective ``batch_size`` into (micro batch, accumulation steps) per process for this
@@ -211,6 +272,7 @@ class DatasetSettings:
     max_train_rows: int | None
     max_eval_rows: int | None
     max_bad_fraction: float
+    max_steps: dict[str, int]  # per-algorithm step budget the algo YAMLs read (${dataset.max_steps.<algo>})
 
     def __post_init__(self):
         check_choice("dataset.name", self.name, ("hh_synthetic", "hh_rlhf"))

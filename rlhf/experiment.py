@@ -17,7 +17,7 @@ from omegaconf import DictConfig, OmegaConf
 from rlhf.config import check, from_node
 from rlhf.errors import ConfigError, StorageError
 from rlhf.plan.fits import check_fits
-from rlhf.run import distributed
+from rlhf.run import costs, distributed
 from rlhf.run.job import Job, build_job
 from rlhf.run.lock import RunDirLock
 from rlhf.run.resume import check_resume_target, run_status
@@ -44,6 +44,7 @@ log = logging.getLogger(__name__)
 # The one dispatch table: algo.name -> module with Settings and train(job, settings).
 ALGORITHMS = {
     "rm": "rlhf.algos.rm",
+    "judge": "rlhf.algos.rm",  # a reward model on the other half of the pairs: evaluate.py's independent judge
     "sft": "rlhf.algos.sft",
     "dpo": "rlhf.algos.dpo",
     "ppo": "rlhf.algos.ppo",
@@ -132,6 +133,7 @@ def _run_follower(cfg: DictConfig, context: RunContext) -> dict:
     """A launch's process other than rank 0: the same job (its share of each batch; the collectives are the
     algorithm's), with a tracker that writes nothing and no config, summary or pointer of its own."""
     resume = cfg.get("resume") not in (None, "null")
+    costs.reset()  # its tokens and episodes join rank 0's (rlhf/run/costs.py)
     module = algorithm(cfg.algo.name)
     settings = from_node(module.Settings, cfg.algo, "algo")
     with handle_stop_signals():
@@ -167,6 +169,7 @@ def _run_locked(cfg: DictConfig, context: RunContext, resume: bool) -> dict:
         log.info("resumed at step %d; dropped %d metric rows logged after it", step, dropped)
 
     started = time.time()
+    costs.reset()  # phase seconds, tokens and episodes of this run: into the summary (rlhf/run/costs.py)
     summary = {
         "algo": cfg.algo.name,
         "model": cfg.model.name,
@@ -180,26 +183,28 @@ def _run_locked(cfg: DictConfig, context: RunContext, resume: bool) -> dict:
     # cleanly before its first step (a second Ctrl-C stops at once), never with a traceback.
     with handle_stop_signals() as stop:
         try:
-            if committed:
-                _save_config(cfg, run_dir, context.overrides)
-            module = algorithm(cfg.algo.name)
-            settings = from_node(module.Settings, cfg.algo, "algo")
-            check(
-                cfg.max_nonfinite_updates >= 1,
-                "max_nonfinite_updates",
-                cfg.max_nonfinite_updates,
-                "must be >= 1 skipped updates in a row",
-            )
-            job = build_job(
-                cfg,
-                run_dir,
-                job_type=cfg.algo.name,
-                group=context.sweep_name or cfg.algo.name,
-                tags=[str(t) for t in cfg.tags] + override_labels(context.override_tags),
-                name=run_name(cfg.algo.name, context.override_tags),
-                resume=resume,
-                on_resumed=on_resumed,
-            )
+            with costs.phase("setup"):
+                if committed:
+                    _save_config(cfg, run_dir, context.overrides)
+                module = algorithm(cfg.algo.name)
+                settings = from_node(module.Settings, cfg.algo, "algo")
+                check(
+                    cfg.max_nonfinite_updates >= 1,
+                    "max_nonfinite_updates",
+                    cfg.max_nonfinite_updates,
+                    "must be >= 1 skipped updates in a row",
+                )
+                job = build_job(
+                    cfg,
+                    run_dir,
+                    job_type=cfg.algo.name,
+                    group=context.sweep_name or cfg.algo.name,
+                    tags=[str(t) for t in cfg.tags] + override_labels(context.override_tags),
+                    name=run_name(cfg.algo.name, context.override_tags),
+                    resume=resume,
+                    on_resumed=on_resumed,
+                )
+            summary["precision"] = job.hardware.precision()  # what hardware=auto picked, and why
             data = job.data
             summary.update(train_rows=len(data.train), test_rows=len(data.test), dropped_rows=dict(data.dropped))
             log.info(
@@ -219,8 +224,9 @@ def _run_locked(cfg: DictConfig, context: RunContext, resume: bool) -> dict:
             # The pointer before summary.json: killed in between, the run has no summary, so resume= finishes it
             # (it only evaluates and saves) and the pointer is right; the other order would leave a finished run
             # that nothing points at and that no resume would touch.
-            latest_failure = _point_latest(Path(cfg.outputs_root), cfg.algo.name, run_dir, summary)
-            _log_model(job, cfg.algo.name, summary)
+            with costs.phase("final_save"):
+                latest_failure = _point_latest(Path(cfg.outputs_root), cfg.algo.name, run_dir, summary)
+                _log_model(job, cfg.algo.name, summary)
         except Interrupted as err:
             summary.update(status="interrupted", error=str(err), exit_code=err.exit_code)
             raise
@@ -241,7 +247,9 @@ def _run_locked(cfg: DictConfig, context: RunContext, resume: bool) -> dict:
             summary.update(status="failed", error=f"{type(err).__name__}: {err}", traceback=traceback.format_exc(20))
             raise
         finally:
-            summary.update(wall_time_s=round(time.time() - started, 2), peak_rss_mb=round(peak_rss_mb(), 1))
+            wall_time_s = time.time() - started
+            summary.update(wall_time_s=round(wall_time_s, 2), peak_rss_mb=round(peak_rss_mb(), 1))
+            summary.update(costs.current().totals(wall_time_s))  # episodes: this process's (a resume's own)
             if (cuda_mb := peak_cuda_mb()) is not None:
                 summary["peak_cuda_mb"] = cuda_mb
             if committed:

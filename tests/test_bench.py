@@ -6,12 +6,13 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import torch
 
 from bench import common, machine, steptimer, trainer_steps
-from tests.conftest import REPO
+from tests.conftest import REPO, compose_train
 
 
 def test_spread_and_show():
@@ -89,3 +90,19 @@ def test_make_bench_at_tiny_scale(tmp_path):
     assert data["ppo_iteration"]["ratios"]["bf16_vs_fp32"]["time"] > 0
     assert data["ppo_iteration"]["ratios"]["value_on_policy_vs_adapter"]["time"] > 0
     assert "| config |" in done.stdout
+
+
+def test_online_arms_cost_a_rollout_by_difference_at_equal_episodes():
+    from bench.online_arms import STEPS_PER_ROLLOUT, arm_overrides, per_rollout
+
+    # 1 rollout in 70 s, 3 in 110 s: loading and the evaluations cancel, 20 s a rollout
+    assert per_rollout({"wall_time_s": 70.0}, {"wall_time_s": 110.0}, (1, 3)) == 20.0
+    ppo = arm_overrides("ppo", 3, Path("/rm"), 8, ["model=tiny_llama"])
+    grpo = arm_overrides("grpo", 3, Path("/rm"), 8, [])
+    assert "algo.iterations=3" in ppo and "algo.save_every=3" in ppo and ppo[-1] == "model=tiny_llama"
+    assert f"algo.max_steps={3 * STEPS_PER_ROLLOUT}" in grpo and "algo.reward_model=/rm" in grpo
+    # a GRPO / RLOO rollout is as many episodes as a PPO iteration, and STEPS_PER_ROLLOUT is its default length
+    cfgs = {arm: compose_train([f"algo={arm}"]).algo for arm in ("ppo", "grpo", "rloo")}
+    assert cfgs["grpo"].batch_size == cfgs["rloo"].batch_size == cfgs["ppo"].batch_size
+    for arm in ("grpo", "rloo"):
+        assert cfgs[arm].num_mini_batches * cfgs[arm].num_iterations == STEPS_PER_ROLLOUT

@@ -17,7 +17,7 @@ LAYERS = [
     ("rlhf.run",),
     ("rlhf.algos",),
     ("rlhf.evaluation",),
-    ("rlhf.experiment", "rlhf.report"),
+    ("rlhf.experiment", "rlhf.report", "rlhf.tournament"),
 ]
 ALGORITHMS = (
     "rlhf.algos.rm",

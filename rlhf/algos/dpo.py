@@ -42,6 +42,7 @@ from rlhf.errors import ConfigError
 from rlhf.modeling.logprobs import preference_logprobs, truncate_prompt
 from rlhf.modeling.models import load_adapter, load_causal_lm, lora_config
 from rlhf.modeling.reward_scoring import pair_metrics
+from rlhf.run import costs
 from rlhf.run.job import Job
 from rlhf.run.rundir import resolve_adapter
 from rlhf.run.tracking import TrackerCallback
@@ -134,6 +135,7 @@ def _start_model(job: Job, path: str, tokenizer, adapter: Path | None):
     return lm if adapter is None else load_adapter(lm, adapter).merge_and_unload()
 
 
+@costs.phase("load_model")
 def build(job: Job, settings: Settings) -> Policy:
     """Tokenizer, start policy and reference arrangement for this job (see the module docstring). A resume
     first checks that the init adapter is the one the run started from (before any weights load)."""
@@ -179,6 +181,7 @@ def training_dataset(tokenizer, examples: list[dict], max_prompt_length: int):
     )
 
 
+@costs.phase("prepare_data")  # the trainer tokenises the pairs
 def make_trainer(job: Job, settings: Settings, policy: Policy, examples: list[dict] | None = None) -> DPOTrainer:
     """A DPOTrainer for the job's train split (or ``examples``); TRL's metrics go to our Tracker; its checkpoints
     record the policy's init adapter."""
@@ -221,6 +224,7 @@ def implicit_rewards(beta: float, logps: torch.Tensor, ref_logps: torch.Tensor) 
     return beta * (logps - ref_logps)
 
 
+@costs.phase("final_save")
 def save_policy(model, tokenizer, adapter_dir: Path) -> None:
     """adapter/: the trained adapter only (not TRL's frozen 'ref' copy), or full weights with lora=none."""
     if getattr(model, "peft_config", None):
@@ -235,6 +239,7 @@ def train(job: Job, settings: Settings) -> dict:
     policy = build(job, settings)
     test = job.data.test
 
+    @costs.phase("evaluation")
     def logps(model):
         return preference_logprobs(
             model, policy.tokenizer, test, settings.eval_batch_size, settings.max_length, settings.max_prompt_length

@@ -55,14 +55,21 @@ from rlhf.algos.hf_trainer.settings import common_training_args
 from rlhf.config import check, check_choice
 from rlhf.data.gold_judge import gold_score_batch
 from rlhf.errors import ConfigError
-from rlhf.modeling.generation import Sampling, cut_prompts, response_content, response_separator
+from rlhf.modeling.generation import Sampling, cut_prompts, decode, response_content, response_separator
 from rlhf.modeling.held_out import evaluate
 from rlhf.modeling.models import load_adapter, load_causal_lm, load_reward_model, lora_config
 from rlhf.modeling.reward_scoring import score_conversations
 from rlhf.modeling.token_math import response_logits
-from rlhf.run import distributed
+from rlhf.run import costs, distributed
 from rlhf.run.job import Job
-from rlhf.run.rundir import FinishedRun, finished_run, resolve_adapter, truncate_jsonl, write_json_atomic
+from rlhf.run.rundir import (
+    REWARD_ALGOS,
+    FinishedRun,
+    finished_run,
+    resolve_adapter,
+    truncate_jsonl,
+    write_json_atomic,
+)
 from rlhf.run.tracking import TrackerCallback
 
 __all__ = [
@@ -252,7 +259,7 @@ def reward_model_run(job: Job, reward_model: str | None) -> FinishedRun:
             f"no reward model at {path}: run `python train.py algo=rm` first, "
             "or set algo.reward_model=<rm run directory>"
         )
-    return finished_run(path, "algo.reward_model", "rm")
+    return finished_run(path, "algo.reward_model", REWARD_ALGOS)
 
 
 def _place(model: torch.nn.Module, job: Job) -> torch.nn.Module:
@@ -272,6 +279,7 @@ class RewardModel:
         self.autocast_dtype = torch.bfloat16 if bf16 else None  # PPO's reward role runs under the same autocast
 
     @classmethod
+    @costs.phase("load_model")
     def load(cls, job: Job, run: FinishedRun) -> RewardModel:
         tokenizer, model = load_reward_model(run.model, run.adapter, job.hardware)
         model.requires_grad_(False)
@@ -385,6 +393,7 @@ class Policy:
     init_adapter: Path | None = None
 
 
+@costs.phase("load_model")
 def build_policy(job: Job, init_adapter: str | None) -> Policy:
     if not job.lora.enabled:
         raise ConfigError(
@@ -452,7 +461,7 @@ class PolicyView:
         if with_logits or with_values:
             raise NotImplementedError("the held-out evaluation needs the sampled tokens only")
         with self.role("policy") as model, self.precision(generation=True):
-            return model.generate(input_ids=input_ids, attention_mask=attention_mask, generation_config=config)
+            return decode(model, input_ids, attention_mask, config)  # as PPO's and evaluate's decoding
 
     @torch.no_grad()
     def response_head(self, role: str, input_ids, attention_mask, prompt_len: int) -> torch.Tensor:
@@ -477,6 +486,7 @@ def prompt_dataset(tokenizer, examples: list[dict], max_prompt_length: int) -> D
     return Dataset.from_list([{"prompt": prompt} for prompt in prompts])
 
 
+@costs.phase("prepare_data")  # the trainer tokenises the prompts
 def make_trainer(
     job: Job,
     settings: Settings,
@@ -505,6 +515,7 @@ def make_trainer(
     return trainer
 
 
+@costs.phase("final_save")
 def save_policy(model, tokenizer, adapter_dir: Path) -> None:
     """adapter/: the trained adapter only (not TRL's frozen 'ref' copy), and the tokenizer."""
     model.save_pretrained(adapter_dir, safe_serialization=True, selected_adapters=["default"])
@@ -544,6 +555,7 @@ def train(job: Job, settings: Settings, trainer_class, config_class, algo_args: 
     eval_prompts = [ex["prompt"] for ex in job.data.test[: settings.eval_prompts]]
     samples_path = job.run_dir / EVAL_SAMPLES
 
+    @costs.phase("evaluation")
     def held_out(when: str, step: int) -> dict[str, float]:
         with view.evaluating():
             metrics, records = evaluate(

@@ -1,12 +1,16 @@
 """Reward model: TRL RewardTrainer (Bradley-Terry loss) on a LoRA sequence classifier.
 
 loss = -log sigmoid(r(x, y_chosen) - r(x, y_rejected)); the score head is trained and saved with
-the adapter (``modules_to_save``), so reloading adapter/ gives the same rewards.
+the adapter (``modules_to_save``), so reloading adapter/ gives the same rewards. The same module trains
+evaluate.py's independent judge (``algo=judge``): only the half of the training pairs differs
+(``algo.pairs``, rlhf/data/halves.py). Pairs longer than ``algo.max_length`` lose leading prompt turns
+rather than vanish inside TRL (rlhf/modeling/pair_length.py).
 """
 
 from __future__ import annotations
 
 import json
+import logging
 from dataclasses import dataclass
 
 from trl import RewardConfig, RewardTrainer
@@ -15,21 +19,61 @@ from rlhf.algos.hf_trainer.columns import preference_dataset
 from rlhf.algos.hf_trainer.length_grouping import group_by_length
 from rlhf.algos.hf_trainer.loop import run_trainer
 from rlhf.algos.hf_trainer.settings import TrainerSettings, common_training_args
+from rlhf.config import check_choice
+from rlhf.data.halves import PAIR_CHOICES, resolve_pairs, select_pairs
+from rlhf.errors import ConfigError
 from rlhf.modeling.models import add_adapter, load_reward_backbone
+from rlhf.modeling.pair_length import fit_pairs
 from rlhf.modeling.reward_scoring import pair_metrics, score_conversations
+from rlhf.run import costs
 from rlhf.run.job import Job
 from rlhf.run.tracking import TrackerCallback
 
-__all__ = ["Settings", "train", "build", "fit", "evaluate_pairs"]
+__all__ = ["Settings", "train", "build", "fit", "evaluate_pairs", "training_pairs"]
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
 class Settings(TrainerSettings):
-    """conf/algo/rm.yaml: the shared trainer fields (TrainerSettings) and these."""
+    """conf/algo/rm.yaml (and judge.yaml): the shared trainer fields (TrainerSettings) and these."""
 
     center_rewards_coefficient: float | None
+    pairs: str
+
+    def __post_init__(self):
+        super().__post_init__()
+        check_choice("algo.pairs", self.pairs, PAIR_CHOICES)
 
 
+def training_pairs(job: Job, settings: Settings) -> tuple[list[dict], dict]:
+    """The pairs to train on (the ``algo.pairs`` half, fitted to ``algo.max_length``) and what summary.json
+    records about them: ``pairs`` (the concrete half), ``pairs_count`` (pairs in it), ``pairs_cut_for_length``,
+    ``pairs_dropped_for_length``."""
+    pairs = resolve_pairs(settings.pairs, job.dataset.name)
+    chosen = select_pairs(job.data.train, pairs, job.dataset.seed)
+    fitted = fit_pairs(job.tokenizer, chosen, settings.max_length)
+    if fitted.cut or fitted.dropped:
+        log.info(
+            "algo.pairs=%s: %d pairs; %d longer than algo.max_length=%d kept their final turns, %d dropped "
+            "(the response alone does not fit)",
+            pairs, len(chosen), fitted.cut, settings.max_length, fitted.dropped,
+        )  # fmt: skip
+    if not fitted.examples:
+        raise ConfigError(
+            f"algo.max_length={settings.max_length}: every one of the {len(chosen)} training pairs has a response "
+            "too long to fit; raise algo.max_length"
+        )
+    counts = {
+        "pairs": pairs,
+        "pairs_count": len(chosen),
+        "pairs_cut_for_length": fitted.cut,
+        "pairs_dropped_for_length": fitted.dropped,
+    }
+    return fitted.examples, counts
+
+
+@costs.phase("evaluation")
 def evaluate_pairs(model, tokenizer, examples: list[dict], batch_size: int, max_length: int):
     """Rewards of chosen and rejected responses [N] each, and the pair metrics."""
     chosen = score_conversations(
@@ -41,39 +85,43 @@ def evaluate_pairs(model, tokenizer, examples: list[dict], batch_size: int, max_
     return chosen, rejected, pair_metrics(chosen, rejected, [ex["family"] for ex in examples])
 
 
+@costs.phase("load_model")
 def build(job: Job):
     """(tokenizer, reward model): the backbone with a fresh LoRA adapter and a trainable score head."""
     backbone = load_reward_backbone(job.model_path, job.model, job.hardware, job.tokenizer)
     return job.tokenizer, add_adapter(backbone, job.lora, "SEQ_CLS", modules_to_save=["score"])
 
 
-def fit(job: Job, settings: Settings, tokenizer, model) -> int:
-    """Train ``model`` in place on the job's train split; returns the number of optimizer steps."""
-    args = RewardConfig(
-        **common_training_args(settings, job.hardware, job.run_dir, job.seed),
-        max_length=settings.max_length,
-        center_rewards_coefficient=settings.center_rewards_coefficient,
-    )
-    trainer = RewardTrainer(
-        model=model,
-        args=args,
-        train_dataset=preference_dataset(job.data.train),
-        processing_class=tokenizer,
-        callbacks=[TrackerCallback(job.tracker)],
-    )
-    if settings.group_by_length:
-        group_by_length(trainer)
+def fit(job: Job, settings: Settings, tokenizer, model, examples: list[dict]) -> int:
+    """Train ``model`` in place on ``examples`` (:func:`training_pairs`); returns the number of optimizer steps."""
+    with costs.phase("prepare_data"):  # the trainer tokenises the pairs
+        args = RewardConfig(
+            **common_training_args(settings, job.hardware, job.run_dir, job.seed),
+            max_length=settings.max_length,
+            center_rewards_coefficient=settings.center_rewards_coefficient,
+        )
+        trainer = RewardTrainer(
+            model=model,
+            args=args,
+            train_dataset=preference_dataset(examples),
+            processing_class=tokenizer,
+            callbacks=[TrackerCallback(job.tracker)],
+        )
+        if settings.group_by_length:
+            group_by_length(trainer)
     run_trainer(trainer, job)
     return trainer.state.global_step
 
 
 def train(job: Job, settings: Settings) -> dict:
-    """Train, save adapter/ (+ score head and tokenizer), and return held-out metrics."""
+    """Train, save adapter/ (+ score head and tokenizer), and return held-out metrics and the pair counts."""
+    examples, counts = training_pairs(job, settings)  # before the weights load: a bad choice fails at once
     tokenizer, model = build(job)
-    steps = fit(job, settings, tokenizer, model)
-    if job.writes:
-        model.save_pretrained(job.adapter_dir, safe_serialization=True)
-        tokenizer.save_pretrained(job.adapter_dir)
+    steps = fit(job, settings, tokenizer, model, examples)
+    with costs.phase("final_save"):
+        if job.writes:
+            model.save_pretrained(job.adapter_dir, safe_serialization=True)
+            tokenizer.save_pretrained(job.adapter_dir)
 
     chosen, rejected, metrics = evaluate_pairs(
         model, tokenizer, job.data.test, settings.eval_batch_size, settings.max_length
@@ -83,4 +131,4 @@ def train(job: Job, settings: Settings) -> dict:
             for ex, c, r in zip(job.data.test, chosen.tolist(), rejected.tolist()):
                 handle.write(json.dumps({"family": ex["family"], "chosen": c, "rejected": r}) + "\n")
     job.tracker.log(metrics, step=steps)
-    return {**metrics, "train_steps": steps, "eval_pairs": len(job.data.test)}
+    return {**metrics, **counts, "train_steps": steps, "eval_pairs": len(job.data.test)}

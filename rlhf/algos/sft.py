@@ -23,6 +23,7 @@ from rlhf.algos.hf_trainer.placement import on_training_device
 from rlhf.algos.hf_trainer.settings import TrainerSettings, common_training_args
 from rlhf.modeling.logprobs import response_logprobs, truncate_prompt
 from rlhf.modeling.models import add_adapter, load_causal_lm
+from rlhf.run import costs
 from rlhf.run.job import Job
 from rlhf.run.tracking import TrackerCallback
 
@@ -46,12 +47,14 @@ def sft_dataset(tokenizer, examples: list[dict], max_prompt_length: int) -> Data
     )
 
 
+@costs.phase("load_model")
 def build(job: Job):
     """(tokenizer, policy): the causal LM with a fresh trainable LoRA adapter (or whole, with lora=none)."""
     backbone = load_causal_lm(job.model_path, job.model, job.hardware, job.tokenizer)
     return job.tokenizer, add_adapter(backbone, job.lora, "CAUSAL_LM")
 
 
+@costs.phase("prepare_data")  # the trainer tokenises the examples
 def make_trainer(job: Job, settings: Settings, tokenizer, model, examples: list[dict] | None = None) -> SFTTrainer:
     args = SFTConfig(
         **common_training_args(settings, job.hardware, job.run_dir, job.seed),
@@ -81,6 +84,7 @@ def fit(job: Job, settings: Settings, tokenizer, model) -> int:
     return trainer.state.global_step
 
 
+@costs.phase("evaluation")
 def evaluate_nll(model, tokenizer, examples: list[dict], settings: Settings) -> dict[str, float]:
     """Mean per-token NLL (and perplexity) of the chosen responses of ``examples``."""
     logps, tokens = response_logprobs(
@@ -107,9 +111,10 @@ def train(job: Job, settings: Settings) -> dict:
     # Before training, where training runs (the weights loaded on the CPU; the Trainer may not have moved them).
     before = evaluate_nll(on_training_device(trainer), tokenizer, job.data.test, settings)["eval_loss"]
     steps = run_trainer(trainer, job)
-    if job.writes:
-        model.save_pretrained(job.adapter_dir, safe_serialization=True)
-        tokenizer.save_pretrained(job.adapter_dir)
+    with costs.phase("final_save"):
+        if job.writes:
+            model.save_pretrained(job.adapter_dir, safe_serialization=True)
+            tokenizer.save_pretrained(job.adapter_dir)
     metrics = evaluate_nll(model, tokenizer, job.data.test, settings)
     job.tracker.log(metrics, step=steps)
     return {**metrics, "eval_loss_before": before, "train_steps": steps, "eval_examples": len(job.data.test)}

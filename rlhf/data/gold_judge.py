@@ -30,6 +30,16 @@ from typing import Any, NamedTuple
 from rlhf.data.hh_rlhf import parse_transcript
 from rlhf.data.synthetic_families import ADVICE_BY_NAME, ADVICE_TOPICS, FACTS, FACTS_BY_ID, HARM_CATEGORIES, Fact
 
+# The datasets this judge knows the truth of: there it is the independent judge of evaluate.py, and a reward
+# model may train on every pair (algo.pairs=auto -> all); elsewhere a learned judge needs its own half.
+GOLD_DATASETS = ("hh_synthetic",)
+
+
+def has_gold_judge(dataset_name: str) -> bool:
+    """Whether ``dataset=<dataset_name>`` has this programmatic judge (its prompts are the synthetic set's)."""
+    return dataset_name in GOLD_DATASETS
+
+
 # Checkable families (arithmetic, facts): the expected number/name ...
 CORRECT = 1.0  # ... is given and nothing contradicts it
 HEDGED = 0.3  # ... is given next to other candidate numbers/names

@@ -3,6 +3,10 @@
 Every source yields HH-format rows; they all go through the same parser, so the synthetic set and
 real HH-RLHF files are handled identically. Unusable rows are dropped and counted per reason; the share of
 them (dataset.max_bad_fraction) is judged per source file, on all of its rows, before any split.
+
+The test split is held out for real: shuffled with ``dataset.seed`` (HH files are ordered by subset, and
+evaluate.py takes the first N), and a test example whose prompt also appears in the training split is dropped
+and counted (``test_prompt_in_train``), so no policy is judged on a prompt it trained on.
 """
 
 from __future__ import annotations
@@ -13,7 +17,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 from rlhf.config import DatasetSettings
-from rlhf.data.hh_rlhf import to_preference_example
+from rlhf.data.hh_rlhf import render_transcript, to_preference_example
 from rlhf.data.jsonl import read_hh_rows
 from rlhf.errors import DataError
 
@@ -122,6 +126,16 @@ def _hub_hh_splits(settings: DatasetSettings) -> tuple[dict[str, list[dict]], di
     return {k: list(loaded[k]) for k in ("train", "test")}, {k: f"{name}/{k}" for k in ("train", "test")}
 
 
+def held_out(train: list[dict], test: list[dict], seed: int) -> tuple[list[dict], int]:
+    """(the test examples shuffled with ``seed``, less those whose prompt is also a training prompt; how many
+    were dropped). Prompts compare as rendered message lists (every turn, not only the last question)."""
+    seen = {render_transcript(ex["prompt"]) for ex in train}
+    shuffled = list(test)
+    random.Random(seed).shuffle(shuffled)
+    kept = [ex for ex in shuffled if render_transcript(ex["prompt"]) not in seen]
+    return kept, len(shuffled) - len(kept)
+
+
 def _cap(examples: list[dict], limit: int | None) -> list[dict]:
     return examples if limit is None else examples[:limit]
 
@@ -140,6 +154,14 @@ def load_preference_splits(settings: DatasetSettings) -> PreferenceSplits:
         parsed[split] = [example for example in parsed[split] if example is not None]
         if not parsed[split]:
             raise DataError(f"{sources[split]}: no usable {split} rows after parsing")
+    parsed["test"], overlap = held_out(parsed["train"], parsed["test"], settings.seed)
+    if overlap:
+        dropped["test_prompt_in_train"] = overlap
+        log.warning("%s: dropped %d test rows whose prompt is also in the training split", sources["test"], overlap)
+    if not parsed["test"]:
+        raise DataError(
+            f"{sources['test']}: every test prompt also appears in the training split: give other test rows"
+        )
     return PreferenceSplits(
         train=_cap(parsed["train"], settings.max_train_rows),
         test=_cap(parsed["test"], settings.max_eval_rows),

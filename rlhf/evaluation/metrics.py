@@ -51,6 +51,72 @@ def bootstrap_interval(
     return Interval(mean, float(low), float(high), int(data.size))
 
 
+def paired_difference(
+    scores: Sequence[float], against: Sequence[float], n_samples: int = 1000, confidence: float = 0.95, seed: int = 0
+) -> Interval:
+    """Mean of ``scores - against`` with a paired percentile-bootstrap interval.
+
+    scores, against [N]: two policies' scores of their responses to the same N prompts. Bootstrapping the N
+    per-prompt differences resamples prompt indices jointly (a drawn prompt brings both responses), so how hard a
+    prompt is cancels out of the difference. The same (N, n_samples, seed) draws the same resamples for every
+    pair of policies.
+    """
+    a, b = np.asarray(scores, dtype=np.float64), np.asarray(against, dtype=np.float64)
+    if a.shape != b.shape:
+        raise ValueError(f"a paired difference needs aligned scores, got {a.shape} and {b.shape}")
+    return bootstrap_interval(a - b, n_samples, confidence, seed)
+
+
+def verdict(difference: Interval, a: str, b: str, confidence: float) -> str:
+    """Plain words for the interval of a - b: "<a> better" when it lies above 0, "<b> better" when below,
+    else "no difference at <confidence>%" (an interval touching 0 is no difference)."""
+    if difference.low > 0:
+        return f"{a} better"
+    if difference.high < 0:
+        return f"{b} better"
+    return f"no difference at {confidence * 100:g}%"
+
+
+def comparison_pairs(names: Sequence[str], base: str | None) -> list[tuple[str, str]]:
+    """(a, b) pairs whose difference a - b is reported: every pair of non-base policies, the later-listed one
+    first (with policies dpo, ppo, grpo: ppo - dpo, grpo - dpo, grpo - ppo), then each non-base policy - base."""
+    methods = [n for n in names if n != base]
+    pairs = [(later, earlier) for j, later in enumerate(methods) for earlier in methods[:j]]
+    return pairs + ([(m, base) for m in methods] if base is not None else [])
+
+
+def paired_comparisons(
+    scores: dict[str, dict[str, Sequence[float]]],
+    pairs: Sequence[tuple[str, str]],
+    n_samples: int = 1000,
+    confidence: float = 0.95,
+    seed: int = 0,
+) -> list[dict]:
+    """One row per (pair, score): ``{a, b, score, mean_diff, interval: [low, high], n, verdict}``.
+
+    ``scores[policy][score]`` [N]: per-prompt scores (e.g. ``{"rm": ..., "gold": ...}``) aligned over the same
+    prompts; every score the two policies share is compared, in the order of a's scores.
+    """
+    rows = []
+    for a, b in pairs:
+        for score, values in scores[a].items():
+            if score not in scores[b]:
+                continue
+            diff = paired_difference(values, scores[b][score], n_samples, confidence, seed)
+            rows.append(
+                {
+                    "a": a,
+                    "b": b,
+                    "score": score,
+                    "mean_diff": diff.mean,
+                    "interval": [diff.low, diff.high],
+                    "n": diff.n,
+                    "verdict": verdict(diff, a, b, confidence),
+                }
+            )
+    return rows
+
+
 def pairwise_wins(scores: Sequence[float], against: Sequence[float]) -> np.ndarray:
     """Per item [N]: 1 where ``scores`` beats ``against``, 0.5 on a tie, 0 where it loses."""
     a, b = np.asarray(scores, dtype=np.float64), np.asarray(against, dtype=np.float64)

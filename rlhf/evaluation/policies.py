@@ -7,6 +7,9 @@ run's ``algo.init_adapter`` (e.g. an SFT adapter) when it started from one, as D
 
 :class:`PolicyBank` loads the base once and attaches every adapter by name (PeftModel.load_adapter),
 switching with ``set_adapter`` / ``disable_adapter``, so N policies cost one base plus N small adapters.
+
+The judge (:func:`resolve_judge`) is a reward-model run that must not be the one a compared PPO / GRPO / RLOO
+policy optimised (:func:`trained_against`): a policy scored by its own reward model looks better than it is.
 """
 
 from __future__ import annotations
@@ -24,21 +27,26 @@ from peft import PeftModel
 from transformers import GenerationConfig
 
 from rlhf.config import ModelSettings
+from rlhf.data.gold_judge import has_gold_judge
 from rlhf.errors import ConfigError
+from rlhf.modeling.generation import decode
 from rlhf.modeling.token_math import response_logits
 from rlhf.run.rundir import (
     ADAPTER,
     CHECKPOINTS,
     POLICY_ALGOS,
+    REWARD_ALGOS,
     FinishedRun,
     check_policy_adapter,
     finished_run,
+    load_run_config,
     resolve_adapter,
 )
 
 log = logging.getLogger(__name__)
 
 BASE = "base"
+REWARD_TRAINED = ("ppo", "grpo", "rloo")  # policies trained against a reward model run (their algo.reward_model)
 _CHECKPOINT = re.compile(r"^step-(\d+)$")
 
 
@@ -152,21 +160,89 @@ def resolve_policies(
     return specs
 
 
-def resolve_judge(value: str | None, model: ModelSettings, outputs_root: Path) -> FinishedRun:
-    """The judge reward model: a finished rm run on the same base as the policies."""
-    path = Path(str(value)) if value else Path(outputs_root) / "latest" / "rm"
+def trained_against(spec: PolicySpec) -> Path | None:
+    """The real path of the reward-model run a PPO / GRPO / RLOO policy was trained against, else None.
+
+    Its summary.json records the run it resolved at training time; an older run falls back to its config's
+    ``algo.reward_model`` (null: ``<outputs_root>/latest/rm``), a pointer that may have moved since (warned, as
+    for init adapters)."""
+    if spec.algo not in REWARD_TRAINED or spec.run_dir is None:
+        return None
+    value = spec.summary.get("reward_model")
+    if not value:
+        config = load_run_config(spec.run_dir)
+        value = OmegaConf.select(config, "algo.reward_model", default=None) or (
+            Path(str(OmegaConf.select(config, "outputs_root", default="outputs"))) / "latest" / "rm"
+        )
+        if "latest" in Path(str(value)).parts:
+            log.warning(
+                "policies.%s: trained against %s, a 'latest' pointer; if a newer run moved it, the proxy check "
+                "compares with that newer run",
+                spec.name,
+                value,
+            )
+    path = Path(str(value)).expanduser()
+    return path.resolve() if path.exists() else None
+
+
+@dataclass(frozen=True)
+class Judge:
+    """The reward-model run that scores every response (the RM columns), and how far to trust it.
+
+    ``proxy_of``: the compared policies trained against this very run (its scores of them are not independent).
+    ``independent``: whether it is evaluate's independent judge; False where the gold judge is (hh_synthetic), so
+    this run is the proxy, PPO's reward model, shown beside the gold score."""
+
+    run: FinishedRun
+    proxy_of: list[str]
+    independent: bool
+
+
+def resolve_judge(
+    value: str | None,
+    model: ModelSettings,
+    outputs_root: Path,
+    specs: list[PolicySpec],
+    dataset: str,
+    allow_proxy: bool,
+) -> Judge:
+    """The judge reward model: ``judge=auto`` is ``<outputs_root>/latest/rm`` (the proxy) where ``dataset`` has the
+    gold judge, else ``<outputs_root>/latest/judge`` (``algo=judge``: the other half of the pairs); or a finished
+    rm / judge run on the same base as the policies. Without a gold judge, one that a compared policy was trained
+    against is refused unless ``allow_proxy`` (evaluation.allow_proxy_judge)."""
+    gold = has_gold_judge(dataset)
+    auto = value is None or str(value) == "auto"
+    path = Path(outputs_root) / "latest" / ("rm" if gold else "judge") if auto else Path(str(value))
     if not path.exists():
+        if auto and not gold:
+            raise ConfigError(
+                f"judge=auto: dataset={dataset} has no gold judge and {path} does not exist; train the independent "
+                f"judge (`python train.py algo=judge dataset={dataset}`) or set judge=<rm or judge run directory>"
+            )
         raise ConfigError(
             f"judge={path}: no reward model there; train one (`python train.py algo=rm`) "
             "or set judge=<rm run directory>"
         )
-    return finished_run(
+    run = finished_run(
         path,
         "judge",
-        "rm",
+        REWARD_ALGOS,
         model,
         base_fix=f"pick an rm run on {model.name} (`python train.py algo=rm model={model.name}`)",
     )
+    proxy_of = [spec.name for spec in specs if trained_against(spec) == run.run_dir]
+    if proxy_of and not gold and not allow_proxy:
+        runs = ", ".join(f"policies.{s.name}={s.run_dir}" for s in specs if s.name in proxy_of)
+        raise ConfigError(
+            f"judge={'auto' if auto else path}: {run.run_dir} is the reward model {runs} was trained against, not an "
+            "independent judge; "
+            f"train one on the other half (`python train.py algo=judge dataset={dataset}`, then judge=auto) "
+            "or set evaluation.allow_proxy_judge=true"
+        )
+    if proxy_of:
+        log.warning("judge %s is the reward model %s optimised: its scores of them are not independent",
+                    run.run_dir, ", ".join(proxy_of))  # fmt: skip
+    return Judge(run, proxy_of, independent=not gold and not proxy_of)
 
 
 def ppo_checkpoints(spec: PolicySpec) -> list[tuple[int, Path]]:
@@ -245,9 +321,9 @@ class PolicyView:
 
     @torch.no_grad()
     def generate(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, config: GenerationConfig) -> torch.Tensor:
-        """[B, P] left-padded prompts -> [B, P + T] with the policy."""
+        """[B, P] left-padded prompts -> [B, P + T] with the policy (generation.decode, as PPO's rollouts)."""
         with self.bank.use(self.adapters["policy"]) as model:
-            return model.generate(input_ids=input_ids, attention_mask=attention_mask, generation_config=config)
+            return decode(model, input_ids, attention_mask, config)
 
     @torch.no_grad()
     def response_head(

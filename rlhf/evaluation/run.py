@@ -3,12 +3,14 @@
 
     1. resolve   the policies (base | run directories) and the judge rm run; one base model, adapters by name
     2. sample    each policy answers the first ``n_prompts`` test prompts (seeded: every policy draws with the
-                 same random stream; or greedy), ``chunk_size`` prompts per generate call and responses per
-                 scoring forward; KL to its reference on its own samples, length, EOS
-    3. judge     judge-RM and gold scores of every response and of the dataset's chosen responses
+                 same random stream; or greedy), ``chunk_size`` prompts per generate call, shortest first, and
+                 responses per reference forward; KL to its reference on its own samples (its own log-probs from
+                 the decoding's logits), length, EOS (batching.py)
+    3. judge     judge-RM and gold scores of every response and of the dataset's chosen responses (one judge call)
     4. pairs     summed log-probs of the first ``n_pairs`` test pairs under each policy and reference ->
                  implicit-reward accuracy (base: length-normalised log-likelihood accuracy)
-    5. report    metrics with bootstrap intervals, win rates, hacking flags -> files, plots, W&B
+    5. report    metrics with bootstrap intervals, win rates, hacking flags, paired differences of every pair
+                 of policies with verdicts -> files (samples.jsonl: per-prompt scores), plots, W&B
 """
 
 from __future__ import annotations
@@ -27,11 +29,13 @@ from rlhf.data.gold_judge import gold_score_batch
 from rlhf.errors import ConfigError
 from rlhf.evaluation import metrics as M
 from rlhf.evaluation import plots, tables
+from rlhf.evaluation.batching import GenerationLogits, rows_of, shortest_first
 from rlhf.evaluation.policies import PolicyBank, PolicySpec, ppo_checkpoints, resolve_judge, resolve_policies
 from rlhf.modeling.generation import Sampling, cut_prompts, response_logprobs, sample
 from rlhf.modeling.logprobs import completion_logprobs, tokenize_completions, truncate_prompt
 from rlhf.modeling.models import load_causal_lm, load_reward_model
 from rlhf.modeling.reward_scoring import score_conversations
+from rlhf.run import costs
 from rlhf.run.job import build_job
 from rlhf.run.rundir import FinishedRun, peak_rss_mb, write_json_atomic
 
@@ -58,6 +62,7 @@ class Settings:
     hacking_margin: float
     ppo_checkpoints: bool
     sample_rows: int
+    allow_proxy_judge: bool
 
     def __post_init__(self):
         check(self.n_prompts >= 1, "evaluation.n_prompts", self.n_prompts, "must be >= 1 held-out prompt (e.g. 64)")
@@ -117,23 +122,38 @@ def generate(
     settings: Settings,
     seed: int,
 ) -> Generations:
-    """Seeded answers of ``policy`` (adapter name, None = base) and their KL to ``reference``: ``settings.chunk_size``
-    prompts per generate call and responses per log-prob forward."""
-    view = bank.view(policy, reference)
+    """Seeded answers of ``policy`` (adapter name, None = base) and their KL to ``reference``, in the order of
+    ``prompts`` (rlhf/evaluation/batching.py): ``settings.chunk_size`` prompts per generate call, shortest first
+    (every policy in the same order, so the same random stream); the policy's log-probs from the decoding's own
+    logits, the reference's from a forward over each chunk's prompts and responses."""
+    order = shortest_first(bank.tokenizer, prompts)
+    view = GenerationLogits(bank.view(policy, reference))
+    with_kl = policy != reference
     devices = list(range(torch.cuda.device_count())) if torch.cuda.is_available() else []
     with torch.random.fork_rng(devices=devices):
         torch.manual_seed(seed)  # every policy draws with the same random stream
-        rollout = sample(view, prompts, settings.sampling, settings.greedy, chunk_size=settings.chunk_size)
+        with costs.phase("generation"):
+            rollout = sample(view, [prompts[i] for i in order], settings.sampling, settings.greedy,
+                             chunk_size=settings.chunk_size, with_logprobs=with_kl)  # fmt: skip
     mask = rollout.mask.float()
     kl = torch.zeros(len(rollout))
-    if policy != reference:
-        parts = []
-        for rows in torch.arange(len(rollout)).split(settings.chunk_size):
-            logprobs, _ = response_logprobs(view, "policy", rollout, rows, settings.logprob_temperature)
-            ref_logprobs, _ = response_logprobs(view, "reference", rollout, rows, settings.logprob_temperature)
-            parts.append(((logprobs - ref_logprobs) * mask[rows]).sum(1).float().cpu())
-        kl = torch.cat(parts)
-    return Generations(rollout.texts, mask.sum(1).cpu().numpy(), rollout.has_eos.cpu().numpy(), kl.numpy())
+    if with_kl:
+        with costs.phase("kl_logprobs"):
+            # The generation chunks again, shortest prompts first: sorting by prompt + response length instead
+            # mixes long prompts into every batch (each pads to its longest prompt and longest response).
+            for rows in torch.arange(len(rollout)).split(settings.chunk_size):
+                batch = rows_of(rollout, rows)
+                ref_logprobs, _ = response_logprobs(
+                    view, "reference", batch, torch.arange(len(rows)), settings.logprob_temperature
+                )
+                kl[rows] = ((batch.logprobs - ref_logprobs) * batch.mask).sum(1).float().cpu()
+    back = np.argsort(order)  # sorted position of each prompt
+    return Generations(
+        [rollout.texts[i] for i in back],
+        mask.sum(1).cpu().numpy()[back],
+        rollout.has_eos.cpu().numpy()[back],
+        kl.numpy()[back],
+    )
 
 
 # --------------------------------------------------------------------------- 4. pairs
@@ -149,6 +169,7 @@ class PairLogprobs:
     rejected_tokens: np.ndarray
 
 
+@costs.phase("pair_logprobs")
 def tokenize_pairs(tokenizer, examples: list[dict], max_prompt_length: int) -> tuple[list, list, list]:
     """(prompt ids, chosen ids, rejected ids) per pair, split as TRL's DPO does (rlhf/modeling/logprobs.py)."""
     prompts, chosen, rejected = [], [], []
@@ -162,15 +183,16 @@ def tokenize_pairs(tokenizer, examples: list[dict], max_prompt_length: int) -> t
     return prompts, chosen, rejected
 
 
+@costs.phase("pair_logprobs")
 def pair_logprobs(
     bank: PolicyBank, adapter: str | None, tokenized: tuple[list, list, list], batch_size: int, max_length: int
 ) -> PairLogprobs:
     prompts, chosen, rejected = tokenized
-    pad = bank.tokenizer.pad_token_id
-    with bank.use(adapter) as model:
-        c, ct = completion_logprobs(model, prompts, chosen, pad, batch_size, max_length)
-        r, rt = completion_logprobs(model, prompts, rejected, pad, batch_size, max_length)
-    return PairLogprobs(c.numpy(), ct.numpy(), r.numpy(), rt.numpy())
+    pad, n = bank.tokenizer.pad_token_id, len(prompts)
+    with bank.use(adapter) as model:  # chosen and rejected in one call: its length-sorted batches pad less
+        logps, tokens = completion_logprobs(model, prompts * 2, chosen + rejected, pad, batch_size, max_length)
+    logps, tokens = logps.numpy(), tokens.numpy()
+    return PairLogprobs(logps[:n], tokens[:n], logps[n:], tokens[n:])
 
 
 def accuracy_of(policy: PairLogprobs, reference: PairLogprobs | None) -> tuple[float, str, np.ndarray]:
@@ -188,6 +210,7 @@ def accuracy_of(policy: PairLogprobs, reference: PairLogprobs | None) -> tuple[f
 # --------------------------------------------------------------------------- 5. metrics
 
 
+@costs.phase("report")
 def summarise(
     name: str,
     gens: Generations,
@@ -218,10 +241,10 @@ def summarise(
         out["win_rate_vs_chosen_gold"] = M.bootstrap_interval(M.pairwise_wins(gold, chosen_gold), **boot).as_dict()
     if base is not None:
         out["win_rate_vs_base_rm"] = M.bootstrap_interval(M.pairwise_wins(rm, base["rm"]), **boot).as_dict()
-        out["reward_delta_vs_base"] = M.bootstrap_interval(rm - base["rm"], **boot).as_dict()
+        out["reward_delta_vs_base"] = M.paired_difference(rm, base["rm"], **boot).as_dict()
         if gold is not None:
             out["win_rate_vs_base_gold"] = M.bootstrap_interval(M.pairwise_wins(gold, base["gold"]), **boot).as_dict()
-            out["gold_delta_vs_base"] = M.bootstrap_interval(gold - base["gold"], **boot).as_dict()
+            out["gold_delta_vs_base"] = M.paired_difference(gold, base["gold"], **boot).as_dict()
         out["reward_hacking"] = M.reward_hacking(
             float(rm.mean()),
             float(base["rm"].mean()),
@@ -261,6 +284,7 @@ def evaluate(cfg: DictConfig, run_dir: Path, explicit: set[str] = frozenset()) -
     ``explicit``: names of policies given on the command line (a missing one is an error, never skipped).
     """
     started = time.perf_counter()
+    costs.reset()  # phase seconds of this evaluation, into results.json (rlhf/run/costs.py)
     times: dict[str, float] = {}
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -271,8 +295,10 @@ def evaluate(cfg: DictConfig, run_dir: Path, explicit: set[str] = frozenset()) -
 
     # 1. resolve (before anything loads, so a wrong path fails in a second)
     specs = resolve_policies(policies, model, outputs_root, set(explicit))
-    judge_run = resolve_judge(cfg.judge, model, outputs_root)
-    job = build_job(cfg, run_dir, job_type="evaluate", group="evaluate", tags=[str(t) for t in cfg.tags])
+    judge_choice = resolve_judge(cfg.judge, model, outputs_root, specs, cfg.dataset.name, settings.allow_proxy_judge)
+    judge_run = judge_choice.run
+    with costs.phase("setup"):
+        job = build_job(cfg, run_dir, job_type="evaluate", group="evaluate", tags=[str(t) for t in cfg.tags])
     hardware, dataset, data, tracker, tokenizer = job.hardware, job.dataset, job.data, job.tracker, job.tokenizer
     try:
         artifacts = compared_artifacts(specs, judge_run)
@@ -303,15 +329,17 @@ def evaluate(cfg: DictConfig, run_dir: Path, explicit: set[str] = frozenset()) -
         with_gold = dataset.name == "hh_synthetic"
         micro = hardware.micro_batch_size
         clock = time.perf_counter()
-        path = job.model_path
-        bank = PolicyBank(_place(load_causal_lm(path, model, hardware, tokenizer), hardware), tokenizer)
-        names = {s.name: (bank.attach(s.adapter), bank.attach(s.reference)) for s in specs}
-        checkpoints = {s.name: ppo_checkpoints(s) if settings.ppo_checkpoints else [] for s in specs}
-        judge_tokenizer, judge = load_reward_model(judge_run.model, judge_run.adapter, hardware)
-        judge = _place(judge, hardware)
+        with costs.phase("load_model"):
+            path = job.model_path
+            bank = PolicyBank(_place(load_causal_lm(path, model, hardware, tokenizer), hardware), tokenizer)
+            names = {s.name: (bank.attach(s.adapter), bank.attach(s.reference)) for s in specs}
+            checkpoints = {s.name: ppo_checkpoints(s) if settings.ppo_checkpoints else [] for s in specs}
+            judge_tokenizer, judge = load_reward_model(judge_run.model, judge_run.adapter, hardware)
+            judge = _place(judge, hardware)
         reward_max_length = settings.reward_max_length or int(judge_run.config.algo.max_length)
         clock = _timed(times, "load", clock)
 
+        @costs.phase("judge_scoring")
         def judge_scores(conversations: list[list[dict]]) -> np.ndarray:
             return (
                 score_conversations(judge, judge_tokenizer, conversations, settings.chunk_size, reward_max_length)
@@ -319,28 +347,36 @@ def evaluate(cfg: DictConfig, run_dir: Path, explicit: set[str] = frozenset()) -
                 .astype(np.float64)
             )
 
-        # 3. the dataset's chosen responses, the yardstick of "win rate vs chosen"
-        chosen_rm = judge_scores([ex["prompt"] + ex["chosen"] for ex in examples])
-        chosen_gold = np.asarray(gold_score_batch(prompts, [ex["chosen"] for ex in examples])) if with_gold else None
-        clock = _timed(times, "judge", clock)
-
-        # 2.-3. sample and judge every policy
-        gens, rm_scores, gold_scores = {}, {}, {}
+        # 2. sample every policy
+        gens = {}
         for spec in specs:
             policy, reference = names[spec.name]
             gens[spec.name] = generate(bank, policy, reference, prompts, settings, cfg.seed)
-            clock = _timed(times, "sample+kl", clock)
-            conversations = [p + [{"role": "assistant", "content": t}] for p, t in zip(prompts, gens[spec.name].texts)]
-            rm_scores[spec.name] = judge_scores(conversations)
-            gold_scores[spec.name] = np.asarray(gold_score_batch(prompts, gens[spec.name].texts)) if with_gold else None
-            clock = _timed(times, "judge", clock)
+        clock = _timed(times, "sample+kl", clock)
+
+        # 3. judge the dataset's chosen responses (the yardstick of "win rate vs chosen") and every policy's in one
+        # call: its length-sorted batches then pad less than per policy
+        replies = [[ex["chosen"] for ex in examples]]
+        replies += [[[{"role": "assistant", "content": t}] for t in gens[name].texts] for name in gens]
+        scored = judge_scores([p + r for answers in replies for p, r in zip(prompts, answers)])
+        chosen_rm, *policy_rm = np.split(scored, len(replies))
+        rm_scores = dict(zip(gens, policy_rm))
+        with costs.phase("gold_scoring"):
+            chosen_gold, *policy_gold = (
+                [np.asarray(gold_score_batch(prompts, answers)) for answers in replies]
+                if with_gold
+                else [None] * len(replies)
+            )
+        gold_scores = dict(zip(gens, policy_gold))
+        clock = _timed(times, "judge", clock)
+        for name, g in gens.items():
             log.info(
                 "%s: reward %.3f, gold %s, KL %.3f, length %.1f",
-                spec.name,
-                rm_scores[spec.name].mean(),
-                "n/a" if not with_gold else f"{gold_scores[spec.name].mean():.3f}",
-                gens[spec.name].kl.mean(),
-                gens[spec.name].lengths.mean(),
+                name,
+                rm_scores[name].mean(),
+                "n/a" if not with_gold else f"{gold_scores[name].mean():.3f}",
+                g.kl.mean(),
+                g.lengths.mean(),
             )
 
         checkpoint_points = []
@@ -356,7 +392,8 @@ def evaluate(cfg: DictConfig, run_dir: Path, explicit: set[str] = frozenset()) -
                     "kl": float(g.kl.mean()),
                 }
                 if with_gold:
-                    point["gold_score"] = float(np.mean(gold_score_batch(prompts, g.texts)))
+                    with costs.phase("gold_scoring"):
+                        point["gold_score"] = float(np.mean(gold_score_batch(prompts, g.texts)))
                 checkpoint_points.append(point)
         clock = _timed(times, "checkpoints", clock)
 
@@ -399,15 +436,24 @@ def evaluate(cfg: DictConfig, run_dir: Path, explicit: set[str] = frozenset()) -
             metrics.update(accuracy.get(spec.name, {"accuracy": None, "accuracy_kind": None, "ll_accuracy": None}))
             results_policies[spec.name] = {**spec.describe(), **metrics}
         boot = dict(n_samples=settings.bootstrap_samples, confidence=settings.confidence, seed=cfg.seed)
+        scores = {name: {"rm": rm_scores[name], **({"gold": gold_scores[name]} if with_gold else {})} for name in gens}
         results = {
             "policies": results_policies,
             "base": base_name,
+            # every pair of policies on every score: paired difference, interval and verdict (metrics.py)
+            "comparisons": M.paired_comparisons(scores, M.comparison_pairs(list(gens), base_name), **boot),
             "chosen": {
                 "avg_reward": M.bootstrap_interval(chosen_rm, **boot).as_dict(),
                 **({"gold_score": M.bootstrap_interval(chosen_gold, **boot).as_dict()} if with_gold else {}),
             },
             "checkpoints": checkpoint_points,
-            "judge": {"run_dir": str(judge_run.run_dir), "reward_max_length": reward_max_length},
+            "judge": {
+                "run_dir": str(judge_run.run_dir),
+                "reward_max_length": reward_max_length,
+                "independent": judge_choice.independent,
+            },
+            # the compared policies trained against the judge (the table marks them)
+            "judge_is_proxy_of": judge_choice.proxy_of,
             "model": model.name,
             "dataset": {
                 "name": dataset.name,
@@ -421,8 +467,9 @@ def evaluate(cfg: DictConfig, run_dir: Path, explicit: set[str] = frozenset()) -
             "gold": with_gold,
             "wandb_artifacts": artifacts,
         }
-        samples = [
+        samples = [  # one row per prompt, every policy's scores in it: a later aggregate can resample prompts
             {
+                "index": i,  # in the test split
                 "prompt": p[-1]["content"],
                 "family": f,
                 "chosen": ex["chosen"][-1]["content"],
@@ -433,6 +480,8 @@ def evaluate(cfg: DictConfig, run_dir: Path, explicit: set[str] = frozenset()) -
                         "response": gens[name].texts[i],
                         "rm": float(rm_scores[name][i]),
                         "kl": float(gens[name].kl[i]),
+                        "length": int(gens[name].lengths[i]),
+                        "eos": bool(gens[name].has_eos[i]),
                         **({"gold": float(gold_scores[name][i])} if with_gold else {}),
                     }
                     for name in gens
@@ -440,14 +489,16 @@ def evaluate(cfg: DictConfig, run_dir: Path, explicit: set[str] = frozenset()) -
             }
             for i, (p, f, ex) in enumerate(zip(prompts, families, examples))
         ]
-        tables.write_jsonl(run_dir / SAMPLES, samples)
-        results["plots"] = plots.write_all(
-            run_dir, results, {s.name: s.run_dir for s in specs if s.run_dir is not None}
-        )
+        with costs.phase("report"):
+            tables.write_jsonl(run_dir / SAMPLES, samples)
+            results["plots"] = plots.write_all(
+                run_dir, results, {s.name: s.run_dir for s in specs if s.run_dir is not None}
+            )
         clock = _timed(times, "report", clock)
         results["time_s"] = times
         results["wall_time_s"] = round(time.perf_counter() - started, 2)
         results["peak_rss_mb"] = round(peak_rss_mb(), 1)
+        results["phase_seconds"] = costs.current().totals(results["wall_time_s"])["phase_seconds"]  # no tokens
         write_json_atomic(run_dir / RESULTS_JSON, results)
         (run_dir / RESULTS_MD).write_text(tables.results_markdown(results), encoding="utf-8")
         tables.log_to_wandb(tracker, results, samples, settings.sample_rows, run_dir)

@@ -85,6 +85,16 @@ def _accuracy_cell(p: dict) -> str:
     return f"{p['accuracy']:.3f}{suffix}"
 
 
+def _judge_label(results: dict) -> str:
+    """Which judge the RM columns are: the independent one, or the proxy (a compared policy's own reward model)."""
+    judge, proxy_of = results["judge"], results.get("judge_is_proxy_of", [])
+    if judge.get("independent"):
+        return f"independent judge reward model {judge['run_dir']}"
+    proxy = f"the reward model {', '.join(proxy_of)} optimised" if proxy_of else "PPO's reward model"
+    gold = "; the gold judge is the independent one" if results["gold"] else ""
+    return f"judge reward model {judge['run_dir']} (the proxy: {proxy}{gold})"
+
+
 def _notes(name: str, p: dict, results: dict) -> str:
     notes = []
     if p["algo"] == "base":
@@ -96,6 +106,8 @@ def _notes(name: str, p: dict, results: dict) -> str:
         notes.append(gold)
     if p["algo"] != "base":
         notes.append(f"KL {_num(p['kl']['mean'], 2)}")
+    if name in results.get("judge_is_proxy_of", []):
+        notes.append("**judged by its own reward model** (avg reward not independent)")
     if p.get("reward_hacking"):
         notes.append(
             f"**likely reward hacking**: reward {_num(p['reward_delta_vs_base']['mean'], 3, True)}, "
@@ -144,33 +156,42 @@ def full_rows(results: dict) -> list[list[str]]:
     return rows
 
 
-def gold_against_base(results: dict) -> list[str]:
-    """One sentence per non-base policy: is it above base in gold score, with the numbers."""
+SCORE_LABELS = {"rm": "judge RM", "gold": "gold"}
+PAIRED_COLUMNS = ["A - B", "Score", "Mean difference", "Interval", "Verdict"]
+
+
+def paired_rows(results: dict) -> list[list[str]]:
+    """One row per entry of results.json's ``comparisons`` (PAIRED_COLUMNS)."""
+    return [
+        [
+            f"{c['a']} - {c['b']}",
+            SCORE_LABELS.get(c["score"], c["score"]),
+            _num(c["mean_diff"], 3, signed=True),
+            f"[{_num(c['interval'][0], 3, True)}, {_num(c['interval'][1], 3, True)}]",
+            c["verdict"],
+        ]
+        for c in results["comparisons"]
+    ]
+
+
+def paired_lines(results: dict) -> list[str]:
+    """The "Paired differences" section: one row per comparison of results.json, or why there is none."""
+    level = f"{results['settings']['confidence'] * 100:g}%"
+    lines = [
+        f"A - B on the same {results['dataset']['prompts']} prompts: the mean difference of the two policies' "
+        f"scores with a {level} paired percentile-bootstrap interval (prompts resampled jointly, "
+        f"{results['settings']['bootstrap_samples']} resamples); the verdict names the better policy when the "
+        "interval excludes 0.",
+        "",
+    ]
     if not results["gold"]:
-        return [f"No gold judge for dataset={results['dataset']['name']}: the judge reward model is the only score."]
-    base = results["base"]
-    if base is None:
-        return ["The base policy was left out (policies.base=null): no comparison against base."]
-    base_gold = results["policies"][base]["gold_score"]["mean"]
-    lines = []
-    for name, p in results["policies"].items():
-        if name == base:
-            continue
-        delta = p["gold_delta_vs_base"]
-        above = delta["mean"] > 0
-        verdict = "above" if above else "**NOT above**"
-        line = (
-            f"- **{name}** is {verdict} base in gold score: {p['gold_score']['mean']:.3f} vs {base_gold:.3f} "
-            f"(difference {delta['mean']:+.3f}, paired {int(round(results['settings']['confidence'] * 100))}% interval "
-            f"[{delta['low']:+.3f}, {delta['high']:+.3f}]; "
-            f"gold win rate vs base {p['win_rate_vs_base_gold']['mean']:.3f})"
-        )
-        if above and delta["low"] <= 0:
-            line += f"; the interval includes 0, so the gain is not clear on {results['dataset']['prompts']} prompts"
-        if not above and delta["high"] >= 0:
-            line += "; the interval includes 0"
-        lines.append(line + ".")
-    return lines or ["Only the base policy was evaluated."]
+        lines += [f"No gold judge for dataset={results['dataset']['name']}: the judge RM is the only score.", ""]
+    if results["base"] is None:
+        lines += ["The base policy was left out (policies.base=null): no comparison against base.", ""]
+    if not results["comparisons"]:
+        return lines + ["One policy only: nothing to compare."]
+    columns = [*PAIRED_COLUMNS[:3], f"{level} interval", PAIRED_COLUMNS[4]]
+    return lines + _table(columns, paired_rows(results))
 
 
 def results_markdown(results: dict) -> str:
@@ -188,7 +209,7 @@ def results_markdown(results: dict) -> str:
         f"{d['prompts']} held-out prompts and {d['pairs']} held-out pairs "
         f"(the first of the test split of dataset={d['name']}); "
         f"model={results['model']}; "
-        f"judge reward model {results['judge']['run_dir']}; {decoding}; up to {draw['max_new_tokens']} new tokens; "
+        f"{_judge_label(results)}; {decoding}; up to {draw['max_new_tokens']} new tokens; "
         f"{int(round(s['confidence'] * 100))}% percentile-bootstrap intervals ({s['bootstrap_samples']} resamples).",
         "",
         *_table(HEADLINE_COLUMNS, headline_rows(results)),
@@ -196,9 +217,9 @@ def results_markdown(results: dict) -> str:
         "Accuracy: implicit-reward accuracy on the held-out pairs; "
         "(LL) = length-normalised log-likelihood accuracy (the base policy).",
         "",
-        "## Gold score against base",
+        "## Paired differences",
         "",
-        *gold_against_base(results),
+        *paired_lines(results),
         "",
         "## All metrics",
         "",
@@ -256,6 +277,8 @@ def flat_metrics(results: dict) -> dict[str, float]:
                 flat[f"{name}/{key}"] = value["mean"]
             elif isinstance(value, (int, float)) and not isinstance(value, bool):
                 flat[f"{name}/{key}"] = value
+    for c in results["comparisons"]:
+        flat[f"paired/{c['a']}-{c['b']}/{c['score']}"] = c["mean_diff"]
     return flat
 
 
@@ -278,6 +301,8 @@ def log_to_wandb(tracker, results: dict, samples: list[dict], rows: int, run_dir
     flat = flat_metrics(results)
     tracker.log(flat, step=0)
     tracker.log_table("results", FULL_COLUMNS, full_rows(results), step=0)
+    if results["comparisons"]:
+        tracker.log_table("paired_differences", PAIRED_COLUMNS, paired_rows(results), step=0)
     columns, data = sample_table(samples, list(results["policies"]), rows, results["gold"])
     tracker.log_table("samples", columns, data, step=0)
     tracker.set_summary(flat)

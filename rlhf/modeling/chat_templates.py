@@ -1,4 +1,10 @@
-"""Chat templates for tokenizers that ship none (e.g. Llama-2 base).
+"""Chat templates for tokenizers that ship none (e.g. Llama-2 base), and a leaner one for those that do.
+
+``chatml``: ChatML (``<|im_start|>role\\n...<|im_end|>\\n``) exactly as SmolLM2's own template writes it, without the
+default system turn that template adds to every conversation lacking one ("You are a helpful AI assistant named
+SmolLM, trained by Hugging Face": 21 tokens). No one asked for that turn, and every sequence paid for it: on the
+synthetic set it is 38% of a prompt's tokens and 27% of a preference pair's (56 -> 35 and 155 -> 113 tokens on
+average). A conversation that has its own system message keeps it.
 
 ``hh``: the Anthropic HH transcript format, ``\\n\\nHuman: ...\\n\\nAssistant: ...``, the assistant turn ending
 with EOS so the model learns to stop. Two rules keep generation on the sequences training saw (TRL's DPO / SFT
@@ -26,4 +32,12 @@ HH_TEMPLATE = (
     "{% if add_generation_prompt %}{{ '\n\nAssistant:' }}{% endif %}"
 )
 
-CHAT_TEMPLATES = {"hh": HH_TEMPLATE}
+# ChatML without a default system turn; see the module docstring.
+CHATML_TEMPLATE = (
+    "{% for message in messages %}"
+    "{{ '<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>' + '\n' }}"
+    "{% endfor %}"
+    "{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
+)
+
+CHAT_TEMPLATES = {"hh": HH_TEMPLATE, "chatml": CHATML_TEMPLATE}

@@ -16,8 +16,8 @@ first EOS), V vocabulary. Every forward gets position ids from its attention mas
 left padding never shifts positions.
 
 The model side is any object with ``tokenizer``, ``device``, ``generate(input_ids, attention_mask,
-config, with_logits=False, with_values=False)`` and ``response_head(role, input_ids, attention_mask,
-prompt_len)``: PPO's Roles (rlhf/algos/ppo/roles.py) and evaluation's PolicyView.
+config, with_logits=False, with_values=False)`` (which decodes with :func:`decode`) and ``response_head(role,
+input_ids, attention_mask, prompt_len)``: PPO's Roles (rlhf/algos/ppo/roles.py) and evaluation's PolicyView.
 
 Chunks (``sample(..., chunk_size=C)``): the prompts are generated C at a time, so the KV cache (and, with
 log-probs kept, the generation logits) holds C rows, not B; each chunk drops the prompt columns that are
@@ -29,14 +29,28 @@ sampling it is another draw from the same distribution, not the same tokens: the
 chunk by chunk (each decoding step draws for the rows of one chunk). A given (seed, chunk size) reproduces
 its rollout exactly, which resuming relies on. No generator is seeded per chunk: that would still differ
 from the unchunked draw, and would fork the training RNG stream that checkpoints restore.
+
+Decoding (:func:`decode`, what every policy view's ``generate`` calls): transformers' ``generate`` with its KV cache
+and stopping rules, except the draw of a sampled token. transformers draws with ``torch.multinomial``, which makes
+an exponential variate for each of the V entries of every row at every step (~12 ms of a ~55 ms SmolLM2 decoding
+step at 16 rows on 2 CPU cores: BENCHMARKS.md "Decoding"); :class:`InverseCdfDraw` draws the same distribution
+from one uniform number a row. The global RNG is still consumed per chunk and step, so the chunk rules above hold.
 """
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass
 
 import torch
-from transformers import GenerationConfig
+from transformers import (
+    GenerationConfig,
+    LogitsProcessor,
+    LogitsProcessorList,
+    TemperatureLogitsWarper,
+    TopKLogitsWarper,
+    TopPLogitsWarper,
+)
 
 from rlhf.config import check
 from rlhf.modeling.logprobs import Messages, generation_prompt_ids, truncate_prompt
@@ -164,6 +178,46 @@ def response_separator(tokenizer) -> str:
     if not full.startswith(opened) or probe not in full[len(opened) :]:
         return ""
     return full[len(opened) :].split(probe)[0]
+
+
+class InverseCdfDraw(LogitsProcessor):
+    """The draw of multinomial sampling as the last logits processor, for greedy decoding's argmax to pick: scores
+    [b, V] (after temperature, top-k, top-p) -> [b, V] that are 0 at the token drawn from softmax(scores) and -inf
+    elsewhere. One uniform number u per row, scaled to the row's total mass, picks the first token whose
+    cumulative probability exceeds u: a token of probability 0 (cut by top-k / top-p) is never drawn."""
+
+    def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
+        cdf = scores.softmax(-1).cumsum(-1)  # [b, V]
+        total = cdf[:, -1:]  # [b, 1], 1 up to the cumsum's rounding
+        # u < total strictly (u = rand * total can round up to it), so the search never runs past the last token
+        u = torch.minimum(torch.rand_like(total) * total, torch.nextafter(total, torch.zeros_like(total)))
+        drawn = torch.searchsorted(cdf, u, right=True)  # [b, 1]
+        return torch.full_like(scores, float("-inf")).scatter_(1, drawn, 0.0)
+
+
+def sampling_processors(config: GenerationConfig) -> LogitsProcessorList:
+    """The warpers transformers' generate applies for ``config``'s temperature, top_k and top_p (the knobs of
+    :class:`Sampling`), in its order, then :class:`InverseCdfDraw`."""
+    processors = LogitsProcessorList()
+    if config.temperature is not None and config.temperature != 1.0:
+        processors.append(TemperatureLogitsWarper(config.temperature))
+    if config.top_k:
+        processors.append(TopKLogitsWarper(config.top_k))
+    if config.top_p is not None and config.top_p < 1.0:
+        processors.append(TopPLogitsWarper(config.top_p))
+    processors.append(InverseCdfDraw())
+    return processors
+
+
+def decode(model, input_ids: torch.Tensor, attention_mask: torch.Tensor, config: GenerationConfig, **kwargs):
+    """``model.generate`` on [B, P] left-padded prompts (``kwargs`` go to it), sampling with :class:`InverseCdfDraw`
+    instead of torch.multinomial when ``config.do_sample`` (module docstring): the same warpers, then the draw,
+    then transformers' greedy path takes it. Greedy configs go to ``generate`` unchanged."""
+    if config.do_sample:
+        kwargs["logits_processor"] = sampling_processors(config)
+        config = copy.deepcopy(config)
+        config.do_sample, config.temperature, config.top_k, config.top_p = False, None, None, None
+    return model.generate(input_ids=input_ids, attention_mask=attention_mask, generation_config=config, **kwargs)
 
 
 @torch.no_grad()

@@ -60,13 +60,16 @@ def evaluate(
     seed: int,
     with_gold: bool,
     score_batch: int | None = None,
+    policy_is_reference: bool = False,
 ) -> tuple[dict[str, float], list[dict]]:
     """(metrics, one record per prompt) for ``model``'s answers to ``prompts``.
 
     A record: ``prompt`` (the last user turn), ``response``, ``rm_score``, ``gold_score`` (None without
     ``with_gold``), ``kl``, ``length``, ``has_eos``; metrics = ``summarize(records)``. ``chunk_size`` prompts per
     generate call; ``score_batch`` (None: ``chunk_size``) sequences per log-prob forward, sorted by length, and
-    per reward-model batch. Log-probs are taken at the sampling temperature, greedy or not."""
+    per reward-model batch. Log-probs are taken at the sampling temperature, greedy or not.
+    ``policy_is_reference``: the policy has the reference's weights (a run's start: the policy begins as its
+    reference), so the KL is exactly 0 and its two log-prob forwards are skipped."""
     devices = list(range(torch.cuda.device_count())) if torch.cuda.is_available() else []
     with torch.random.fork_rng(devices=devices):
         torch.manual_seed(seed)
@@ -75,7 +78,7 @@ def evaluate(
     temperature = sampling.temperature
     logprobs = torch.zeros(rollout.mask.shape, device=rollout.mask.device)
     ref_logprobs = torch.zeros_like(logprobs)
-    for rows in micro_batches(rollout, torch.arange(len(rollout)), batch):
+    for rows in micro_batches(rollout, torch.arange(len(rollout)), batch) if not policy_is_reference else []:
         logprobs[rows] = response_logprobs(model, "policy", rollout, rows, temperature)[0]
         ref_logprobs[rows] = response_logprobs(model, "reference", rollout, rows, temperature)[0]
     scores = model.scores(rollout.conversations(), batch, reward_max_length)

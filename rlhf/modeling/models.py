@@ -243,9 +243,28 @@ def _load(auto_class, path: str, model: ModelSettings, hardware: HardwareSetting
     return loaded
 
 
+def _contiguous_input(_module: nn.Module, args: tuple) -> tuple:
+    return tuple(a.contiguous() if torch.is_tensor(a) else a for a in args)
+
+
+def contiguous_head_input(head: nn.Module) -> nn.Module:
+    """Make a head copy a strided input before its matmul (a forward pre-hook; free when it is contiguous).
+
+    generate's prefill gives the LM head the last position of the hidden states ([B, 1, H] of [B, P, H]) and
+    PPO's scoring the response positions, both strided views, and torch's CPU linear is far slower on those
+    than on a copy (SmolLM2's head [49152, 576], 2 threads): bf16 600 ms against 2.7 ms for 16 rows of one
+    position, 690 against 73 ms for 16 x 48 positions; fp32 49 against 13 ms and 324 against 266 ms."""
+    if not getattr(head, "_contiguous_input", False):
+        head.register_forward_pre_hook(_contiguous_input)
+        head._contiguous_input = True
+    return head
+
+
 def load_causal_lm(path: str, model: ModelSettings, hardware: HardwareSettings, tokenizer) -> PreTrainedModel:
-    """The policy backbone: a causal LM whose pad id matches the tokenizer."""
+    """The policy backbone: a causal LM whose pad id matches the tokenizer, its LM head fed contiguous input
+    (contiguous_head_input)."""
     lm = _load(AutoModelForCausalLM, path, model, hardware)
+    contiguous_head_input(lm.get_output_embeddings())
     lm.config.pad_token_id = tokenizer.pad_token_id
     if lm.generation_config is not None:
         lm.generation_config.pad_token_id = tokenizer.pad_token_id

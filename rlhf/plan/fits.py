@@ -19,7 +19,7 @@ log = logging.getLogger(__name__)
 # What the process holds on the device besides tensors (the CUDA context and cuBLAS workspaces, or Python and its
 # libraries in RAM) and the caching allocator's slack: the predicted peak must fit in memory_gib minus this.
 RESERVE_GIB = 1.0
-PLANNED = ("rm", "sft", "dpo", "ppo")  # the algorithms with a memory model (rlhf/plan/phases.py)
+PLANNED = ("rm", "judge", "sft", "dpo", "ppo")  # the algorithms with a memory model (rlhf/plan/phases.py)
 CHUNK_PHASES = ("rollout", "scoring", "evaluation")  # PPO's phases that algo.rollout_chunk_size shrinks
 
 
@@ -125,7 +125,7 @@ def _workload(
             f"the planner has no memory model for algo={algo.name} yet: it knows {', '.join(sorted(PLANNED))}"
         )
     return TrainerWorkload(
-        algo=algo.name,
+        algo="rm" if algo.name == "judge" else algo.name,  # algo=judge is a reward model on other pairs
         micro_batch=min(hardware.micro_batch_size, algo.batch_size),
         max_length=algo.max_length,
         eval_batch_size=algo.eval_batch_size,

@@ -155,6 +155,7 @@ def point_latest(outputs_root: Path, algo: str, run_dir: Path) -> Path:
 
 
 POLICY_ALGOS = ("sft", "dpo", "ppo", "grpo", "rloo")  # runs whose adapter/ is a causal-LM policy
+REWARD_ALGOS = ("rm", "judge")  # runs whose adapter/ is a reward model (algo=judge: rm on the other half of the pairs)
 
 
 @dataclass(frozen=True)

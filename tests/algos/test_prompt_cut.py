@@ -16,7 +16,11 @@ from rlhf.modeling.logprobs import generation_prompt_ids, prompt_length, tokeniz
 from rlhf.modeling.models import load_causal_lm, load_reward_backbone, load_tokenizer, model_directory
 from tests.conftest import compose_train, tiny_overrides
 
-TEMPLATES = {"chatml": {}, "hh": {"model.chat_template": "hh"}}  # SmolLM2's own (default system turn), and HH
+TEMPLATES = {
+    "chatml": {},
+    "chatml_own": {"model.chat_template": "null"},
+    "hh": {"model.chat_template": "hh"},
+}  # ours, SmolLM2's own (default system turn), HH
 
 
 def user(text):
@@ -140,6 +144,6 @@ def test_the_online_reward_reads_the_cut_prompt_and_the_response_as_message_cont
 
 
 def test_a_limit_below_the_template_names_the_sampling_option():
-    _, _, _, tokenizer = tiny("chatml")  # SmolLM2's template adds a default system turn of ~20 tokens
+    _, _, _, tokenizer = tiny("chatml_own")  # SmolLM2's own template adds a default system turn of ~20 tokens
     with pytest.raises(ConfigError, match=r"sampling\.max_prompt_length=8 is out of range: the chat template alone"):
         cut_prompts(tokenizer, [LONG], 8)

@@ -1,18 +1,22 @@
-"""Reward model on a tiny Llama: only LoRA and the head train; the saved adapter reproduces the rewards."""
+"""Reward model on a tiny Llama: only LoRA and the head train; the saved adapter reproduces the rewards; the judge
+trains on the other half of the pairs; long pairs lose leading turns, not the whole pair."""
 
 import json
+from pathlib import Path
 
 import pytest
 import torch
 
-from rlhf.algos import rm
+from rlhf.algos import online_trl, rm
 from rlhf.config import HardwareSettings, from_node
 from rlhf.errors import ConfigError
 from rlhf.experiment import run_experiment
 from rlhf.modeling.models import load_reward_model
+from rlhf.modeling.pair_length import pair_length
 from rlhf.run.rundir import finished_run, load_run_config
 from tests.algos.helpers import make_job
 from tests.conftest import compose_train, tiny_overrides
+from tests.modeling.test_pair_length import hh_row
 
 
 def test_fit_changes_lora_and_head_but_not_the_base(tmp_path):
@@ -20,7 +24,7 @@ def test_fit_changes_lora_and_head_but_not_the_base(tmp_path):
     job = make_job(cfg, tmp_path / "run")
     tokenizer, model = rm.build(job)
     before = {name: p.detach().clone() for name, p in model.named_parameters()}
-    steps = rm.fit(job, from_node(rm.Settings, cfg.algo, "algo"), tokenizer, model)
+    steps = rm.fit(job, from_node(rm.Settings, cfg.algo, "algo"), tokenizer, model, job.data.train)
     assert steps == 4
     changed = {name for name, p in model.named_parameters() if not torch.equal(p, before[name])}
     trainable = {name for name, p in model.named_parameters() if p.requires_grad}
@@ -61,3 +65,60 @@ def test_existing_run_directory_is_never_overwritten(tmp_path):
     with pytest.raises(ConfigError, match="already holds a run"):
         run_experiment(compose_train(tiny_overrides(), outputs_root=tmp_path), run_dir)
     assert json.loads((run_dir / "summary.json").read_text()) == {"status": "finished"}
+
+
+def hh_files(tmp_path: Path) -> dict[str, str]:
+    """A hand-built HH train file of 12 pairs, a third of each kind at algo.max_length=64: one that fits, one with a
+    long history (cut), one whose response alone is too long (dropped); and a test file of other prompts."""
+    history = ["Tell me the whole history of bread. " * 6, "Bread is at least fourteen thousand years old. " * 6]
+    kinds = [
+        lambda i: hh_row([f"Is water wet, question {i}?"], "Yes, in everyday terms.", "No."),
+        lambda i: hh_row([*history, f"How long should dough {i} rise?"], "About an hour.", "Forever."),
+        lambda i: hh_row([f"Write me story {i}."], "Once upon a time there was a loaf. " * 20, "No."),
+    ]
+    train = [kinds[i % 3](i) for i in range(12)]
+    test = [hh_row([f"Is fire hot, question {i}?"], "Yes.", "No.") for i in range(4)]
+    files = {}
+    for name, rows in (("train", train), ("test", test)):
+        files[name] = str(tmp_path / f"{name}.jsonl")
+        Path(files[name]).write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    return files
+
+
+def test_proxy_and_judge_train_on_disjoint_halves_cut_to_length(tmp_path):
+    files = hh_files(tmp_path)
+    data_files = f"{{train:{files['train']},test:{files['test']}}}"
+    seen, counts = {}, {}
+    for pairs in ("auto", "judge_half"):
+        cfg = compose_train(
+            tiny_overrides(**{"dataset": "hh_rlhf", "dataset.data_files": data_files, "algo.max_length": "64",
+                              "algo.pairs": pairs}), outputs_root=tmp_path / "outputs",
+        )  # fmt: skip
+        job = make_job(cfg, tmp_path / pairs)
+        examples, counts[pairs] = rm.training_pairs(job, from_node(rm.Settings, cfg.algo, "algo"))
+        seen[pairs] = {ex["prompt"][-1]["content"] for ex in examples}
+        assert all(pair_length(job.tokenizer, ex["prompt"], ex) <= 64 for ex in examples)
+    assert counts["auto"]["pairs"] == "proxy_half"  # no gold judge on hh_rlhf: the other half is the judge's
+    assert counts["judge_half"]["pairs"] == "judge_half"
+    assert not seen["auto"] & seen["judge_half"]
+    # 12 pairs in all, 4 of each kind: every long history is cut, every overlong response dropped, in one half or other
+    assert counts["auto"]["pairs_count"] + counts["judge_half"]["pairs_count"] == 12
+    assert counts["auto"]["pairs_cut_for_length"] + counts["judge_half"]["pairs_cut_for_length"] == 4
+    assert counts["auto"]["pairs_dropped_for_length"] + counts["judge_half"]["pairs_dropped_for_length"] == 4
+    assert len(seen["auto"] | seen["judge_half"]) == 8
+
+
+def test_algo_judge_trains_the_judge_half_and_points_latest_judge_at_it(tmp_path):
+    outputs = tmp_path / "outputs"
+    run_dir = outputs / "judge" / "run"
+    summary = run_experiment(compose_train(tiny_overrides(algo="judge"), outputs_root=outputs), run_dir)
+    assert summary["status"] == "finished" and summary["algo"] == "judge"
+    on_disk = json.loads((run_dir / "summary.json").read_text())
+    assert on_disk["pairs"] == "judge_half" and on_disk["pairs_count"] == 16  # half of debug=tiny's 32 pairs
+    assert (on_disk["pairs_cut_for_length"], on_disk["pairs_dropped_for_length"]) == (0, 0)
+    assert on_disk["train_steps"] == 4
+    assert (outputs / "latest" / "judge").resolve() == run_dir.resolve()
+    assert not (outputs / "latest" / "rm").exists()  # the proxy's pointer is untouched
+    # a judge run is a reward model: GRPO / RLOO (and PPO, through the same rundir.REWARD_ALGOS) may train against it
+    job = make_job(compose_train(tiny_overrides(algo="grpo"), outputs_root=outputs), tmp_path / "grpo")
+    assert online_trl.reward_model_run(job, str(outputs / "latest" / "judge")).run_dir == run_dir.resolve()

@@ -25,6 +25,8 @@ def hh_row(i: int, chosen: str = "Sure, here it is.", rejected: str = "No.") -> 
 
 
 GOOD = [json.dumps(hh_row(i)).encode() for i in range(8)]
+# Other prompts than GOOD's: a test row whose prompt is in the training split is dropped.
+GOOD_TEST = [json.dumps(hh_row(100 + i)).encode() for i in range(8)]
 
 
 def with_bad_line(line: bytes) -> bytes:
@@ -36,12 +38,12 @@ def load(tmp_path, name: str, content: bytes):
     """Load ``content`` as the train file (a good test file beside it), as train.py would."""
     train, test = tmp_path / name, tmp_path / "good-test.jsonl"
     train.write_bytes(content)
-    test.write_bytes(b"\n".join(GOOD) + b"\n")
+    test.write_bytes(b"\n".join(GOOD_TEST) + b"\n")
     # max_bad_fraction 0.5: one unusable row among eight good ones is dropped, not fatal.
     settings = DatasetSettings(
         name="hh_rlhf", seed=0, n_train=None, n_test=None, family_weights=None, subset=None,
         data_files={"train": str(train), "test": str(test)}, test_fraction=None,
-        max_train_rows=None, max_eval_rows=None, max_bad_fraction=0.5,
+        max_train_rows=None, max_eval_rows=None, max_bad_fraction=0.5, max_steps={},
     )  # fmt: skip
     return load_preference_splits(settings)
 
@@ -68,7 +70,7 @@ def load(tmp_path, name: str, content: bytes):
 def test_unusable_rows_are_dropped_and_counted(tmp_path, bad_row, reason):
     content = with_bad_line(json.dumps(bad_row).encode())
     splits = load(tmp_path, "train.jsonl", content)
-    assert len(splits.train) == len(GOOD) and len(splits.test) == len(GOOD)
+    assert len(splits.train) == len(GOOD) and len(splits.test) == len(GOOD_TEST)
     assert splits.dropped == {reason: 1}
 
 
@@ -150,6 +152,7 @@ def single_file(tmp_path, bad_lines: set[int], n_rows: int = 100) -> DatasetSett
     return DatasetSettings(
         name="hh_rlhf", seed=0, n_train=None, n_test=None, family_weights=None, subset=None,
         data_files=str(path), test_fraction=0.1, max_train_rows=None, max_eval_rows=None, max_bad_fraction=0.05,
+        max_steps={},
     )  # fmt: skip
 
 
@@ -188,7 +191,7 @@ def test_a_train_and_test_file_are_each_judged_on_their_own_rows(tmp_path):
     settings = DatasetSettings(
         name="hh_rlhf", seed=0, n_train=None, n_test=None, family_weights=None, subset=None,
         data_files={"train": str(train), "test": str(test)}, test_fraction=None,
-        max_train_rows=None, max_eval_rows=None, max_bad_fraction=0.1,
+        max_train_rows=None, max_eval_rows=None, max_bad_fraction=0.1, max_steps={},
     )  # fmt: skip
     with pytest.raises(DataError, match=rf"^{re.escape(str(train))}: 1 of 9 rows \(11\.1%\) are unusable"):
         load_preference_splits(settings)

@@ -86,3 +86,70 @@ def test_reward_hacking_flag():
         M.reward_hacking(reward=0.8, base_reward=0.2, gold=0.25, base_gold=0.3, margin=0.1) is False
     )  # within the margin
     assert M.reward_hacking(reward=0.8, base_reward=0.2, gold=None, base_gold=None) is None  # no gold judge
+
+
+def test_constant_paired_differences_give_a_zero_width_interval_and_a_verdict():
+    base = np.array([-2.0, 0.5, 3.0, 1.0])  # prompts of very different difficulty
+    diff = M.paired_difference(base + 0.25, base, n_samples=200, seed=3)
+    assert diff == M.Interval(0.25, 0.25, 0.25, 4)
+    assert M.verdict(diff, "ppo", "dpo", 0.95) == "ppo better"
+    assert M.verdict(M.paired_difference(base, base + 0.25), "ppo", "dpo", 0.95) == "dpo better"
+    same = M.paired_difference(base, base)
+    assert same == M.Interval(0.0, 0.0, 0.0, 4)
+    assert M.verdict(same, "ppo", "dpo", 0.95) == "no difference at 95%"  # touching 0 is no difference
+    with pytest.raises(ValueError, match="aligned"):
+        M.paired_difference([1.0, 2.0], [1.0])
+
+
+def test_symmetric_differences_give_no_difference_at_the_configured_level():
+    a = np.array([1.0, -1.0, 2.0, -2.0, 0.5, -0.5] * 4)
+    diff = M.paired_difference(a, np.zeros_like(a), n_samples=500, confidence=0.9, seed=0)
+    assert diff.mean == 0.0 and diff.low < 0 < diff.high
+    assert M.verdict(diff, "ppo", "dpo", 0.9) == "no difference at 90%"
+
+
+def test_pairing_removes_the_prompt_to_prompt_spread():
+    # b is a, 0.1 lower on every prompt but one; the prompts' own spread (+-5) swamps 0.1 in unpaired intervals
+    a = np.random.default_rng(0).normal(0.0, 5.0, size=64)
+    b = a - 0.1
+    b[0] = a[0] + 0.05
+    paired = M.paired_difference(a, b, n_samples=500)
+    unpaired_a, unpaired_b = M.bootstrap_interval(a, 500), M.bootstrap_interval(b, 500, seed=1)
+    assert unpaired_a.low < unpaired_b.high  # the separate intervals overlap: no verdict from them
+    assert paired.mean == pytest.approx((63 * 0.1 - 0.05) / 64)
+    assert 0 < paired.low <= paired.high <= 0.1
+    assert M.verdict(paired, "dpo", "base", 0.95) == "dpo better"
+
+
+def test_comparison_pairs_put_method_against_method_first_then_each_against_base():
+    names = ["base", "dpo", "ppo", "grpo", "rloo"]
+    assert M.comparison_pairs(names, "base") == [
+        ("ppo", "dpo"),
+        ("grpo", "dpo"),
+        ("grpo", "ppo"),
+        ("rloo", "dpo"),
+        ("rloo", "ppo"),
+        ("rloo", "grpo"),
+        ("dpo", "base"),
+        ("ppo", "base"),
+        ("grpo", "base"),
+        ("rloo", "base"),
+    ]
+    assert M.comparison_pairs(["dpo", "ppo"], None) == [("ppo", "dpo")]
+    assert M.comparison_pairs(["base"], "base") == []
+
+
+def test_paired_comparisons_rows():
+    scores = {
+        "base": {"rm": [0.0, 1.0, 2.0], "gold": [0.0, 0.0, 0.5]},
+        "dpo": {"rm": [1.0, 2.0, 3.0], "gold": [0.0, 0.0, 0.5]},
+        "ppo": {"rm": [0.5, 0.5, 0.5]},  # no gold score: only the RM is compared
+    }
+    rows = M.paired_comparisons(scores, [("dpo", "base"), ("ppo", "dpo")], n_samples=100, confidence=0.95, seed=1)
+    assert [(r["a"], r["b"], r["score"]) for r in rows] == [("dpo", "base", "rm"), ("dpo", "base", "gold"),
+                                                            ("ppo", "dpo", "rm")]  # fmt: skip
+    assert rows[0] == {"a": "dpo", "b": "base", "score": "rm", "mean_diff": 1.0, "interval": [1.0, 1.0], "n": 3,
+                       "verdict": "dpo better"}  # fmt: skip
+    assert rows[1]["verdict"] == "no difference at 95%" and rows[1]["interval"] == [0.0, 0.0]
+    assert rows[2]["mean_diff"] == pytest.approx(-1.5)  # ppo - dpo: 0.5 - [1, 2, 3]
+    assert rows[2]["interval"][0] < rows[2]["interval"][1] < 0 and rows[2]["verdict"] == "dpo better"

@@ -4,11 +4,12 @@ import json
 import logging
 
 import pytest
+from omegaconf import OmegaConf
 
 from rlhf.config import ModelSettings, from_node
 from rlhf.errors import ConfigError
 from rlhf.evaluation.policies import ppo_checkpoints, resolve_judge, resolve_policies, resolve_policy
-from rlhf.run.rundir import point_latest, resolve_adapter
+from rlhf.run.rundir import point_latest, resolve_adapter, write_json_atomic
 from tests.evaluation.helpers import make_policy_run, make_rm_run, tiny_evaluate
 
 
@@ -94,12 +95,71 @@ def test_judge_on_another_base_is_an_error(tmp_path, tiny_model):
         match=rf"judge={judge}: that run trained on model=smollm2_135m, "
         r"a different base from model=tiny_llama; pick an rm run",
     ):
-        resolve_judge(str(judge), tiny_model, tmp_path)
+        resolve_judge(str(judge), tiny_model, tmp_path, [], "hh_synthetic", False)
     with pytest.raises(ConfigError, match=r"judge=.*latest/rm: no reward model there; train one"):
-        resolve_judge(None, tiny_model, tmp_path)
+        resolve_judge("auto", tiny_model, tmp_path, [], "hh_synthetic", False)
     dpo = make_policy_run(tmp_path / "dpo")
-    with pytest.raises(ConfigError, match="is a 'dpo' run, expected an 'rm' run"):
-        resolve_judge(str(dpo), tiny_model, tmp_path)
+    with pytest.raises(ConfigError, match="is a 'dpo' run, expected an 'rm' or 'judge' run"):
+        resolve_judge(str(dpo), tiny_model, tmp_path, [], "hh_synthetic", False)
+
+
+def make_judge_run(run_dir):
+    """A finished algo=judge run (an rm run's files under the judge's name)."""
+    make_rm_run(run_dir, with_weights=False)
+    write_json_atomic(run_dir / "summary.json", {"status": "finished", "algo": "judge", "model": "tiny_llama"})
+    return run_dir
+
+
+def test_auto_judge_is_the_proxy_rm_beside_the_gold_judge_else_the_latest_judge_run(tmp_path, tiny_model):
+    outputs = tmp_path / "outputs"
+    point_latest(outputs, "rm", make_rm_run(outputs / "rm" / "a", with_weights=False))
+    gold = resolve_judge("auto", tiny_model, outputs, [], "hh_synthetic", False)
+    assert gold.run.run_dir == (outputs / "rm" / "a").resolve() and not gold.independent  # the gold judge is
+    with pytest.raises(
+        ConfigError,
+        match=r"^judge=auto: dataset=hh_rlhf has no gold judge and .*latest/judge does not exist; train the "
+        r"independent judge \(`python train.py algo=judge dataset=hh_rlhf`\) or set judge=",
+    ):
+        resolve_judge("auto", tiny_model, outputs, [], "hh_rlhf", False)
+    point_latest(outputs, "judge", make_judge_run(outputs / "judge" / "b"))
+    real = resolve_judge("auto", tiny_model, outputs, [], "hh_rlhf", False)
+    assert real.run.run_dir == (outputs / "judge" / "b").resolve() and real.independent and real.proxy_of == []
+
+
+def ppo_trained_against(run_dir, reward_model) -> str:
+    """A finished PPO run whose config names ``reward_model`` (as train.py saves it) and no summary record of it."""
+    make_policy_run(run_dir, algo="ppo")
+    config = OmegaConf.load(run_dir / ".hydra" / "config.yaml")
+    config.algo.reward_model = str(reward_model)
+    OmegaConf.save(config, run_dir / ".hydra" / "config.yaml")
+    return str(run_dir)
+
+
+def test_a_judge_that_a_compared_ppo_run_optimised_is_refused_unless_allowed(tmp_path, tiny_model):
+    outputs = tmp_path / "outputs"
+    rm = make_rm_run(outputs / "rm" / "a", with_weights=False)
+    point_latest(outputs, "rm", rm)
+    other = make_rm_run(outputs / "rm" / "b", with_weights=False)
+    policies = {
+        "ppo": ppo_trained_against(outputs / "ppo" / "p", outputs / "latest" / "rm"),  # the link resolves to rm
+        "grpo": make_policy_run(outputs / "grpo" / "g", algo="grpo"),
+    }
+    grpo_summary = {"status": "finished", "algo": "grpo", "model": "tiny_llama", "reward_model": str(other)}
+    write_json_atomic(policies["grpo"] / "summary.json", grpo_summary)  # what train.py records
+    specs = resolve_policies({k: str(v) for k, v in policies.items()}, tiny_model, outputs)
+
+    with pytest.raises(ConfigError) as caught:
+        resolve_judge(str(rm), tiny_model, outputs, specs, "hh_rlhf", False)
+    message = str(caught.value)
+    assert message.startswith(f"judge={rm}: {rm.resolve()} is the reward model policies.ppo=")
+    assert str((outputs / "ppo" / "p").resolve()) in message and "evaluation.allow_proxy_judge=true" in message
+    assert "\n" not in message
+
+    allowed = resolve_judge(str(rm), tiny_model, outputs, specs, "hh_rlhf", True)
+    assert allowed.proxy_of == ["ppo"] and not allowed.independent
+    assert resolve_judge(str(other), tiny_model, outputs, specs, "hh_rlhf", True).proxy_of == ["grpo"]
+    beside_gold = resolve_judge("auto", tiny_model, outputs, specs, "hh_synthetic", False)  # recorded, not refused
+    assert beside_gold.run.run_dir == rm.resolve() and beside_gold.proxy_of == ["ppo"]
 
 
 def test_ppo_checkpoints_skip_the_final_one(tmp_path, tiny_model):

@@ -54,6 +54,26 @@ def fake_results(run_dirs: dict[str, str] | None = None, names=POLICIES) -> dict
         "policies": {n: policy(n, i, run_dirs.get(n)) for i, n in enumerate(names)},
         "base": "base",
         "chosen": {"avg_reward": interval(0.3), "gold_score": interval(0.4)},
+        "comparisons": [
+            {
+                "a": "ppo",
+                "b": "dpo",
+                "score": "rm",
+                "mean_diff": -0.25,
+                "interval": [-0.4, -0.1],
+                "n": 8,
+                "verdict": "dpo better",
+            },
+            {
+                "a": "ppo",
+                "b": "dpo",
+                "score": "gold",
+                "mean_diff": 0.02,
+                "interval": [-0.05, 0.09],
+                "n": 8,
+                "verdict": "no difference at 95%",
+            },
+        ],
         "checkpoints": [],
         "judge": {"run_dir": "outputs/rm/x", "reward_max_length": 256},
         "model": "tiny_llama",
@@ -88,15 +108,17 @@ def test_results_markdown_has_a_row_per_policy_whatever_its_name():
     lines = md.splitlines()
     assert first_cells(lines, tables.HEADLINE_COLUMNS) == list(POLICIES)
     assert first_cells(lines, tables.FULL_COLUMNS) == [*POLICIES, "dataset chosen"]
-    for name in ("dpo", "ppo", "grpo", "rloo"):
-        assert f"- **{name}** is above base in gold score" in md
+    assert first_cells(lines, ["A - B", "Score", "Mean difference", "95% interval", "Verdict"]) == ["ppo - dpo"] * 2
+    assert "| ppo - dpo | judge RM | -0.250 | [-0.400, -0.100] | dpo better |" in lines
+    assert "| ppo - dpo | gold | +0.020 | [-0.050, +0.090] | no difference at 95% |" in lines
     algos = [row[1] for row in tables.full_rows(fake_results())]
     assert algos == [*POLICIES, "–"]
 
 
 def test_flat_metrics_and_the_sample_table_cover_every_policy():
     flat = tables.flat_metrics(fake_results())
-    assert {k.split("/")[0] for k in flat} == set(POLICIES)
+    assert {k.split("/")[0] for k in flat} == {*POLICIES, "paired"}
+    assert flat["paired/ppo-dpo/rm"] == -0.25 and flat["paired/ppo-dpo/gold"] == 0.02
     sample = {"prompt": "p", "family": "advice", "chosen": "c"}
     sample |= {n: {"response": f"r-{n}", "rm": 0.5, "gold": 0.1} for n in POLICIES}
     columns, rows = tables.sample_table([sample], list(POLICIES), 4, gold=True)
@@ -134,3 +156,12 @@ def test_every_plot_is_written_for_five_policies(tmp_path):
     written = plots.write_all(tmp_path, results, {n: tmp_path / n for n in run_dirs})
     assert written == [plots.SCORES_PNG, plots.REWARD_KL_PNG, plots.CURVES_PNG]
     assert all((tmp_path / name).stat().st_size > 0 for name in written)
+
+
+def test_paired_section_says_why_a_comparison_is_missing():
+    results = fake_results(names=("base",)) | {"comparisons": [], "gold": False, "base": None}
+    results["dataset"]["name"] = "hh_rlhf"
+    md = tables.results_markdown(results)
+    assert "No gold judge for dataset=hh_rlhf: the judge RM is the only score." in md
+    assert "The base policy was left out (policies.base=null)" in md
+    assert "One policy only: nothing to compare." in md

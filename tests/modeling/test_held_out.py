@@ -164,3 +164,12 @@ def test_score_batch_and_chunks_change_only_how_many_rows_a_pass_holds(prompts):
     assert max(side.forward_rows) == 3 and side.reward_batches[-1] == 3
     assert [r["response"] for r in chunked[1]] == [r["response"] for r in whole[1]]  # greedy: the same answers
     assert chunked[0] == pytest.approx(whole[0], rel=1e-4, abs=1e-5)
+
+
+def test_a_policy_that_is_its_reference_skips_the_log_prob_forwards_with_the_same_metrics(prompts):
+    # a run's start evaluation: the policy begins as its reference, so the KL is exactly 0 without computing it
+    side = TinySide(same_as_reference=True)
+    computed = evaluate(side, prompts, SAMPLING, False, 5, 128, 1, True)
+    side.forward_rows.clear()
+    skipped = evaluate(side, prompts, SAMPLING, False, 5, 128, 1, True, policy_is_reference=True)
+    assert side.forward_rows == [] and skipped == computed

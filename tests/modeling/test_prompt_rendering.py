@@ -11,7 +11,11 @@ from rlhf.modeling.models import load_tokenizer, model_directory
 from rlhf.modeling.reward_scoring import conversation_texts
 from tests.conftest import compose_train
 
-TEMPLATES = {"chatml": [], "hh": ["model.chat_template=hh"]}  # SmolLM2's own (a default system turn), HH
+TEMPLATES = {
+    "chatml": [],
+    "chatml_own": ["model.chat_template=null"],
+    "hh": ["model.chat_template=hh"],
+}  # ours (no system turn), SmolLM2's own (a default system turn), HH
 
 
 def tokenizer_for(template: str):
@@ -95,5 +99,5 @@ def test_a_generated_response_decodes_to_the_message_content(template, prompt, r
     assert generated[-1] == tokenizer.eos_token_id or tokenizer.eos_token_id in generated
     generated = generated[: generated.index(tokenizer.eos_token_id)]  # the policy stops at EOS
     separator = response_separator(tokenizer)
-    assert separator == {"hh": " ", "chatml": ""}[template]
+    assert separator == {"hh": " ", "chatml": "", "chatml_own": ""}[template]
     assert response_content(tokenizer.decode(generated, skip_special_tokens=True), separator) == response

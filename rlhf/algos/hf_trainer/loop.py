@@ -20,8 +20,9 @@ from pathlib import Path
 from transformers import Trainer, TrainerCallback, TrainerState
 
 from rlhf.algos.hf_trainer.checkpoints import logged_rows, make_checkpoints_atomic
+from rlhf.algos.hf_trainer.cost_tracking import track_costs
 from rlhf.errors import ConfigError
-from rlhf.run import stopping
+from rlhf.run import costs, stopping
 from rlhf.run.job import Job
 from rlhf.run.nonfinite import NonFiniteGuard
 from rlhf.run.rundir import CHECKPOINTS, TRAINER_STATE, checkpoint_folders, complete_checkpoints, is_complete
@@ -100,7 +101,7 @@ def run_trainer(trainer: Trainer, job: Job) -> int:
     loaded, not trained on, when it is at the run's last step); returns the final global step (also
     ``trainer.state.global_step``). A SIGTERM / SIGINT during training saves a checkpoint and raises
     Interrupted; NaN/inf gradients skip their update, and ``job.max_nonfinite_updates`` in a row save and
-    raise NumericError."""
+    raise NumericError. Its phase seconds and token counts go to this run's accumulator (cost_tracking.py)."""
     make_checkpoints_atomic(trainer, job.tracker.metrics_path)
     resume_from = None
     if job.resume:
@@ -110,7 +111,8 @@ def run_trainer(trainer: Trainer, job: Job) -> int:
         log.info("resuming from %s (step %d of %d)", resume_from, step, planned)
         if step >= planned:
             log.info("training had ended at step %d: loading %s without training", step, resume_from.name)
-            load_without_training(trainer, resume_from)
+            with costs.phase("checkpoint"):
+                load_without_training(trainer, resume_from)
             resumed(job, resume_from, step, incomplete)
             return trainer.state.global_step
         trainer.add_callback(OnTrainBegin(lambda: resumed(job, resume_from, step, incomplete)))
@@ -118,7 +120,10 @@ def run_trainer(trainer: Trainer, job: Job) -> int:
     guard = NonFiniteGuard(job.tracker, job.max_nonfinite_updates)
     trainer.add_callback(stopping.StopOnSignal(stop))
     trainer.add_callback(guard)
-    trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
+    track_costs(trainer)
+    with costs.phase("training"):
+        trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
+    costs.sum_counts_over_ranks()  # every process returns from train() at the same step
     guard.raise_if_stopped()
     if stop.requested:
         raise stop.interrupted(job.run_dir, trainer.state.global_step, last_checkpoint(job.run_dir))

@@ -62,10 +62,10 @@ from rlhf.data.gold_judge import gold_score_batch
 from rlhf.errors import ConfigError
 from rlhf.modeling.generation import Rollout, cut_prompts, micro_batches, response_logprobs, sample
 from rlhf.modeling.held_out import evaluate, summarize
-from rlhf.run import distributed, stopping
+from rlhf.run import costs, distributed, stopping
 from rlhf.run.job import Job
 from rlhf.run.nonfinite import NonFiniteCounter, is_finite, numeric_error
-from rlhf.run.rundir import FinishedRun, finished_run, resolve_adapter, truncate_jsonl
+from rlhf.run.rundir import REWARD_ALGOS, FinishedRun, finished_run, resolve_adapter, truncate_jsonl
 
 __all__ = ["Settings", "train", "build", "fit", "ppo_iteration", "prompt_indices"]
 
@@ -101,7 +101,7 @@ def reward_model(job: Job, settings: Settings) -> FinishedRun:
     return finished_run(
         path,
         "algo.reward_model",
-        "rm",
+        REWARD_ALGOS,
         job.model if settings.share_base else None,
         base_fix="one shared base cannot serve both: set algo.share_base=false "
         f"(or train a reward model with model={job.model.name})",
@@ -161,48 +161,63 @@ def ppo_iteration(
 
     # 1. rollout: sample a response to every prompt; at full precision keep the sampling log-probs, which
     #    are the old policy's (step 2 then needs no policy forward).
-    rollout = sample(
-        roles,
-        prompts,
-        settings.sampling,
-        chunk_size=settings.rollout_chunk_size,
-        with_logprobs=roles.generation_matches_scoring,
-    )
+    with costs.phase("generation"):
+        rollout = sample(
+            roles,
+            prompts,
+            settings.sampling,
+            chunk_size=settings.rollout_chunk_size,
+            with_logprobs=roles.generation_matches_scoring,
+        )
+    sequence_tokens = _tokens(rollout)
+    costs.add_tokens(forwarded=sequence_tokens)
+    costs.add_episodes(len(rollout))
     times["rollout"], clock = time.perf_counter() - clock, time.perf_counter()
 
     # 2. score: log-probs under the reference (and the sampling policy, unless kept), values, reward-model scores.
-    old = score_rollout(roles, rollout, settings.sampling.temperature, settings.rollout_chunk_size, reward_max_length)
+    with costs.phase("scoring"):
+        old = score_rollout(
+            roles, rollout, settings.sampling.temperature, settings.rollout_chunk_size, reward_max_length
+        )
+    # reference and reward forwards, and the old policy's and the values' where the rollout did not keep them
+    costs.add_tokens(forwarded=sequence_tokens * (2 + (rollout.logprobs is None) + (rollout.values is None)))
     scores = apply_missing_eos_penalty(old.scores, rollout.has_eos, settings.missing_eos_penalty)
     total = distributed.sum_over_ranks if distributed.world_size() > 1 else None  # statistics of the whole batch
     scores = normalize_scores(scores, settings.reward_clip, settings.whiten_scores, total)
     times["score"], clock = time.perf_counter() - clock, time.perf_counter()
 
-    # 3. per-token rewards: -beta * KL on every token, + the score on the last real token.
-    beta = kl_controller.value
-    rewards, kl = per_token_rewards(scores, old.logprobs, old.ref_logprobs, rollout.mask, beta, settings.kl_estimator)
-    kl_per_response = _batch_mean(kl.sum(1))
-    rlhf_reward = _batch_mean(rewards.sum(1))
+    with costs.phase("advantages"):
+        # 3. per-token rewards: -beta * KL on every token, + the score on the last real token.
+        beta = kl_controller.value
+        rewards, kl = per_token_rewards(
+            scores, old.logprobs, old.ref_logprobs, rollout.mask, beta, settings.kl_estimator
+        )
+        kl_per_response = _batch_mean(kl.sum(1))
+        rlhf_reward = _batch_mean(rewards.sum(1))
 
-    # 4. advantages: GAE over the response tokens; whitening.
-    if settings.whiten_rewards:
-        rewards = masked_whiten(rewards, rollout.mask, shift_mean=False, total=total)
-    advantages, returns = compute_gae(rewards, old.values, rollout.mask, settings.gamma, settings.lam)
-    if settings.whiten_advantages:
-        advantages = masked_whiten(advantages, rollout.mask, total=total)
+        # 4. advantages: GAE over the response tokens; whitening.
+        if settings.whiten_rewards:
+            rewards = masked_whiten(rewards, rollout.mask, shift_mean=False, total=total)
+        advantages, returns = compute_gae(rewards, old.values, rollout.mask, settings.gamma, settings.lam)
+        if settings.whiten_advantages:
+            advantages = masked_whiten(advantages, rollout.mask, total=total)
     times["advantages"], clock = time.perf_counter() - clock, time.perf_counter()
 
     # 5. update: PPO epochs over shuffled minibatches. A NaN/inf raw score (reward_clip would hide an
     #    inf), log-prob or value poisons every minibatch and the KL controller: skip them all, count it.
-    if distributed.all_ranks(is_finite(old.scores, rewards, advantages, returns)):
-        kl_controller.update(kl_per_response, len(rollout) * distributed.world_size())
-        stats = ppo_update(
-            roles, optimizer, scheduler, rollout, old, advantages, returns, settings, micro_batch, generator
-        )
-    else:
-        updates = settings.ppo_epochs * settings.num_mini_batches
-        log.warning("NaN/inf in the scores, log-probs or values of this rollout: its %d updates are skipped", updates)
-        _skip_updates(optimizer, scheduler, updates)
-        stats = {"nonfinite/skipped_updates": float(updates), "nonfinite/iteration_skipped": 1.0}
+    with costs.phase("update"):
+        if distributed.all_ranks(is_finite(old.scores, rewards, advantages, returns)):
+            kl_controller.update(kl_per_response, len(rollout) * distributed.world_size())
+            stats = ppo_update(
+                roles, optimizer, scheduler, rollout, old, advantages, returns, settings, micro_batch, generator
+            )
+        else:
+            updates = settings.ppo_epochs * settings.num_mini_batches
+            log.warning(
+                "NaN/inf in the scores, log-probs or values of this rollout: its %d updates are skipped", updates
+            )
+            _skip_updates(optimizer, scheduler, updates)
+            stats = {"nonfinite/skipped_updates": float(updates), "nonfinite/iteration_skipped": 1.0}
     times["update"] = time.perf_counter() - clock
 
     # 6. log
@@ -227,6 +242,12 @@ def ppo_iteration(
     if with_gold:
         metrics["objective/gold_score"] = sum(gold_score_batch(rollout.prompts, rollout.texts)) / len(rollout)
     return _whole_batch(metrics), rollout, old.scores
+
+
+def _tokens(rollout: Rollout, rows: torch.Tensor | None = None) -> int:
+    """Non-padding tokens of the rollout's [prompt | response] sequences (the selected ``rows``): one forward's."""
+    rows = slice(None) if rows is None else rows
+    return int(rollout.prompt_mask[rows].sum() + rollout.mask[rows].sum())
 
 
 def _batch_mean(values: torch.Tensor) -> float:
@@ -369,6 +390,8 @@ def _policy_and_value_backward(
     """Accumulate the gradients of one micro batch (weighted by its share of the minibatch); returns its stats."""
     weight = len(rows) / minibatch_size
     mask = rollout.mask[rows]
+    tokens = _tokens(rollout, rows) * (1 if roles.value_on_policy else 2)  # one pass for both heads, or one each
+    costs.add_tokens(forwarded=tokens, backpropagated=tokens)
     # Backward inside the role's block: with gradient checkpointing, layers recompute their forward
     # during backward, with whichever adapter is active then.
     if roles.value_on_policy:  # one trunk pass feeds both heads
@@ -442,7 +465,9 @@ def micro_batch_size(job: Job, settings: Settings) -> int:
 
 def train(job: Job, settings: Settings) -> dict:
     """Train the policy against the reward model; save adapter/ and return the summary metrics."""
-    return fit(job, settings, *build(job, settings))
+    with costs.phase("load_model"):
+        roles, rm = build(job, settings)
+    return fit(job, settings, roles, rm)
 
 
 def fit(job: Job, settings: Settings, roles: Roles, rm: FinishedRun) -> dict:
@@ -465,13 +490,15 @@ def fit(job: Job, settings: Settings, roles: Roles, rm: FinishedRun) -> dict:
     # Cut by whole turns once (sample() would cut each batch the same way): a prompt no cut can fit fails here,
     # naming algo's key.
     key, length = "algo.sampling.max_prompt_length", settings.sampling.max_prompt_length
-    train_prompts = cut_prompts(job.tokenizer, [ex["prompt"] for ex in job.data.train], length, key)
-    eval_prompts = cut_prompts(
-        job.tokenizer, [ex["prompt"] for ex in job.data.test[: settings.eval_prompts]], length, key
-    )
+    with costs.phase("prepare_data"):
+        train_prompts = cut_prompts(job.tokenizer, [ex["prompt"] for ex in job.data.train], length, key)
+        eval_prompts = cut_prompts(
+            job.tokenizer, [ex["prompt"] for ex in job.data.test[: settings.eval_prompts]], length, key
+        )
     with_gold = job.dataset.name == "hh_synthetic"
     samples_path = job.run_dir / EVAL_SAMPLES
 
+    @costs.phase("evaluation")
     def held_out(when: str, step: int) -> dict[str, float]:
         """The held-out evaluation, each process answering its share of the prompts (gathered, in order)."""
         _, records = evaluate(
@@ -492,7 +519,8 @@ def fit(job: Job, settings: Settings, roles: Roles, rm: FinishedRun) -> dict:
         return metrics
 
     if resume_from is not None:
-        state = checkpoint.restore(resume_from, roles, optimizer, scheduler, kl_controller)
+        with costs.phase("checkpoint"):
+            state = checkpoint.restore(resume_from, roles, optimizer, scheduler, kl_controller)
         start_step, start_eval = state["step"], state["start_eval"]
         job.resumed_from(start_step)  # the run directory follows the checkpoint from here on
         if job.writes:
@@ -503,6 +531,7 @@ def fit(job: Job, settings: Settings, roles: Roles, rm: FinishedRun) -> dict:
         start_eval = held_out("start", 0)
         job.tracker.log({f"eval/{k}": v for k, v in start_eval.items()}, step=0)
 
+    @costs.phase("checkpoint")
     def save_checkpoint(step: int) -> Path | None:
         """Rank 0 writes it (every process holds the same weights, optimizer and controller); all wait."""
         extra = {"start_eval": start_eval}
@@ -555,11 +584,13 @@ def fit(job: Job, settings: Settings, roles: Roles, rm: FinishedRun) -> dict:
             saved = save_checkpoint(step)
             if stopping_now:
                 raise stop.interrupted(job.run_dir, step, saved)
+    costs.sum_counts_over_ranks()  # every process leaves the loop at the same iteration
     if final_eval is None:  # resumed from the last checkpoint: only the evaluation was missing
         final_eval = held_out("final", settings.iterations)
 
-    if job.writes:
-        roles.save(job.adapter_dir)
+    with costs.phase("final_save"):
+        if job.writes:
+            roles.save(job.adapter_dir)
     summary = {f"{k}_start": v for k, v in start_eval.items()} | {f"{k}_final": v for k, v in final_eval.items()}
     summary.update(
         iterations=settings.iterations,

@@ -41,6 +41,7 @@ from torch import nn
 from transformers import GenerationConfig
 
 from rlhf.errors import ConfigError, ModelLoadError
+from rlhf.modeling.generation import decode
 from rlhf.modeling.models import (
     add_adapter,
     float32_head,
@@ -146,10 +147,11 @@ class Roles:
     def precision(self, generation: bool = False):
         """Mixed precision for forwards (hardware.bf16): matmuls in bf16, weights and gradients as stored.
 
-        Generation on CPU stays fp32: decoding a few rows a token at a time is bound by reading the
-        weights, and autocast adds a cast of every weight per step (BENCHMARKS.md: 6.4 s vs 4.9 s per
-        rollout). The old log-probs PPO compares against then come from the scoring pass, under autocast
-        like the update (``generation_matches_scoring`` is false)."""
+        Generation on CPU runs without autocast: decoding a few rows a token at a time reads every weight per
+        step, and autocast of fp32 weights adds a cast of each per step (BENCHMARKS.md: 6.4 s vs 4.9 s per
+        rollout); bf16 weights (hardware=cpu_bf16) decode in bf16 without it (BENCHMARKS.md "Decoding"). The
+        old log-probs PPO compares against then come from the scoring pass, under autocast like the update
+        (``generation_matches_scoring`` is false)."""
         if self.autocast_dtype is None or (generation and self.device.type == "cpu"):
             return nullcontext()
         return torch.autocast(self.device.type, dtype=self.autocast_dtype)
@@ -239,7 +241,7 @@ class Roles:
         logits came from, read off the LM head's input at each step instead of another forward."""
         with self.active("policy") as role, self.precision(generation=True):
             if not with_logits:
-                return role.model.generate(input_ids=input_ids, attention_mask=attention_mask, generation_config=config)
+                return decode(role.model, input_ids, attention_mask, config)
             states = []  # [B, H] per decoding step: the last position's hidden state, as the LM head sees it
             hook = (
                 role.head.register_forward_hook(lambda _m, args, _out: states.append(args[0][:, -1]))
@@ -247,12 +249,8 @@ class Roles:
                 else None
             )
             try:
-                out = role.model.generate(
-                    input_ids=input_ids,
-                    attention_mask=attention_mask,
-                    generation_config=config,
-                    output_logits=True,
-                    return_dict_in_generate=True,
+                out = decode(
+                    role.model, input_ids, attention_mask, config, output_logits=True, return_dict_in_generate=True
                 )
             finally:
                 if hook is not None:
@@ -281,9 +279,11 @@ class Roles:
 
     @property
     def generation_matches_scoring(self) -> bool:
-        """Whether generation computes the policy's log-probs as the scoring and update forwards do (same
-        precision), so the old log-probs can come from the sampling logits instead of another forward."""
-        return self.autocast_dtype is None
+        """Whether generation computes the policy's log-probs as the scoring and update forwards do (fp32
+        weights, no autocast), so the old log-probs can come from the sampling logits instead of another forward.
+        Not with bf16 weights even without autocast: decoding with the KV cache and a forward over the whole
+        sequence round differently, by far more in bf16 than in fp32, and the PPO ratio must start at 1."""
+        return self.autocast_dtype is None and _base(self.roles["policy"].model).dtype == torch.float32
 
     def scores(self, conversations: list[list[dict]], batch_size: int, max_length: int) -> torch.Tensor:
         """Reward-model scores [N] of full conversations, rendered exactly as in the rm run's training."""

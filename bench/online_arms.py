@@ -25,6 +25,7 @@ import tempfile
 from pathlib import Path
 
 from bench import common
+from bench.ppo_iteration import reward_model  # the same short rm run (or --reward-model)
 
 ARMS = ("ppo", "grpo", "rloo")
 STEPS_PER_ROLLOUT = 4  # grpo / rloo: num_mini_batches (2) x num_iterations (2) at their defaults
@@ -45,16 +46,6 @@ def arm_overrides(arm: str, rollouts: int, rm_dir: Path, eval_prompts: int, extr
         "logger=none",
         *extra,
     ]
-
-
-def reward_model(args: argparse.Namespace, root: Path) -> Path:
-    if args.reward_model:
-        return Path(args.reward_model).resolve()
-    print(f"training a {args.rm_steps}-step reward model for the benchmark ...", flush=True)
-    shared = [o for o in args.overrides if not o.lstrip("+~").startswith("algo")]
-    return common.train(
-        ["algo=rm", f"algo.max_steps={args.rm_steps}", "logger=none", "dataset.max_eval_rows=16", *shared], root, "rm"
-    )
 
 
 def per_rollout(short: dict, long: dict, rollouts: tuple[int, int]) -> float:

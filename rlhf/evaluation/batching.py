@@ -3,20 +3,13 @@
 - :func:`shortest_first`: prompts answered in order of length, so each generate() chunk pads its prompts (the
   prefill and every decoding step's attention) to a similar length, not to the longest prompt of the set.
 - :func:`rows_of`: one log-prob batch of a rollout, without the response columns padded in all of its rows.
-- :class:`GenerationLogits`: a PolicyView that also hands rlhf/modeling/generation.py's ``sample(...,
-  with_logprobs=True)`` the logits each token was drawn from, so the policy's log-probs for KL come from the
-  decoding itself (as PPO's rollouts take theirs) and only the reference needs a forward over the samples.
 """
 
 from __future__ import annotations
 
-import copy
-
 import numpy as np
 import torch
-from transformers import GenerationConfig
 
-from rlhf.evaluation.policies import PolicyView
 from rlhf.modeling.generation import Rollout
 from rlhf.modeling.logprobs import generation_prompt_ids
 
@@ -41,41 +34,3 @@ def rows_of(rollout: Rollout, rows: torch.Tensor) -> Rollout:
         [rollout.texts[i] for i in picked],
         logprobs=None if rollout.logprobs is None else rollout.logprobs[rows, :width],
     )
-
-
-class GenerationLogits:
-    """``view`` with the generate() that ``sample(..., with_logprobs=True)`` asks for: ``with_logits`` also
-    returns the raw logits [B, T, V] of each sampled token (Hugging Face's ``output_logits``, through the view's
-    own generate). Everything else is the view's."""
-
-    value_on_policy = False  # no value head: sample() asks for no values
-
-    def __init__(self, view: PolicyView):
-        self.view = view
-        self.tokenizer = view.tokenizer
-
-    @property
-    def device(self) -> torch.device:
-        return self.view.device
-
-    @torch.no_grad()
-    def generate(
-        self,
-        input_ids: torch.Tensor,
-        attention_mask: torch.Tensor,
-        config: GenerationConfig,
-        with_logits: bool = False,
-        with_values: bool = False,
-    ):
-        """[B, P] left-padded prompts -> [B, P + T]; with ``with_logits`` also the logits [B, T, V]."""
-        if with_values:
-            raise ValueError("evaluation's policies have no value head")
-        if not with_logits:
-            return self.view.generate(input_ids, attention_mask, config)
-        config = copy.deepcopy(config)
-        config.output_logits, config.return_dict_in_generate = True, True
-        out = self.view.generate(input_ids, attention_mask, config)
-        return out.sequences, torch.stack(out.logits, 1)
-
-    def response_head(self, role: str, input_ids: torch.Tensor, attention_mask: torch.Tensor, prompt_len: int):
-        return self.view.response_head(role, input_ids, attention_mask, prompt_len)

@@ -319,11 +319,27 @@ class PolicyView:
     def device(self) -> torch.device:
         return self.bank.device
 
+    value_on_policy = False  # no value head: sample(..., with_logprobs=True) asks for no values
+
     @torch.no_grad()
-    def generate(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, config: GenerationConfig) -> torch.Tensor:
-        """[B, P] left-padded prompts -> [B, P + T] with the policy (generation.decode, as PPO's rollouts)."""
+    def generate(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor,
+        config: GenerationConfig,
+        with_logits: bool = False,
+        with_values: bool = False,
+    ):
+        """[B, P] left-padded prompts -> [B, P + T] with the policy (generation.decode, as PPO's rollouts); with
+        ``with_logits`` also the raw logits [B, T, V] each token was drawn from, so the policy's log-probs for KL
+        come from the decoding itself (as PPO's Roles.generate gives them)."""
+        if with_values:
+            raise ValueError("evaluation's policies have no value head")
         with self.bank.use(self.adapters["policy"]) as model:
-            return decode(model, input_ids, attention_mask, config)
+            if not with_logits:
+                return decode(model, input_ids, attention_mask, config)
+            out = decode(model, input_ids, attention_mask, config, output_logits=True, return_dict_in_generate=True)
+            return out.sequences, torch.stack(out.logits, 1)
 
     @torch.no_grad()
     def response_head(

@@ -29,7 +29,7 @@ from rlhf.data.gold_judge import gold_score_batch
 from rlhf.errors import ConfigError
 from rlhf.evaluation import metrics as M
 from rlhf.evaluation import plots, tables
-from rlhf.evaluation.batching import GenerationLogits, rows_of, shortest_first
+from rlhf.evaluation.batching import rows_of, shortest_first
 from rlhf.evaluation.policies import PolicyBank, PolicySpec, ppo_checkpoints, resolve_judge, resolve_policies
 from rlhf.modeling.generation import Sampling, cut_prompts, response_logprobs, sample
 from rlhf.modeling.logprobs import completion_logprobs, tokenize_completions, truncate_prompt
@@ -127,7 +127,7 @@ def generate(
     (every policy in the same order, so the same random stream); the policy's log-probs from the decoding's own
     logits, the reference's from a forward over each chunk's prompts and responses."""
     order = shortest_first(bank.tokenizer, prompts)
-    view = GenerationLogits(bank.view(policy, reference))
+    view = bank.view(policy, reference)
     with_kl = policy != reference
     devices = list(range(torch.cuda.device_count())) if torch.cuda.is_available() else []
     with torch.random.fork_rng(devices=devices):

@@ -6,7 +6,7 @@ import torch
 
 from rlhf.config import DatasetSettings, from_node
 from rlhf.data.preference import load_preference_splits
-from rlhf.evaluation.batching import GenerationLogits, rows_of, shortest_first
+from rlhf.evaluation.batching import rows_of, shortest_first
 from rlhf.evaluation.policies import PolicyBank
 from rlhf.modeling.generation import Rollout, Sampling, response_logprobs, sample
 from rlhf.modeling.logprobs import generation_prompt_ids
@@ -53,7 +53,7 @@ def test_decoding_logits_give_the_log_probs_of_a_forward_pass(tmp_path, prompts,
     model, hardware, path, tokenizer = _tiny()
     bank = PolicyBank(load_causal_lm(path, model, hardware, tokenizer), tokenizer)
     policy = bank.attach(save_policy_adapter(tmp_path / "adapter", random_b=True, seed=2))
-    view = GenerationLogits(bank.view(policy, None))
+    view = bank.view(policy, None)
     sampling = Sampling(max_prompt_length=64, max_new_tokens=6, temperature=0.7, top_k=0, top_p=1.0)
     torch.manual_seed(0)
     rollout = sample(view, prompts[:5], sampling, greedy=greedy, chunk_size=3, with_logprobs=True)

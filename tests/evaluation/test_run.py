@@ -212,9 +212,9 @@ def test_chunks_give_the_same_greedy_answers_and_kl(tmp_path, runs, monkeypatch)
     policy = bank.attach(runs["diff"] / "adapter")
     calls, real = [], PolicyView.generate
 
-    def counted(view, input_ids, attention_mask, config):
+    def counted(view, input_ids, attention_mask, config, **kwargs):
         calls.append(len(input_ids))
-        return real(view, input_ids, attention_mask, config)
+        return real(view, input_ids, attention_mask, config, **kwargs)
 
     monkeypatch.setattr(PolicyView, "generate", counted)
     out = {}

@@ -34,11 +34,12 @@ test: install ## Run the default (fast) test suite
 test-slow: install ## Run the slow end-to-end tests on the real default model (minutes)
 	$(PY) -m pytest -q -m slow
 
-pipeline: install ## rm -> dpo -> ppo -> evaluate, then the results table (ARGS: every training stage; RM_ARGS, DPO_ARGS, PPO_ARGS: one stage; EVAL_ARGS: evaluate)
+pipeline: install ## rm -> dpo -> ppo -> evaluate, then the results table (ARGS: every training stage; RM_ARGS, DPO_ARGS, PPO_ARGS: one stage; EVAL_ARGS: evaluate; ONLINE="grpo rloo": those arms too)
 	TIMEFORMAT='pipeline: rm took %0R s'; time $(PY) train.py algo=rm $(ARGS) $(RM_ARGS)
 	TIMEFORMAT='pipeline: dpo took %0R s'; time $(PY) train.py algo=dpo $(ARGS) $(DPO_ARGS)
 	TIMEFORMAT='pipeline: ppo took %0R s'; time $(PY) train.py algo=ppo $(ARGS) $(PPO_ARGS)
-	TIMEFORMAT='pipeline: evaluate took %0R s'; time $(PY) evaluate.py $(EVAL_ARGS)
+	set -e; $(foreach arm,$(ONLINE),TIMEFORMAT='pipeline: $(arm) took %0R s'; time $(PY) train.py algo=$(arm) $(ARGS);) true
+	TIMEFORMAT='pipeline: evaluate took %0R s'; time $(PY) evaluate.py $(foreach arm,$(ONLINE),+policies.$(arm)=outputs/latest/$(arm)) $(EVAL_ARGS)
 	@cat "$$(ls -td outputs/evaluate/*/ | head -1)results.md"
 
 rm: install ## Train a reward model (ARGS="..." for overrides)

@@ -568,6 +568,7 @@ def train(job: Job, settings: Settings, trainer_class, config_class, algo_args: 
                 job.seed,
                 with_gold,
                 score_batch=job.hardware.micro_batch_size,
+                policy_is_reference=when == "start",  # the fresh adapter (or init copy) equals the reference
             )
         if job.writes:  # the main process of a launch writes the run directory
             _append_samples(samples_path, when, step, records)

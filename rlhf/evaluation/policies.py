@@ -302,6 +302,12 @@ class PolicyBank:
     def _transformer(self):
         return self.model.get_base_model() if isinstance(self.model, PeftModel) else self.model
 
+    @property
+    def decoding_matches_scoring(self) -> bool:
+        """Whether the decoding's logits give the policy's log-probs as a forward over the whole sequence does:
+        with fp32 weights (to rounding); not with bf16 weights, where cached decoding rounds differently."""
+        return self._transformer().dtype == torch.float32
+
     def view(self, policy: str | None, reference: str | None) -> PolicyView:
         return PolicyView(self, policy, reference)
 

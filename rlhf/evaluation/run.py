@@ -125,16 +125,20 @@ def generate(
     """Seeded answers of ``policy`` (adapter name, None = base) and their KL to ``reference``, in the order of
     ``prompts`` (rlhf/evaluation/batching.py): ``settings.chunk_size`` prompts per generate call, shortest first
     (every policy in the same order, so the same random stream); the policy's log-probs from the decoding's own
-    logits, the reference's from a forward over each chunk's prompts and responses."""
+    logits (fp32 weights; with bf16 weights from a forward), the reference's from a forward over each chunk's
+    prompts and responses."""
     order = shortest_first(bank.tokenizer, prompts)
     view = bank.view(policy, reference)
     with_kl = policy != reference
+    # bf16 weights: cached decoding and a whole-sequence forward round differently, so the policy's side of the
+    # KL is a forward like the reference's (as PPO's Roles.generation_matches_scoring decides for its ratio).
+    from_decoding = with_kl and bank.decoding_matches_scoring
     devices = list(range(torch.cuda.device_count())) if torch.cuda.is_available() else []
     with torch.random.fork_rng(devices=devices):
         torch.manual_seed(seed)  # every policy draws with the same random stream
         with costs.phase("generation"):
             rollout = sample(view, [prompts[i] for i in order], settings.sampling, settings.greedy,
-                             chunk_size=settings.chunk_size, with_logprobs=with_kl)  # fmt: skip
+                             chunk_size=settings.chunk_size, with_logprobs=from_decoding)  # fmt: skip
     mask = rollout.mask.float()
     kl = torch.zeros(len(rollout))
     if with_kl:
@@ -143,10 +147,12 @@ def generate(
             # mixes long prompts into every batch (each pads to its longest prompt and longest response).
             for rows in torch.arange(len(rollout)).split(settings.chunk_size):
                 batch = rows_of(rollout, rows)
-                ref_logprobs, _ = response_logprobs(
-                    view, "reference", batch, torch.arange(len(rows)), settings.logprob_temperature
-                )
-                kl[rows] = ((batch.logprobs - ref_logprobs) * batch.mask).sum(1).float().cpu()
+                local = torch.arange(len(rows))
+                ref_logprobs, _ = response_logprobs(view, "reference", batch, local, settings.logprob_temperature)
+                logprobs = batch.logprobs
+                if not from_decoding:
+                    logprobs, _ = response_logprobs(view, "policy", batch, local, settings.logprob_temperature)
+                kl[rows] = ((logprobs - ref_logprobs) * batch.mask).sum(1).float().cpu()
     back = np.argsort(order)  # sorted position of each prompt
     return Generations(
         [rollout.texts[i] for i in back],

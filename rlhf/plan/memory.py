@@ -24,7 +24,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from rlhf.config import HardwareSettings, LoraSettings
+import torch
+
+from rlhf.config import AUTO, HardwareSettings, LoraSettings
 from rlhf.plan.architecture import Architecture
 
 GIB = 1024**3
@@ -71,6 +73,14 @@ FUSED_TOKENS, FUSED_VOCAB_TILE = 4096, 32768
 FUSED_TILE_COPIES = {"cuda": 1, "cpu": 8}
 
 
+def _runs_on_cpu(hardware: HardwareSettings) -> bool:
+    """The CPU profiles (cpu, cpu_bf16; hardware=auto on a machine without CUDA) run on the CPU whatever their
+    dtype; the other profiles are planned for CUDA when their weights are half precision or 4-bit."""
+    if hardware.name == AUTO:
+        return not torch.cuda.is_available()
+    return hardware.name.startswith("cpu")
+
+
 @dataclass(frozen=True)
 class Precision:
     """Bytes per value, from a hardware profile.
@@ -92,7 +102,7 @@ class Precision:
     @classmethod
     def of(cls, hardware: HardwareSettings) -> Precision:
         weight = _DTYPE_BYTES[hardware.dtype]
-        cuda = hardware.load_in_4bit or hardware.dtype != "float32"
+        cuda = not _runs_on_cpu(hardware) and (hardware.load_in_4bit or hardware.dtype != "float32")
         act = 2 if (hardware.bf16 or weight == 2 or hardware.load_in_4bit) else 4
         return cls(
             weight=weight,

@@ -2,6 +2,7 @@
 a policy equal to its reference (KL 0, implicit-reward accuracy 0.5, the same samples as base), one that
 differs, and one that equals its init adapter (the reference is that adapter, not the base)."""
 
+import dataclasses
 import json
 import logging
 
@@ -230,3 +231,19 @@ def test_chunks_give_the_same_greedy_answers_and_kl(tmp_path, runs, monkeypatch)
     back = generate(bank, policy, None, prompts[::-1], from_node(Settings, cfg.evaluation, "evaluation"), seed=0)
     assert back.texts == out[5].texts[::-1] and np.allclose(back.kl, out[5].kl[::-1], atol=1e-4)
     assert (back.lengths == out[5].lengths[::-1]).all() and (back.has_eos == out[5].has_eos[::-1]).all()
+
+
+def test_bf16_weights_take_the_policys_kl_side_from_a_forward(tmp_path, runs):
+    """bf16 weights: cached decoding rounds unlike a forward over the whole sequence, so the policy's log-probs come
+    from a forward as the reference's do, and a policy equal to its reference (B = 0) has KL exactly 0."""
+    model, hardware, path, tokenizer = _tiny()
+    fp32_bank = PolicyBank(load_causal_lm(path, model, hardware, tokenizer), tokenizer)
+    bf16 = dataclasses.replace(hardware, dtype="bfloat16")
+    bank = PolicyBank(load_causal_lm(path, model, bf16, tokenizer), tokenizer)
+    assert fp32_bank.decoding_matches_scoring and not bank.decoding_matches_scoring
+    policy = bank.attach(runs["same"] / "adapter")
+    cfg = tiny_evaluate(tmp_path)
+    job = build_job(cfg, tmp_path / "run", job_type="evaluate", group="tests", tags=[])
+    prompts = [ex["prompt"] for ex in job.data.test[:6]]
+    out = generate(bank, policy, None, prompts, from_node(Settings, cfg.evaluation, "evaluation"), seed=0)
+    assert out.lengths.sum() > 0 and (out.kl == 0).all()

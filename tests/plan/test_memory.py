@@ -123,3 +123,15 @@ def test_bf16_autocast_keeps_no_sampling_logits_and_upcasts_rows():
         "KV cache (4 x 10 tokens)": 2 * 2 * 2 * 16 * 10 * 4 * 4,
         "logits (one decoding step)": 5 * 4 * 1000 * 4,
     }
+
+
+def test_cpu_profiles_with_bf16_weights_are_planned_for_the_cpu():
+    """hardware=cpu_bf16 stores bf16 weights but runs on the CPU: the fused log-prob head keeps the CPU's tile
+    copies, where a bf16 GPU profile keeps one."""
+    cpu_bf16 = m.Precision.of(hardware(name="cpu_bf16", dtype="bfloat16", bf16=True))
+    a100 = m.Precision.of(hardware(name="a100_80gb", dtype="bfloat16", bf16=True))
+    assert (cpu_bf16.cuda, a100.cuda) == (False, True)
+    assert cpu_bf16.gen == a100.gen == 2  # bf16 weights decode in bf16 on both
+    tile = m.fused_logprob_bytes(ARCH, cpu_bf16, tokens=64) - m.fused_logprob_bytes(ARCH, a100, tokens=64)
+    per_copy = m.fused_logprob_bytes(ARCH, a100, tokens=64) - 64 * ARCH.hidden_size * 4
+    assert tile == (m.FUSED_TILE_COPIES["cpu"] - m.FUSED_TILE_COPIES["cuda"]) * per_copy > 0

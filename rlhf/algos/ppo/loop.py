@@ -510,6 +510,7 @@ def fit(job: Job, settings: Settings, roles: Roles, rm: FinishedRun) -> dict:
             reward_max_length,
             job.seed,
             with_gold,
+            policy_is_reference=when == "start",  # the policy starts as its reference: KL 0 without two forwards
         )
         records = distributed.gather_interleaved(records)
         metrics = summarize(records)

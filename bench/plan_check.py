@@ -267,7 +267,7 @@ def preset_rows() -> list[list]:
     from rlhf.plan.fits import plan, verdict
 
     rows = []
-    for preset in [f"llama2_7b_hh_{algo}" for algo in ("rm", "sft", "dpo", "ppo")]:
+    for preset in [f"llama2_7b_hh_{algo}" for algo in ("rm", "sft", "dpo", "ppo", "grpo", "rloo")]:
         layouts = [[], ["algo.share_base=false"]] if preset.endswith("_ppo") else [[]]
         for hardware in ("gpu_24gb", "a100_80gb"):
             for extra in layouts:

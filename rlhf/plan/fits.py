@@ -12,15 +12,27 @@ from rlhf.config import HardwareSettings, LoraSettings, ModelSettings, from_node
 from rlhf.errors import ConfigError
 from rlhf.plan import memory as m
 from rlhf.plan.architecture import Architecture, UnknownArchitecture, architecture
-from rlhf.plan.phases import Phase, PpoWorkload, TrainerWorkload, ppo_phases, trainer_phases
+from rlhf.plan.phases import (
+    GENERATION_MOMENTS,
+    OnlineWorkload,
+    Phase,
+    PpoWorkload,
+    TrainerWorkload,
+    online_phases,
+    ppo_phases,
+    trainer_phases,
+)
 
 log = logging.getLogger(__name__)
 
 # What the process holds on the device besides tensors (the CUDA context and cuBLAS workspaces, or Python and its
 # libraries in RAM) and the caching allocator's slack: the predicted peak must fit in memory_gib minus this.
 RESERVE_GIB = 1.0
-PLANNED = ("rm", "judge", "sft", "dpo", "ppo")  # the algorithms with a memory model (rlhf/plan/phases.py)
+ONLINE = ("grpo", "rloo")  # TRL's GRPOTrainer / RLOOTrainer (rlhf/algos/online_trl.py)
+PLANNED = ("rm", "judge", "sft", "dpo", "ppo", *ONLINE)  # the algorithms with a memory model (rlhf/plan/phases.py)
 CHUNK_PHASES = ("rollout", "scoring", "evaluation")  # PPO's phases that algo.rollout_chunk_size shrinks
+ROLLOUT_PHASES = ("rollout", "evaluation")  # grpo's and rloo's phases that generate algo.batch_size at once
+ROLLOUT_SEARCH = 16  # the report looks for a larger algo.batch_size up to this many times the config's
 
 
 @dataclass(frozen=True)
@@ -30,6 +42,7 @@ class Knob:
     key: str
     field: str
     candidates: list[int]
+    bound: str = "<="  # how a fitting value is named: "=" where only some smaller values are valid
 
 
 @dataclass(frozen=True)
@@ -42,9 +55,9 @@ class Plan:
     hardware: HardwareSettings
     lora: LoraSettings
     precision: m.Precision
-    workload: PpoWorkload | TrainerWorkload
+    workload: PpoWorkload | TrainerWorkload | OnlineWorkload
     phases: list[Phase]
-    batch_size: int  # algo.batch_size: the micro batch must divide it (PPO: the minibatch)
+    batch_size: int  # algo.batch_size: the micro batch must divide it (PPO, grpo, rloo: the minibatch)
 
     @property
     def usable_bytes(self) -> float | None:
@@ -68,40 +81,95 @@ class Plan:
         return None
 
     def knob(self, phase: Phase) -> Knob:
-        """What shrinks ``phase``'s peak: PPO's rollout chunk (generation and scoring), the eval batch for
-        rm/sft/dpo's evaluation, else the micro batch (a divisor of the batch it splits, as accumulation needs)."""
+        """What shrinks ``phase``'s peak: PPO's rollout chunk (generation and scoring), grpo's and rloo's rollout
+        size where a generate call peaks, the eval batch for rm/sft/dpo's evaluation, else the micro batch (a
+        divisor of the batch it splits, as accumulation needs)."""
         w = self.workload
         if isinstance(w, PpoWorkload) and phase.name in CHUNK_PHASES:
             return Knob("algo.rollout_chunk_size", "chunk", list(range(1, w.batch_size + 1)))
+        if isinstance(w, OnlineWorkload) and phase.peak_moment in GENERATION_MOMENTS:
+            return _rollout_size_knob(w, w.batch_size)
         if isinstance(w, TrainerWorkload) and phase.name == "evaluation":
             return Knob("algo.eval_batch_size", "eval_batch_size", list(range(1, w.eval_batch_size + 1)))
+        return self._micro_batch_knob()
+
+    def _micro_batch_knob(self) -> Knob:
         divisors = [d for d in range(1, self.batch_size + 1) if self.batch_size % d == 0]
-        return Knob("hardware.micro_batch_size", "micro_batch", divisors)
+        return Knob("hardware.micro_batch_size", "micro_batch", divisors, bound="=")
+
+    def _largest_everywhere(self, knob: Knob, phases: tuple[str, ...]) -> int | None:
+        """The largest value of ``knob`` at which all of ``phases`` fit, or None."""
+        fitting = [self.largest(knob, name) for name in phases]
+        return None if None in fitting else min(fitting)
 
     def largest_chunk(self) -> int | None:
         """The largest algo.rollout_chunk_size at which rollout, scoring and evaluation fit (PPO), or None."""
         if not isinstance(self.workload, PpoWorkload):
             return None
         knob = Knob("algo.rollout_chunk_size", "chunk", list(range(1, self.workload.batch_size + 1)))
-        fitting = [self.largest(knob, name) for name in CHUNK_PHASES]
-        return None if None in fitting else min(fitting)
+        return self._largest_everywhere(knob, CHUNK_PHASES)
+
+    def largest_rollout(self) -> int | None:
+        """The largest algo.batch_size, up to ROLLOUT_SEARCH times the config's, whose one generate call fits in
+        the rollout and the evaluation (grpo, rloo), or None."""
+        w = self.workload
+        if not isinstance(w, OnlineWorkload):
+            return None
+        return self._largest_everywhere(_rollout_size_knob(w, ROLLOUT_SEARCH * w.batch_size), ROLLOUT_PHASES)
 
     def largest_micro_batch(self) -> int | None:
-        """The largest hardware.micro_batch_size at which the update (PPO) or the train step fits, or None."""
-        divisors = [d for d in range(1, self.batch_size + 1) if self.batch_size % d == 0]
-        knob = Knob("hardware.micro_batch_size", "micro_batch", divisors)
-        return self.largest(knob, "update" if isinstance(self.workload, PpoWorkload) else "train step")
+        """The largest hardware.micro_batch_size at which the update (PPO; grpo and rloo: and their scoring
+        forwards) or the train step fits, or None."""
+        if isinstance(self.workload, TrainerWorkload):
+            phases = ("train step",)
+        else:
+            phases = ("scoring", "update") if isinstance(self.workload, OnlineWorkload) else ("update",)
+        return self._largest_everywhere(self._micro_batch_knob(), phases)
+
+
+def _rollout_size_knob(w: OnlineWorkload, up_to: int) -> Knob:
+    """algo.batch_size, over the sizes up to ``up_to`` that online_trl.Settings accepts: whole groups of
+    num_generations, split into num_mini_batches minibatches, each a whole number of micro batches."""
+    sizes = []
+    for size in range(w.num_generations, up_to + 1, w.num_generations):
+        minibatch = size // w.num_mini_batches
+        if size % w.num_mini_batches == 0 and minibatch % min(w.micro_batch, minibatch) == 0:
+            sizes.append(size)
+    return Knob("algo.batch_size", "batch_size", sizes, bound="=")
 
 
 def _phases(arch, precision, lora, workload) -> list[Phase]:
     if isinstance(workload, PpoWorkload):
         return ppo_phases(arch, precision, lora, workload)
+    if isinstance(workload, OnlineWorkload):
+        return online_phases(arch, precision, lora, workload)
     return trainer_phases(arch, precision, lora, workload)
+
+
+def _online_workload(algo: DictConfig, hardware: HardwareSettings) -> OnlineWorkload:
+    """grpo and rloo as online_trl.training_args sets up TRL: one generation batch of algo.batch_size
+    completions, num_mini_batches optimizer steps of it per pass, num_iterations passes."""
+    one_step_per_rollout = algo.num_mini_batches == 1 and algo.num_iterations == 1
+    return OnlineWorkload(
+        algo=algo.name,
+        batch_size=algo.batch_size,
+        num_generations=algo.num_generations,
+        num_mini_batches=algo.num_mini_batches,
+        eval_prompts=algo.eval_prompts,
+        prompt_len=algo.sampling.max_prompt_length,
+        new_tokens=algo.sampling.max_new_tokens,
+        micro_batch=hardware.micro_batch_size,
+        init_adapter=algo.init_adapter is not None,
+        reference_forward=algo.beta > 0,
+        # RLOO's sequence ratio and KL penalty always need them; GRPO's only when the policy moves between the
+        # rollout and its last step (its gradient_accumulation_steps % (steps_per_generation x num_iterations))
+        old_policy_forward=algo.name == "rloo" or not one_step_per_rollout,
+    )
 
 
 def _workload(
     cfg: DictConfig, hardware: HardwareSettings, lora: LoraSettings
-) -> tuple[PpoWorkload | TrainerWorkload, int]:
+) -> tuple[PpoWorkload | TrainerWorkload | OnlineWorkload, int]:
     """(the workload, the batch the micro batch splits) from the raw algo node: the planner sits below the
     algorithms (rlhf/__init__.py), so it reads their keys rather than their Settings."""
     algo = cfg.algo
@@ -120,6 +188,8 @@ def _workload(
             value_model=algo.value_model,
             init_adapter=algo.init_adapter is not None,
         ), minibatch
+    if algo.name in ONLINE:
+        return _online_workload(algo, hardware), algo.batch_size // algo.num_mini_batches
     if algo.name not in PLANNED:
         raise ConfigError(
             f"the planner has no memory model for algo={algo.name} yet: it knows {', '.join(sorted(PLANNED))}"
@@ -177,13 +247,13 @@ def verdict(plan: Plan) -> str | None:
     what, size = phase.largest_transient
     fit = plan.largest(knob, phase.name)
     if fit is not None:
-        bound = f"={fit}" if knob.field == "micro_batch" else f"<={fit}"  # the micro batch must divide the batch
         return (f"{knob.key}={value} needs {_gib(size)} of {what} on {hw}; {_gib(phase.peak)} in all at the "
-                f"{phase.name} peak: set {knob.key}{bound}")  # fmt: skip
+                f"{phase.name} peak: set {knob.key}{knob.bound}{fit}")  # fmt: skip
     if not plan.hardware.gradient_checkpointing and phase.name in ("update", "train step"):
         return (f"the {phase.name} needs {_gib(phase.peak)} on {hw} even at {knob.key}=1: "
                 "set hardware.gradient_checkpointing=true")  # fmt: skip
-    length = "algo.sampling.max_new_tokens" if isinstance(plan.workload, PpoWorkload) else "algo.max_length"
+    sampled = isinstance(plan.workload, (PpoWorkload, OnlineWorkload))
+    length = "algo.sampling.max_new_tokens" if sampled else "algo.max_length"
     return (f"the {phase.name} needs {_gib(phase.peak)} on {hw} ({_gib(size)} of {what}) even at {knob.key}=1: "
             f"lower {length}")  # fmt: skip
 
@@ -191,8 +261,8 @@ def verdict(plan: Plan) -> str | None:
 def check_fits(cfg: DictConfig) -> None:
     """Raise ConfigError (one line: the knob and a value that fits) when the config's predicted peak exceeds
     hardware.memory_gib; nothing when it fits, when the profile sets no memory size (hardware=cpu), for an
-    algorithm the planner has no memory model of (grpo, rloo: they run unchecked, as before), or (with a
-    warning) when the model's architecture is not known on this machine."""
+    algorithm the planner has no memory model of (not in PLANNED), or (with a warning) when the model's
+    architecture is not known on this machine."""
     if cfg.hardware.get("memory_gib") is None or cfg.algo.name not in PLANNED:
         return  # no limit to check, and no need to read the model's config
     try:

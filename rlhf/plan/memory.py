@@ -65,9 +65,9 @@ ROLLOUT_LOGIT_COPIES = {"end of generation": 2, "log-probs of the samples": 3}
 # temperature-scaled scores, their softmax and multinomial's work (measured: 5).
 SAMPLING_STEP_COPIES = 5
 
-# TRL 1.16's SFT and DPO never materialise the logits: trl.kernels.ChunkedLogProbFunction projects tiles of
-# TOKENS x VOCAB_TILE positions x vocabulary. With Triton (CUDA) a tile is one buffer the kernels work in; the
-# torch fallback on CPU (_backward_tile) holds the tile, its scaled copy, log-p, p, the gradient and two
+# TRL 1.16's SFT, DPO, GRPO and RLOO never materialise the logits: trl.kernels.ChunkedLogProbFunction projects
+# tiles of TOKENS x VOCAB_TILE positions x vocabulary. With Triton (CUDA) a tile is one buffer the kernels work in;
+# the torch fallback on CPU (_backward_tile) holds the tile, its scaled copy, log-p, p, the gradient and two
 # temporaries at once: 8 tile-sized buffers (and bench/plan_check.py measures about that).
 FUSED_TOKENS, FUSED_VOCAB_TILE = 4096, 32768
 FUSED_TILE_COPIES = {"cuda": 1, "cpu": 8}
@@ -222,7 +222,10 @@ def logits_alive_bytes(kind: str, arch: Architecture, p: Precision, rows: int, p
     return (copies * rows + single_rows) * positions * arch.vocab_size * 4
 
 
-def fused_logprob_bytes(arch: Architecture, p: Precision, tokens: int) -> float:
-    """TRL's tiled log-probs (SFT, DPO): the tiles alive at once, and the fp32 gradient of the hidden states."""
+def fused_logprob_bytes(arch: Architecture, p: Precision, tokens: int, backward: bool = True) -> float:
+    """TRL's tiled log-probs (SFT, DPO, GRPO, RLOO) over ``tokens`` scored positions: the tiles alive at once, and
+    in a backward the fp32 gradient of the hidden states. A no-grad forward (GRPO's and RLOO's old-policy and
+    reference log-probs) makes no gradient; its tiles are counted as the backward's, an upper bound on CPU."""
     tile = min(tokens, FUSED_TOKENS) * min(arch.vocab_size, FUSED_VOCAB_TILE) * p.act
-    return FUSED_TILE_COPIES["cuda" if p.cuda else "cpu"] * tile + tokens * arch.hidden_size * 4
+    gradient = tokens * arch.hidden_size * 4 if backward else 0
+    return FUSED_TILE_COPIES["cuda" if p.cuda else "cpu"] * tile + gradient

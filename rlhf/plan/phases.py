@@ -12,6 +12,15 @@ candidate peak moments, what comes and goes (KV cache, activations, logits); its
                                        the logits spike)
                            evaluation  held-out rollout (no logits kept), then log-probs of policy and reference
                                        and reward scores, in chunks (rlhf/modeling/held_out.py)
+    grpo, rloo (TRL)       rollout     generate the whole rollout in one generate() call (algo.batch_size
+                                       completions: prompts x algo.num_generations; no logits kept)
+                           scoring     no-grad log-prob forwards of a micro batch each (the old policy's: rloo
+                                       always, grpo when a rollout serves more than one optimizer step; the
+                                       reference's when algo.beta > 0), then the reward model's, one at a time
+                           update      forward + backward of a micro batch (activations, the fused log-prob tiles
+                                       over the completion tokens)
+                           evaluation  PPO's held-out evaluation, algo.batch_size prompts per generate call and
+                                       hardware.micro_batch_size sequences per forward
     rm, sft, dpo (TRL)     train step  forward + backward of a micro batch (rm and dpo: chosen + rejected rows)
                            evaluation  no-grad held-out scoring in algo.eval_batch_size rows
 """
@@ -66,6 +75,35 @@ class PpoWorkload:
 
 
 @dataclass(frozen=True)
+class OnlineWorkload:
+    """The shapes of a GRPO or RLOO rollout (conf/algo/{grpo,rloo}.yaml) in TRL 1.16's GRPOTrainer / RLOOTrainer
+    as rlhf/algos/online_trl.py configures them, on this hardware profile."""
+
+    algo: str  # grpo | rloo
+    batch_size: int  # completions per rollout (TRL's generation_batch_size), generated in one call
+    num_generations: int  # completions per prompt
+    num_mini_batches: int  # optimizer steps per pass over a rollout
+    eval_prompts: int
+    prompt_len: int  # algo.sampling.max_prompt_length: prompts are left-padded to the longest
+    new_tokens: int  # algo.sampling.max_new_tokens
+    micro_batch: int  # hardware.micro_batch_size
+    init_adapter: bool  # the policy continues a saved adapter
+    reference_forward: bool  # algo.beta > 0: TRL computes the reference's log-probs
+    old_policy_forward: bool  # TRL computes the sampling policy's log-probs before the update
+
+    @property
+    def rows(self) -> int:
+        """Sequences per forward in TRL's scoring and update: its per_device_train_batch_size, the micro batch of
+        a minibatch (online_trl.training_args)."""
+        return min(self.micro_batch, self.batch_size // self.num_mini_batches)
+
+    @property
+    def ref_copy(self) -> bool:
+        """TRL adds a frozen 'ref' copy of a saved adapter only when the loss uses the reference (beta > 0)."""
+        return self.init_adapter and self.reference_forward
+
+
+@dataclass(frozen=True)
 class TrainerWorkload:
     """The shapes of a TRL trainer step (conf/algo/{rm,sft,dpo}.yaml) on this hardware profile."""
 
@@ -92,6 +130,20 @@ def _state(trainable: float, param_bytes: int, optim: str) -> dict[str, float]:
     }
 
 
+def _trl_backward(
+    arch: Architecture, p: m.Precision, lora: LoraSettings, rows: int, seq: int, dropout: bool, scored: int | None
+) -> dict[str, float]:
+    """A TRL trainer's forward + backward of ``rows`` x ``seq`` tokens: the saved activations, the fused log-prob
+    tiles over ``scored`` positions (None: a score head, no vocabulary) and the layers' saved autocast weight
+    copies (TRL's tiled log-probs save the LM head's own weight, so only the layers' casts stay)."""
+    saved_layers = 1 if p.checkpointing else arch.num_layers  # whose autocast weight copies the backward keeps
+    moment = {"activations": m.train_activation_bytes(arch, p, lora, rows, seq, dropout)}
+    if scored is not None:
+        moment["log-prob tiles"] = m.fused_logprob_bytes(arch, p, scored)
+    moment["bf16 weight copies (autocast)"] = m.autocast_weight_copies_bytes(arch, p, saved_layers, lm_head=False)
+    return moment
+
+
 # --------------------------------------------------------------------------- PPO
 
 
@@ -116,6 +168,10 @@ def ppo_resident(arch: Architecture, p: m.Precision, lora: LoraSettings, w: PpoW
         f"adapters ({', '.join(names)})": m.adapter_bytes(arch, lora, len(names)) + heads,
         **_state(trainable, m.ADAPTER_BYTES, p.optim),
     }
+
+
+# The moments of a generate call (_generation_moments): what algo.batch_size (grpo, rloo) shrinks
+GENERATION_MOMENTS = ("prefill", "end of generation", "last decoding step", "log-probs of the samples")
 
 
 def _generation_moments(
@@ -156,6 +212,17 @@ def _scoring_moments(
     }
 
 
+def _held_out_moments(
+    arch: Architecture, p: m.Precision, gen_rows: int, score_rows: int, prompt: int, new: int
+) -> dict[str, dict[str, float]]:
+    """rlhf/modeling/held_out.py evaluate: ``gen_rows`` prompts per generate call (no logits kept), then policy
+    and reference log-probs and reward scores, ``score_rows`` sequences at a time."""
+    return {
+        **_generation_moments(arch, p, gen_rows, prompt, new, keep_logits=False),
+        **_scoring_moments(arch, p, score_rows, prompt + new, new, entropy=False),
+    }
+
+
 def ppo_phases(arch: Architecture, p: m.Precision, lora: LoraSettings, w: PpoWorkload) -> list[Phase]:
     resident = ppo_resident(arch, p, lora, w)
     seq = w.prompt_len + w.new_tokens
@@ -170,10 +237,7 @@ def ppo_phases(arch: Architecture, p: m.Precision, lora: LoraSettings, w: PpoWor
         }
     }
     eval_chunk = min(w.eval_prompts, w.chunk)
-    evaluation = {
-        **_generation_moments(arch, p, eval_chunk, w.prompt_len, w.new_tokens, keep_logits=False),
-        **_scoring_moments(arch, p, eval_chunk, seq, w.new_tokens, entropy=False),
-    }
+    evaluation = _held_out_moments(arch, p, eval_chunk, eval_chunk, w.prompt_len, w.new_tokens)
     return [
         Phase("rollout", resident, rollout),
         # the policy's log-probs (and entropies) come from the rollout when it kept its logits
@@ -204,24 +268,75 @@ def trainer_phases(arch: Architecture, p: m.Precision, lora: LoraSettings, w: Tr
     resident = trainer_resident(arch, p, lora, w)
     rows = w.micro_batch * (1 if w.algo == "sft" else 2)  # rm and dpo run chosen and rejected in one batch
     seq = w.max_length
-    activations = m.train_activation_bytes(arch, p, lora, rows, seq, w.dropout)
-    # TRL's tiled log-probs save the LM head's own weight, so only the layers' casts stay
-    saved_layers = 1 if p.checkpointing else arch.num_layers
-    copies = {"bf16 weight copies (autocast)": m.autocast_weight_copies_bytes(arch, p, saved_layers, lm_head=False)}
-    if w.algo == "rm":
-        step = {"backward": {"activations": activations, **copies}}
-        evaluation = {"forward": {"activations": m.forward_transient_bytes(arch, p, w.eval_batch_size, seq)}}
-    else:
-        tiles = m.fused_logprob_bytes(arch, p, rows * seq)
-        step = {"backward": {"activations": activations, "log-prob tiles": tiles, **copies}}
-        if w.algo == "dpo" and not w.precompute_ref:  # the reference forward runs after the policy's
-            step["reference forward"] = {
-                "activations": activations + m.forward_transient_bytes(arch, p, rows, seq),
-                "log-prob tiles": tiles,
-                **copies,
-            }
-        evaluation = {
-            "forward": {"activations": m.forward_transient_bytes(arch, p, w.eval_batch_size, seq)},
-            "log-probs": {"logits": m.logits_alive_bytes("eval", arch, p, w.eval_batch_size, seq)},
-        }
+    backward = _trl_backward(arch, p, lora, rows, seq, w.dropout, scored=None if w.algo == "rm" else rows * seq)
+    step = {"backward": backward}
+    if w.algo == "dpo" and not w.precompute_ref:  # the reference forward runs after the policy's
+        reference = backward["activations"] + m.forward_transient_bytes(arch, p, rows, seq)
+        step["reference forward"] = {**backward, "activations": reference}
+    evaluation = {"forward": {"activations": m.forward_transient_bytes(arch, p, w.eval_batch_size, seq)}}
+    if w.algo != "rm":
+        evaluation["log-probs"] = {"logits": m.logits_alive_bytes("eval", arch, p, w.eval_batch_size, seq)}
     return [Phase("train step", resident, step), Phase("evaluation", resident, evaluation)]
+
+
+# --------------------------------------------------------------------------- grpo, rloo
+
+
+def online_resident(arch: Architecture, p: m.Precision, lora: LoraSettings, w: OnlineWorkload) -> dict[str, float]:
+    """One base serves the policy and its reference (the adapter disabled, or TRL's frozen 'ref' copy of a saved
+    adapter); the reward model is a second model (online_trl.RewardModel: load_reward_model), a sequence
+    classifier with its own adapter and fp32 score head. The rm run's base and LoRA rank are not known before it
+    loads: planned as the policy's model and lora group, as the presets use."""
+    names = ["policy"] + (["'ref' copy"] if w.ref_copy else []) + ["reward"]
+    score_head = arch.hidden_size * 4  # the reward model's fp32 head (modules_to_save)
+    return {
+        "weights: policy base": m.weights_bytes(arch, p),
+        "weights: reward model": m.weights_bytes(arch, p, causal=False),
+        f"adapters ({', '.join(names)})": m.adapter_bytes(arch, lora, len(names)) + score_head,
+        **_state(arch.lora_params(lora), m.ADAPTER_BYTES, p.optim),
+    }
+
+
+def _scored_tokens(p: m.Precision, rows: int, prompt: int, new: int) -> int:
+    """Positions TRL's fused LM head projects (trl.trainer.utils.add_fused_lm_head): with Triton (CUDA) only the
+    labelled ones, the completion tokens; the torch fallback scores every position but the last."""
+    return rows * new if p.cuda else rows * (prompt + new - 1)
+
+
+def _online_scoring_moments(arch: Architecture, p: m.Precision, w: OnlineWorkload) -> dict[str, dict[str, float]]:
+    """After generate() returns (its KV cache freed), one no-grad forward at a time over the rollout in micro
+    batches: TRL's old-policy and reference log-probs where it computes them, then our reward model's scores
+    (hardware.micro_batch_size conversations a batch: online_trl.RewardModel)."""
+    seq = w.prompt_len + w.new_tokens
+    scored = _scored_tokens(p, w.rows, w.prompt_len, w.new_tokens)
+    log_probs = {
+        "activations": m.forward_transient_bytes(arch, p, w.rows, seq),
+        "log-prob tiles": m.fused_logprob_bytes(arch, p, scored, backward=False),
+    }
+    moments = {}
+    if w.old_policy_forward:
+        moments["old-policy log-probs"] = log_probs
+    if w.reference_forward:
+        moments["reference log-probs"] = dict(log_probs)
+    # the conversation re-rendered with the rm's template, which the rm run's algo.max_length may cut
+    reward_rows = min(w.micro_batch, w.batch_size)
+    moments["reward model forward"] = {"activations": m.forward_transient_bytes(arch, p, reward_rows, seq)}
+    return moments
+
+
+def online_phases(arch: Architecture, p: m.Precision, lora: LoraSettings, w: OnlineWorkload) -> list[Phase]:
+    resident = online_resident(arch, p, lora, w)
+    seq = w.prompt_len + w.new_tokens
+    # TRL's generate() keeps no per-step logits (no output_scores): the KV cache of every completion at once
+    rollout = _generation_moments(arch, p, w.batch_size, w.prompt_len, w.new_tokens, keep_logits=False)
+    scored = _scored_tokens(p, w.rows, w.prompt_len, w.new_tokens)
+    # disable_dropout=True (online_trl.training_args): no LoRA dropout copies
+    update = {"backward": _trl_backward(arch, p, lora, w.rows, seq, dropout=False, scored=scored)}
+    # held_out.evaluate: algo.batch_size prompts per generate call, hardware.micro_batch_size rows per forward
+    gen_rows, score_rows = min(w.eval_prompts, w.batch_size), min(w.eval_prompts, w.micro_batch)
+    return [
+        Phase("rollout", resident, rollout),
+        Phase("scoring", resident, _online_scoring_moments(arch, p, w)),
+        Phase("update", resident, update),
+        Phase("evaluation", resident, _held_out_moments(arch, p, gen_rows, score_rows, w.prompt_len, w.new_tokens)),
+    ]

@@ -5,7 +5,7 @@ from __future__ import annotations
 from rlhf.plan.architecture import describe
 from rlhf.plan.fits import RESERVE_GIB, Plan, verdict
 from rlhf.plan.memory import GIB
-from rlhf.plan.phases import PpoWorkload
+from rlhf.plan.phases import OnlineWorkload, PpoWorkload
 
 
 def _size(value: float) -> str:
@@ -20,6 +20,12 @@ def _shapes(plan: Plan) -> str:
         return (f"{w.batch_size} prompts, chunks of {w.chunk} (rollout, scoring), prompt <= {w.prompt_len} + "
                 f"{w.new_tokens} new tokens, update micro batch {w.micro_batch}, {layout}, "
                 f"value_model={w.value_model}")  # fmt: skip
+    if isinstance(w, OnlineWorkload):
+        forwards = [name for name, runs in (("old policy", w.old_policy_forward), ("reference", w.reference_forward))
+                    if runs]  # fmt: skip
+        return (f"{w.batch_size} completions a rollout ({w.batch_size // w.num_generations} prompts x "
+                f"{w.num_generations}) in one generate call, prompt <= {w.prompt_len} + {w.new_tokens} new tokens, "
+                f"micro batch {w.rows}, log-prob forwards: {' and '.join(forwards) or 'none'}")  # fmt: skip
     rows = "pairs" if w.algo in ("rm", "dpo") else "examples"
     return f"micro batch {w.micro_batch} {rows} x {w.max_length} tokens, eval batch {w.eval_batch_size}"
 
@@ -50,6 +56,9 @@ def render(plan: Plan) -> str:
         fits = [f"usable {usable:g} GiB ({RESERVE_GIB:g} GiB kept for the CUDA context and allocator slack)"]
         if isinstance(plan.workload, PpoWorkload):
             fits.append(f"largest algo.rollout_chunk_size that fits: {chunk if chunk is not None else 'none'}")
+        if isinstance(plan.workload, OnlineWorkload):
+            rollout = plan.largest_rollout()
+            fits.append(f"largest algo.batch_size that fits (one generate call): {rollout or 'none'}")
         fits.append(f"largest hardware.micro_batch_size that fits: {micro if micro is not None else 'none'}")
         lines += [f"  {line}" for line in fits]
         line = verdict(plan)

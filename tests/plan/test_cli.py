@@ -4,6 +4,8 @@ rlhf.plan.cli.main but for one run of the module itself."""
 import subprocess
 import sys
 
+import pytest
+
 from rlhf.plan.cli import main
 from tests.conftest import REPO
 
@@ -45,5 +47,17 @@ def test_a_bad_override_is_one_error_line(capsys):
     assert main(["debug=tiny", "lora.r=0"]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: lora.r=0 is out of range") and err.count("\n") == 1
-    assert main(["debug=tiny", "algo=grpo"]) == 2
-    assert "no memory model for algo=grpo" in capsys.readouterr().err
+    assert main(["debug=tiny", "algo=rm", "algo.name=unplanned"]) == 2
+    assert "no memory model for algo=unplanned" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("algo", ["grpo", "rloo"])
+def test_plan_of_an_online_arm(capsys, algo):
+    assert main(["debug=tiny", f"algo={algo}", "hardware.memory_gib=2"]) == 0
+    out = capsys.readouterr().out
+    for phase in ("rollout", "scoring", "update", "evaluation"):
+        assert f"  {phase} " in out
+    for part in ("weights: policy base", "weights: reward model", "KV cache (", "log-prob tiles"):
+        assert part in out
+    assert "largest algo.batch_size that fits (one generate call): " in out
+    assert out.rstrip().endswith("verdict: fits")

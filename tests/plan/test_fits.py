@@ -11,7 +11,14 @@ from rlhf.plan.fits import verdict
 from rlhf.plan.memory import weights_bytes
 from tests.conftest import compose_train
 
-PRESETS = ["llama2_7b_hh_rm", "llama2_7b_hh_sft", "llama2_7b_hh_dpo", "llama2_7b_hh_ppo"]
+PRESETS = [
+    "llama2_7b_hh_rm",
+    "llama2_7b_hh_sft",
+    "llama2_7b_hh_dpo",
+    "llama2_7b_hh_ppo",
+    "llama2_7b_hh_grpo",
+    "llama2_7b_hh_rloo",
+]
 
 
 @pytest.mark.parametrize("hardware", ["gpu_24gb", "a100_80gb"])
@@ -43,6 +50,29 @@ def test_the_whole_rollout_in_one_chunk_does_not_fit_a_24gb_gpu():
         check_fits(
             compose_train(["experiment=llama2_7b_hh_ppo", "hardware=gpu_24gb", f"algo.rollout_chunk_size={fit + 1}"])
         )
+
+
+@pytest.mark.parametrize("algo", ["grpo", "rloo"])
+def test_a_whole_rollout_too_large_for_one_generate_call_names_algo_batch_size(algo):
+    # TRL generates the whole rollout at once: 512 completions (128 prompts x 4) of 256 + 128 tokens
+    overrides = [f"experiment=llama2_7b_hh_{algo}", "hardware=gpu_24gb"]
+    with pytest.raises(ConfigError) as raised:
+        check_fits(compose_train([*overrides, "algo.batch_size=512"]))
+    line = str(raised.value)
+    assert "\n" not in line
+    match = re.fullmatch(
+        r"algo\.batch_size=512 needs (\d+\.\d) GiB of KV cache \(512 x 384 tokens\) on hardware=gpu_24gb \(24 GiB\); "
+        r"\d+\.\d GiB in all at the rollout peak: set algo\.batch_size=(\d+)",
+        line,
+    )
+    assert match, line
+    assert float(match.group(1)) == 96.0  # as PPO's 512-prompt chunk: 2 x 32 layers x 4096 x 2 bytes x 384 x 512
+    # the size it names is whole groups of num_generations=4, fits, and the next group does not
+    fit = int(match.group(2))
+    assert fit % 4 == 0
+    check_fits(compose_train([*overrides, f"algo.batch_size={fit}"]))
+    with pytest.raises(ConfigError, match=r"^algo\.batch_size="):
+        check_fits(compose_train([*overrides, f"algo.batch_size={fit + 4}"]))
 
 
 def test_a_micro_batch_too_large_names_a_divisor_that_fits():

@@ -30,6 +30,7 @@ The phases (what the algorithms name them):
     advantages     PPO's per-token rewards and GAE
     update         PPO's epochs of forward + backward + optimizer steps
     evaluation     held-out evaluation before and after training
+    sentinel       PPO's independent scoring of each checkpoint (algo.sentinel_prompts: rlhf/algos/ppo/sentinel.py)
     checkpoint     writing checkpoints (and, on resume, loading one)
     final_save     adapter/, the latest pointer and the W&B model artifact
     kl_logprobs, judge_scoring, gold_scoring, pair_logprobs, report    evaluate.py's steps

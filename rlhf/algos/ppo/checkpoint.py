@@ -2,7 +2,8 @@
 
 A checkpoint holds the policy and value adapters (PEFT format under adapter/, usable as they are:
 evaluate.py reads them for learning curves) and state.pt: every trainable tensor by name, optimizer,
-scheduler, KL controller, RNG states, the step, the start-of-run evaluation and the init adapter the policy
+scheduler, KL controller, RNG states, the step, the start-of-run evaluation, the sentinel's history (with
+algo.sentinel_prompts: rlhf/algos/ppo/sentinel.py) and the init adapter the policy
 started from (its path and weights' sha256: a resume checks ``algo.init_adapter`` still gives the same
 weights, rlhf/modeling/fingerprints.py check_init_adapter). It is written to a
 hidden temporary folder and renamed, so a run killed while saving leaves the previous checkpoint
@@ -53,6 +54,11 @@ def set_rng_state(state: dict[str, Any]) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
+def step_dir(run_dir: Path, step: int) -> Path:
+    """Where the checkpoint of ``step`` lives: run_dir/checkpoints/step-NNNNNN."""
+    return Path(run_dir) / CHECKPOINTS / f"{PPO_PREFIX}-{step:06d}"
+
+
 def save(
     run_dir: Path, step: int, roles: Roles, optimizer, scheduler, kl_controller, extra: dict[str, Any], keep: int = 1
 ) -> Path:
@@ -60,7 +66,8 @@ def save(
     keep only their adapters."""
     root = Path(run_dir) / CHECKPOINTS
     root.mkdir(parents=True, exist_ok=True)
-    final, tmp = root / f"step-{step:06d}", root / f".step-{step:06d}.tmp"
+    final = step_dir(run_dir, step)
+    tmp = root / f".{final.name}.tmp"
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir()
     roles.save(tmp / "adapter")

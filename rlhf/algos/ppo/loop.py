@@ -21,7 +21,9 @@ Each iteration, for a batch of training prompts:
 Step 1 is rlhf/modeling/generation.py (shared with evaluation), step 2 rlhf/algos/ppo/scoring.py, the roles
 (policy, reference, reward, value) rlhf/algos/ppo/roles.py, the tensor math rlhf/algos/ppo/math.py, the settings
 rlhf/algos/ppo/settings.py. Held-out prompts are evaluated before and after training (rm score, gold score,
-KL). Defaults and the reasons for them are in conf/algo/ppo.yaml.
+KL); with ``algo.sentinel_prompts`` every checkpoint is also scored by an independent judge, and ``algo.keep_best``
+makes the final adapter the checkpoint it scored best (rlhf/algos/ppo/sentinel.py). Defaults and the reasons for
+them are in conf/algo/ppo.yaml.
 
 Resuming a killed run (SIGKILL, out of memory, preemption): ``python train.py resume=RUN_DIR``.
 It restores the newest checkpoint in RUN_DIR/checkpoints/ (written every ``save_every``
@@ -57,6 +59,7 @@ from rlhf.algos.ppo.math import (
 from rlhf.algos.ppo.optimizer import build_optimizer, optimizer_class
 from rlhf.algos.ppo.roles import Roles, build_roles
 from rlhf.algos.ppo.scoring import response_logprobs_and_values, response_values, score_rollout
+from rlhf.algos.ppo.sentinel import STATE_KEY, Sentinel, judge_run
 from rlhf.algos.ppo.settings import Settings
 from rlhf.data.gold_judge import gold_score_batch
 from rlhf.errors import ConfigError
@@ -442,6 +445,8 @@ def build(job: Job, settings: Settings) -> tuple[Roles, FinishedRun]:
     rm = reward_model(job, settings)
     start = init_adapter(job, settings)
     resume_checkpoint(job)
+    if settings.sentinel_prompts:
+        judge_run(job, settings, rm)
     micro_batch_size(job, settings)
     optimizer_class(job.hardware.optim, settings.learning_rate, settings.adam_eps, _device())
     return build_roles(job, rm, settings.share_base, start, settings.value_model), rm
@@ -497,6 +502,9 @@ def fit(job: Job, settings: Settings, roles: Roles, rm: FinishedRun) -> dict:
         )
     with_gold = job.dataset.name == "hh_synthetic"
     samples_path = job.run_dir / EVAL_SAMPLES
+    sentinel = (
+        Sentinel.start(job, settings, roles, rm, eval_prompts, reward_max_length) if settings.sentinel_prompts else None
+    )
 
     @costs.phase("evaluation")
     def held_out(when: str, step: int) -> dict[str, float]:
@@ -523,6 +531,8 @@ def fit(job: Job, settings: Settings, roles: Roles, rm: FinishedRun) -> dict:
         with costs.phase("checkpoint"):
             state = checkpoint.restore(resume_from, roles, optimizer, scheduler, kl_controller)
         start_step, start_eval = state["step"], state["start_eval"]
+        if sentinel is not None:
+            sentinel.restore(state, start_step)
         job.resumed_from(start_step)  # the run directory follows the checkpoint from here on
         if job.writes:
             truncate_jsonl(samples_path, lambda row: row["when"] == "start")  # the final evaluation is redone
@@ -536,6 +546,8 @@ def fit(job: Job, settings: Settings, roles: Roles, rm: FinishedRun) -> dict:
     def save_checkpoint(step: int) -> Path | None:
         """Rank 0 writes it (every process holds the same weights, optimizer and controller); all wait."""
         extra = {"start_eval": start_eval}
+        if sentinel is not None:  # this checkpoint's independent score, with the history before it
+            extra[STATE_KEY] = sentinel.read(step)
         saved = None
         if job.writes:
             saved = checkpoint.save(
@@ -560,7 +572,7 @@ def fit(job: Job, settings: Settings, roles: Roles, rm: FinishedRun) -> dict:
             job.tracker.log(metrics, step=step)
             save_checkpoint(step)
             raise numeric_error(nonfinite.consecutive, step, job.run_dir / checkpoint.CHECKPOINTS, nonfinite.patience)
-        if step == settings.iterations:
+        if step == settings.iterations and not settings.keep_best:  # keep_best: after the loop, of the kept policy
             final_eval = held_out("final", step)
             metrics.update({f"eval/{k}": v for k, v in final_eval.items()})
         job.tracker.log(metrics, step=step)
@@ -586,7 +598,8 @@ def fit(job: Job, settings: Settings, roles: Roles, rm: FinishedRun) -> dict:
             if stopping_now:
                 raise stop.interrupted(job.run_dir, step, saved)
     costs.sum_counts_over_ranks()  # every process leaves the loop at the same iteration
-    if final_eval is None:  # resumed from the last checkpoint: only the evaluation was missing
+    kept = sentinel.keep_best(settings.iterations) if settings.keep_best else settings.iterations
+    if final_eval is None:  # keep_best, or resumed from the last checkpoint: only the evaluation was missing
         final_eval = held_out("final", settings.iterations)
 
     with costs.phase("final_save"):
@@ -603,6 +616,8 @@ def fit(job: Job, settings: Settings, roles: Roles, rm: FinishedRun) -> dict:
         value_model=settings.value_model,
         eval_prompts=len(eval_prompts),
     )
+    if sentinel is not None:
+        summary.update(sentinel.finish(kept))
     if not summary["kl_within_bound"]:
         log.warning(
             "final KL %.3f is above algo.kl_bound=%.3f: raise algo.kl_coef or lower the learning rate",

@@ -88,16 +88,18 @@ class Role:
 
 
 class _SharedRewardModel(nn.Module):
-    """The shared base's reward role seen as a sequence classifier: ``.logits`` [B, 1] read at the last
-    real token. It lets one function (reward_scoring.score_conversations) score both layouts."""
+    """A reward role on the shared base (``role``: "reward", or a scorer added by ``Roles.attach_reward_adapter``)
+    seen as a sequence classifier: ``.logits`` [B, 1] read at the last real token. It lets one function
+    (reward_scoring.score_conversations) score both layouts."""
 
-    def __init__(self, hidden_fn, head: nn.Module):
+    def __init__(self, hidden_fn, head: nn.Module, role: str = "reward"):
         super().__init__()
         self.head = head
+        self.role = role
         self._hidden_fn = hidden_fn  # a bound method of Roles; a plain attribute, not a submodule
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor):
-        hidden = self._hidden_fn("reward", input_ids, attention_mask)
+        hidden = self._hidden_fn(self.role, input_ids, attention_mask)
         positions = torch.arange(attention_mask.shape[1], device=attention_mask.device)
         last = (attention_mask.long() * positions).argmax(-1)  # rightmost real token, either padding side
         return SimpleNamespace(logits=self.head(hidden[torch.arange(len(last), device=last.device), last]))
@@ -293,6 +295,27 @@ class Roles:
             )
         return scores.float().to(self.device)
 
+    def attach_reward_adapter(self, name: str, adapter_dir: Path) -> nn.Module:
+        """Another frozen reward model, an rm run's adapter/ trained on the policy's base (e.g. the sentinel's
+        judge), as adapter ``name`` + its score head on the policy's model: one small adapter instead of a
+        second copy of the base. Returns it as a sequence classifier for reward_scoring.score_conversations.
+        Training is untouched: the adapter is frozen and inactive outside its forwards, and the global RNG
+        (drawn from to initialise the weights that are then overwritten) is left as it was."""
+        model = self.roles["policy"].model
+        config, lora, score = read_reward_adapter(adapter_dir)
+        devices = list(range(torch.cuda.device_count())) if torch.cuda.is_available() else []
+        with torch.random.fork_rng(devices=devices):  # the random inits of the LoRA weights and the head
+            _load_lora(model, config, lora, name)
+            head = _linear_head(score, model, trainable=False)
+        model.set_adapter(self.roles["policy"].adapter)
+        self.roles[name] = Role(model, name, head)
+        for sub in model.modules():  # the new adapter's LoRA dropout: off, as every other (see __init__)
+            if isinstance(sub, nn.Dropout):
+                sub.p = 0.0
+        model.eval()
+        self._fix_grad_flags()
+        return _SharedRewardModel(self.hidden, head, name)
+
     def save(self, out: Path) -> None:
         """The policy adapter in PEFT format at ``out`` (+ tokenizer); the value adapter and head in out/value/."""
         out = Path(out)
@@ -315,6 +338,24 @@ class Roles:
             shutil.move(str(Path(tmp) / "policy"), out)
             shutil.move(str(Path(tmp) / "value"), out / "value")
         self.tokenizer.save_pretrained(out)
+
+    def load_policy(self, adapter_dir: Path) -> None:
+        """Put the policy weights ``save`` wrote at ``adapter_dir`` (e.g. an earlier checkpoint's adapter/) back
+        into the live policy adapter; the value role and the optimizer are left as they are."""
+        weights = Path(adapter_dir) / ADAPTER_WEIGHTS
+        if not weights.is_file():
+            raise ModelLoadError(f"{adapter_dir} has no {ADAPTER_WEIGHTS}: the checkpoint's policy adapter is gone")
+        policy = self.roles["policy"]
+        with safe_open(str(weights), "pt") as handle:
+            state = {k: handle.get_tensor(k) for k in handle.keys()}
+        with torch.no_grad():
+            result = set_peft_model_state_dict(policy.model, state, adapter_name=policy.adapter)
+        missing = [k for k in result.missing_keys if f".{policy.adapter}." in k]
+        if missing or result.unexpected_keys:
+            raise ModelLoadError(
+                f"{adapter_dir} does not fit the policy adapter (missing {missing[:2]}, "
+                f"unexpected {list(result.unexpected_keys)[:2]}): was it saved by this run?"
+            )
 
 
 # --------------------------------------------------------------------------- building

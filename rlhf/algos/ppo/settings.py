@@ -63,6 +63,10 @@ class Settings:
     eval_prompts: int
     eval_greedy: bool
     kl_bound: float
+    # 7. Goodhart sentinel (rlhf/algos/ppo/sentinel.py)
+    sentinel_prompts: int
+    sentinel_judge: str
+    keep_best: bool
 
     def __post_init__(self):
         check_choice("algo.value_model", self.value_model, VALUE_MODELS)
@@ -133,3 +137,15 @@ class Settings:
         check(self.keep_checkpoints >= 1, "algo.keep_checkpoints", self.keep_checkpoints, "must be >= 1")
         check(self.eval_prompts >= 1, "algo.eval_prompts", self.eval_prompts, "must be >= 1")
         check(self.kl_bound > 0, "algo.kl_bound", self.kl_bound, "must be > 0 (nats per response)")
+        check(self.sentinel_prompts >= 0, "algo.sentinel_prompts", self.sentinel_prompts, "must be >= 0 (0 = off)")
+        check(
+            self.sentinel_prompts <= self.eval_prompts,
+            "algo.sentinel_prompts",
+            self.sentinel_prompts,
+            f"must be <= algo.eval_prompts={self.eval_prompts} (the sentinel scores the first N held-out prompts)",
+        )
+        if self.keep_best and not self.sentinel_prompts:
+            raise ConfigError(
+                "algo.keep_best=true needs algo.sentinel_prompts > 0 (the sentinel's scores pick the checkpoint to "
+                "keep): set algo.sentinel_prompts=16, or algo.keep_best=false"
+            )

@@ -47,7 +47,8 @@ def test_the_warpers_are_transformers_own_for_the_sampling_knobs():
 
 @pytest.fixture(scope="module")
 def tiny():
-    cfg = compose_train(["model=tiny_llama"])
+    # fp32 on every CPU (the default, hardware=auto, is bf16 where the CPU has it)
+    cfg = compose_train(["model=tiny_llama", "hardware=cpu"])
     model = from_node(ModelSettings, cfg.model, "model")
     path = model_directory(model)
     tokenizer = load_tokenizer(path, model)

@@ -29,12 +29,17 @@ def test_every_llama2_preset_fits_both_gpu_profiles(experiment, hardware):
     check_fits(cfg)
 
 
-def test_the_whole_rollout_in_one_chunk_does_not_fit_a_24gb_gpu():
-    cfg = compose_train(["experiment=llama2_7b_hh_ppo", "hardware=gpu_24gb", "algo.rollout_chunk_size=512"])
+def one_line_error(overrides: list[str]) -> str:
+    """check_fits's error for the composed overrides, asserted to be one line."""
     with pytest.raises(ConfigError) as raised:
-        check_fits(cfg)
+        check_fits(compose_train(overrides))
     line = str(raised.value)
     assert "\n" not in line
+    return line
+
+
+def test_the_whole_rollout_in_one_chunk_does_not_fit_a_24gb_gpu():
+    line = one_line_error(["experiment=llama2_7b_hh_ppo", "hardware=gpu_24gb", "algo.rollout_chunk_size=512"])
     match = re.fullmatch(
         r"algo\.rollout_chunk_size=512 needs (\d+\.\d) GiB of KV cache \(512 x 384 tokens\) on hardware=gpu_24gb "
         r"\(24 GiB\); \d+\.\d GiB in all at the rollout peak: set algo\.rollout_chunk_size<=(\d+)",
@@ -56,10 +61,7 @@ def test_the_whole_rollout_in_one_chunk_does_not_fit_a_24gb_gpu():
 def test_a_whole_rollout_too_large_for_one_generate_call_names_algo_batch_size(algo):
     # TRL generates the whole rollout at once: 512 completions (128 prompts x 4) of 256 + 128 tokens
     overrides = [f"experiment=llama2_7b_hh_{algo}", "hardware=gpu_24gb"]
-    with pytest.raises(ConfigError) as raised:
-        check_fits(compose_train([*overrides, "algo.batch_size=512"]))
-    line = str(raised.value)
-    assert "\n" not in line
+    line = one_line_error([*overrides, "algo.batch_size=512"])
     match = re.fullmatch(
         r"algo\.batch_size=512 needs (\d+\.\d) GiB of KV cache \(512 x 384 tokens\) on hardware=gpu_24gb \(24 GiB\); "
         r"\d+\.\d GiB in all at the rollout peak: set algo\.batch_size=(\d+)",

@@ -133,12 +133,8 @@ class Roles:
             + [r.head for r in roles.values() if r.head is not None]
         )
         self._modules = list({id(m): m for m in models}.values())
-        # Dropout off for good (p=0, eval mode): the PPO ratio must compare like with like.
         for module in self._modules:
-            module.eval()
-            for sub in module.modules():
-                if isinstance(sub, nn.Dropout):
-                    sub.p = 0.0
+            _without_dropout(module)
         self._fix_grad_flags()
         self.checkpointing = False
         self.autocast_dtype: torch.dtype | None = None  # set by build_roles from hardware.bf16
@@ -309,10 +305,7 @@ class Roles:
             head = _linear_head(score, model, trainable=False)
         model.set_adapter(self.roles["policy"].adapter)
         self.roles[name] = Role(model, name, head)
-        for sub in model.modules():  # the new adapter's LoRA dropout: off, as every other (see __init__)
-            if isinstance(sub, nn.Dropout):
-                sub.p = 0.0
-        model.eval()
+        _without_dropout(model)  # the new adapter's LoRA dropout too
         self._fix_grad_flags()
         return _SharedRewardModel(self.hidden, head, name)
 
@@ -393,6 +386,14 @@ def read_reward_adapter(adapter_dir: Path) -> tuple[LoraConfig, dict[str, torch.
         lora = {k: handle.get_tensor(k) for k in keys if ".lora_" in k}
         score = handle.get_tensor(SCORE_KEY)
     return config, lora, score
+
+
+def _without_dropout(module: nn.Module) -> None:
+    """Dropout off for good (p=0, eval mode): the PPO ratio must compare like with like."""
+    module.eval()
+    for sub in module.modules():
+        if isinstance(sub, nn.Dropout):
+            sub.p = 0.0
 
 
 def _load_lora(model: PeftModel, config: LoraConfig, weights: dict[str, torch.Tensor], name: str) -> None:

@@ -32,6 +32,7 @@ from rlhf.run.rundir import (
     peak_rss_mb,
     point_latest,
     remove_temporaries,
+    reset_peaks,
     truncate_metrics,
     write_json_atomic,
     write_text_atomic,
@@ -170,6 +171,7 @@ def _run_locked(cfg: DictConfig, context: RunContext, resume: bool) -> dict:
 
     started = time.time()
     costs.reset()  # phase seconds, tokens and episodes of this run: into the summary (rlhf/run/costs.py)
+    reset_peaks()  # this run's peak memory, not the multirun process's so far
     summary = {
         "algo": cfg.algo.name,
         "model": cfg.model.name,

@@ -37,7 +37,7 @@ from rlhf.modeling.models import load_causal_lm, load_reward_model
 from rlhf.modeling.reward_scoring import score_conversations
 from rlhf.run import costs
 from rlhf.run.job import build_job
-from rlhf.run.rundir import FinishedRun, peak_rss_mb, write_json_atomic
+from rlhf.run.rundir import FinishedRun, peak_rss_mb, reset_peaks, write_json_atomic
 
 log = logging.getLogger(__name__)
 
@@ -291,6 +291,7 @@ def evaluate(cfg: DictConfig, run_dir: Path, explicit: set[str] = frozenset()) -
     """
     started = time.perf_counter()
     costs.reset()  # phase seconds of this evaluation, into results.json (rlhf/run/costs.py)
+    reset_peaks()  # this evaluation's peak memory (evaluate.py -m runs several in one process)
     times: dict[str, float] = {}
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)

@@ -97,15 +97,35 @@ def write_json_atomic(path: Path, data: Any) -> None:
 
 
 def peak_cuda_mb() -> float | None:
-    """Peak GPU memory torch allocated in this process so far (what the planner predicts), None without a GPU."""
+    """Peak GPU memory torch allocated since ``reset_peaks`` (what the planner predicts), None without a GPU."""
     import torch
 
     return round(torch.cuda.max_memory_allocated() / 2**20, 1) if torch.cuda.is_available() else None
 
 
+def reset_peaks() -> None:
+    """Count peak memory afresh from now: one job of a Hydra multirun (one process, several runs) then reports
+    its own peak, not the process's so far. Linux resets the resident peak (VmHWM) on "5" written to
+    /proc/self/clear_refs; where that is refused, the peak stays the process's (as ``ru_maxrss``)."""
+    import torch  # before the reset: a first import's memory is not the run's
+
+    if torch.cuda.is_available():
+        torch.cuda.reset_peak_memory_stats()
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+    except OSError:
+        pass
+
+
 def peak_rss_mb() -> float:
-    """Peak resident memory of this process so far (Linux reports KiB)."""
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    """Peak resident memory of this process since ``reset_peaks`` (Linux VmHWM), else since its start."""
+    try:
+        found = re.search(r"^VmHWM:\s+(\d+) kB", Path("/proc/self/status").read_text(), re.MULTILINE)
+    except OSError:
+        found = None
+    if found:
+        return int(found.group(1)) / 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
 
 
 def _alive(pid: int) -> bool:

@@ -1,4 +1,5 @@
 import json
+from pathlib import Path
 
 import pytest
 from omegaconf import OmegaConf
@@ -112,3 +113,16 @@ def test_point_latest_removes_the_link_a_killed_switch_left(tmp_path):
     (latest / f".rm.tmp-{dead_pid}").symlink_to("../rm/run1")
     point_latest(tmp_path, "rm", run)
     assert [p.name for p in latest.iterdir()] == ["rm"]
+
+
+@pytest.mark.skipif(not Path("/proc/self/clear_refs").exists(), reason="Linux /proc needed to reset the peak")
+def test_the_peak_memory_of_a_run_does_not_carry_an_earlier_runs_peak():
+    """A Hydra multirun runs its jobs in one process: each job's peak_rss_mb must be its own."""
+    from rlhf.run.rundir import peak_rss_mb, reset_peaks
+
+    buffer = bytearray(256 * 2**20)  # 256 MiB made resident: an earlier job's peak
+    buffer[::4096] = b"x" * len(buffer[::4096])
+    high = peak_rss_mb()
+    del buffer
+    reset_peaks()
+    assert peak_rss_mb() < high - 200  # the next job starts counting from what is resident now

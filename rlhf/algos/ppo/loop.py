@@ -90,6 +90,19 @@ def prompt_indices(n_prompts: int, batch_size: int, iteration: int, seed: int) -
     return out
 
 
+def validation_split(train_prompts: list, n: int) -> tuple[list, list]:
+    """(the rollouts' prompts, the sentinel's n): the last n training prompts, which the rollouts then never draw.
+
+    Not the held-out test prompts: those judge the final policy (here and in evaluate.py), and algo.keep_best
+    chooses a checkpoint by the sentinel's score, so choosing on them would flatter the choice."""
+    if n and n >= len(train_prompts):
+        raise ConfigError(
+            f"algo.sentinel_prompts={n} is out of range: the sentinel takes its prompts from the {len(train_prompts)} "
+            "training prompts and must leave some for the rollouts; set it lower (e.g. 16)"
+        )
+    return (train_prompts[:-n], train_prompts[-n:]) if n else (train_prompts, [])
+
+
 # --------------------------------------------------------------------------- setup checks
 
 
@@ -446,6 +459,7 @@ def build(job: Job, settings: Settings) -> tuple[Roles, FinishedRun]:
     start = init_adapter(job, settings)
     resume_checkpoint(job)
     if settings.sentinel_prompts:
+        validation_split(list(range(len(job.data.train))), settings.sentinel_prompts)
         judge_run(job, settings, rm)
     micro_batch_size(job, settings)
     optimizer_class(job.hardware.optim, settings.learning_rate, settings.adam_eps, _device())
@@ -497,13 +511,16 @@ def fit(job: Job, settings: Settings, roles: Roles, rm: FinishedRun) -> dict:
     key, length = "algo.sampling.max_prompt_length", settings.sampling.max_prompt_length
     with costs.phase("prepare_data"):
         train_prompts = cut_prompts(job.tokenizer, [ex["prompt"] for ex in job.data.train], length, key)
+        train_prompts, sentinel_prompts = validation_split(train_prompts, settings.sentinel_prompts)
         eval_prompts = cut_prompts(
             job.tokenizer, [ex["prompt"] for ex in job.data.test[: settings.eval_prompts]], length, key
         )
     with_gold = job.dataset.name == "hh_synthetic"
     samples_path = job.run_dir / EVAL_SAMPLES
     sentinel = (
-        Sentinel.start(job, settings, roles, rm, eval_prompts, reward_max_length) if settings.sentinel_prompts else None
+        Sentinel.start(job, settings, roles, rm, sentinel_prompts, reward_max_length)
+        if settings.sentinel_prompts
+        else None
     )
 
     @costs.phase("evaluation")

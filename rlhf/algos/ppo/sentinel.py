@@ -1,4 +1,4 @@
-"""The Goodhart sentinel: each saved PPO checkpoint scored on held-out prompts by a judge the policy never optimised.
+"""The Goodhart sentinel: each saved PPO checkpoint scored on validation prompts by a judge the policy never optimised.
 
 The reward model PPO maximises is a proxy; pushed far enough, its score keeps rising while the responses get
 worse (Goodhart's law, reward over-optimisation: Gao et al. 2022). The sentinel watches an independent score
@@ -11,8 +11,10 @@ checkpoint the independent judge liked best, not the last one.
                A judge run on the policy's base becomes one more frozen adapter + score head on the policy's
                model (Roles.attach_reward_adapter, as the reward role: no second copy of the base); one on
                another base is loaded as evaluate.py loads its judge (load_reward_model).
-    reading    at every checkpoint: rlhf/modeling/held_out.py's evaluate on the first algo.sentinel_prompts
-               held-out prompts (greedy or seeded sampling, as algo.eval_greedy says); proxy_score = the reward
+    reading    at every checkpoint: rlhf/modeling/held_out.py's evaluate on algo.sentinel_prompts validation
+               prompts, the last N of the training split, which the rollouts then never draw (loop.validation_split;
+               not the test prompts that judge the final policy, so keep_best does not choose on them), greedy
+               or seeded sampling as algo.eval_greedy says; proxy_score = the reward
                model's mean score of those responses, independent_score = the judge's, kl = the mean KL per
                response to the reference
     history    one row per checkpoint: run_dir/sentinel.jsonl, the tracker's sentinel/* metrics, and the
@@ -147,11 +149,11 @@ class Sentinel:
         settings: Settings,
         roles: Roles,
         judge: Judge,
-        eval_prompts: list[list[dict]],
+        prompts: list[list[dict]],
         reward_max_length: int,
     ):
         self.job, self.settings, self.roles, self.judge = job, settings, roles, judge
-        self.prompts = eval_prompts[: settings.sentinel_prompts]
+        self.prompts = prompts
         self.reward_max_length = reward_max_length
         self.history: list[dict] = []
 
@@ -162,13 +164,13 @@ class Sentinel:
         settings: Settings,
         roles: Roles,
         rm: FinishedRun,
-        eval_prompts: list[list[dict]],
+        prompts: list[list[dict]],
         reward_max_length: int,
     ) -> Sentinel:
-        """A sentinel with its judge loaded (algo.sentinel_prompts > 0)."""
+        """A sentinel with its judge loaded (algo.sentinel_prompts > 0) that reads ``prompts``."""
         with costs.phase("load_model"):
             judge = Judge.load(job, settings, roles, rm)
-        return cls(job, settings, roles, judge, eval_prompts, reward_max_length)
+        return cls(job, settings, roles, judge, prompts, reward_max_length)
 
     @property
     def path(self) -> Path:

@@ -54,7 +54,7 @@ def plot_sentinel(history: list[dict], kept: int | None, path: Path) -> None:
         ax.set_title(title, fontsize=10)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8, loc="best")
-    fig.suptitle(f"Goodhart sentinel: {history[-1]['prompts']} held-out prompts per checkpoint")
+    fig.suptitle(f"Goodhart sentinel: {history[-1]['prompts']} validation prompts per checkpoint")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)

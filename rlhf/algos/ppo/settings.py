@@ -138,12 +138,6 @@ class Settings:
         check(self.eval_prompts >= 1, "algo.eval_prompts", self.eval_prompts, "must be >= 1")
         check(self.kl_bound > 0, "algo.kl_bound", self.kl_bound, "must be > 0 (nats per response)")
         check(self.sentinel_prompts >= 0, "algo.sentinel_prompts", self.sentinel_prompts, "must be >= 0 (0 = off)")
-        check(
-            self.sentinel_prompts <= self.eval_prompts,
-            "algo.sentinel_prompts",
-            self.sentinel_prompts,
-            f"must be <= algo.eval_prompts={self.eval_prompts} (the sentinel scores the first N held-out prompts)",
-        )
         if self.keep_best and not self.sentinel_prompts:
             raise ConfigError(
                 "algo.keep_best=true needs algo.sentinel_prompts > 0 (the sentinel's scores pick the checkpoint to "

@@ -69,3 +69,9 @@ def test_ppo_kl_grid_sweeps_the_kl_coefficient():
     cfg = compose_with_hydra(["sweep=ppo_kl_grid"])
     assert cfg.algo.name == "ppo"
     assert dict(cfg.hydra.sweeper.params) == {"algo.kl_coef": "0.01,0.05,0.1,0.2"}
+
+
+def test_ppo_critic_sweep_pairs_both_critics_on_five_seeds():
+    cfg = compose_with_hydra(["sweep=ppo_critic"])
+    assert cfg.algo.name == "ppo" and cfg.algo.eval_prompts == 96
+    assert dict(cfg.hydra.sweeper.params) == {"seed": "0,1,2,3,4", "algo.value_model": "adapter,policy"}

@@ -1,8 +1,8 @@
-"""A seeded PPO lever study from finished runs: each setting's held-out gold gain, its cost, and its paired
-difference against a baseline setting, with intervals over seeds and prompts.
+"""A seeded PPO (or GRPO / RLOO) lever study from finished runs: each setting's held-out gold gain, its cost, and
+its paired difference against a baseline setting, with intervals over seeds and prompts.
 
     python train.py -m algo=ppo seed=0,1,2,3,4 algo.value_model=adapter,policy algo.reward_model=RM_RUN
-    python -m bench.ppo_levers multirun/<date>/<time>/*/ --baseline algo.value_model=adapter
+    python -m bench.ppo_levers multirun_sweeps/<timestamp>/*/ --baseline algo.value_model=adapter
     python -m bench.ppo_levers RUN_DIR ... --section ppo_levers_critic     # ... and into bench/results/
 
 A run's *arm* is its command-line overrides (.hydra/overrides.yaml) less ``seed`` and less those every run
@@ -21,7 +21,6 @@ optimised: a weaker answer, say so).
 from __future__ import annotations
 
 import argparse
-import sys
 from collections import defaultdict
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -33,11 +32,12 @@ from rlhf.evaluation.metrics import Interval, paired_difference, verdict
 from rlhf.tournament.stats import hierarchical_bootstrap, paired_differences
 
 EVAL_SAMPLES = "eval_samples.jsonl"  # rlhf/algos/ppo/loop.py's held-out records: when, step, prompt, gold_score, ...
+ONLINE_ALGOS = ("ppo", "grpo", "rloo")  # the runs that write it (GRPO / RLOO: rlhf/algos/online_trl.py, as PPO)
 
 
 @dataclass
 class Run:
-    """One finished PPO run of the study: start and final per-prompt scores [P] on the same prompts."""
+    """One finished online run (PPO, GRPO, RLOO): start and final per-prompt scores [P] on the same prompts."""
 
     path: Path
     seed: int
@@ -70,10 +70,10 @@ def read_run(run_dir: Path, score: str = "gold_score") -> Run:
     run_dir = Path(run_dir)
     summary_path, samples_path = run_dir / "summary.json", run_dir / EVAL_SAMPLES
     if not summary_path.is_file() or not samples_path.is_file():
-        raise SystemExit(f"{run_dir}: no summary.json / {EVAL_SAMPLES}: not a finished PPO run")
+        raise SystemExit(f"{run_dir}: no summary.json / {EVAL_SAMPLES}: not a finished PPO / GRPO / RLOO run")
     summary = common.read_json(summary_path)
-    if summary.get("algo") != "ppo":
-        raise SystemExit(f"{run_dir}: algo={summary.get('algo')}, the lever study reads PPO runs")
+    if summary.get("algo") not in ONLINE_ALGOS:
+        raise SystemExit(f"{run_dir}: algo={summary.get('algo')}, the lever study reads {', '.join(ONLINE_ALGOS)} runs")
     rows = common.read_jsonl(samples_path)
     start = [r for r in rows if r["when"] == "start"]
     final = [r for r in rows if r["when"] == "final"]
@@ -201,7 +201,9 @@ def main(argv: list[str] | None = None) -> dict:
         description=__doc__.splitlines()[0],
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("runs", nargs="+", type=Path, help="finished PPO run directories (multirun job dirs)")
+    parser.add_argument(
+        "runs", nargs="+", type=Path, help="finished PPO / GRPO / RLOO run directories (multirun job dirs)"
+    )
     parser.add_argument("--baseline", help="the arm the others are paired against (default: the first, sorted)")
     parser.add_argument("--score", default="gold_score", help="gold_score (hh_synthetic) or rm_score")
     parser.add_argument("--samples", type=int, default=2000, help="bootstrap resamples")
@@ -219,4 +221,4 @@ def main(argv: list[str] | None = None) -> dict:
 
 
 if __name__ == "__main__":
-    sys.exit(main() and 0)
+    main()

@@ -88,6 +88,17 @@ def test_a_run_without_gold_points_at_the_rm_score(tmp_path):
         levers.read_run(path)
 
 
-def test_a_directory_that_is_no_ppo_run_is_named(tmp_path):
-    with pytest.raises(SystemExit, match="not a finished PPO run"):
+def test_a_directory_that_is_no_online_run_is_named(tmp_path):
+    with pytest.raises(SystemExit, match="not a finished PPO / GRPO / RLOO run"):
         levers.read_run(tmp_path)
+    path = write_run(tmp_path / "dpo", 0, [], [0.0], [1.0])
+    (path / "summary.json").write_text(json.dumps({"algo": "dpo", "wall_time_s": 1.0, "kl_final": 0.0}))
+    with pytest.raises(SystemExit, match="algo=dpo, the lever study reads ppo, grpo, rloo runs"):
+        levers.read_run(path)
+
+
+def test_grpo_runs_are_read_as_ppo_runs(tmp_path):
+    path = write_run(tmp_path / "grpo", 0, [], [0.0, 1.0], [0.5, 1.0])
+    (path / "summary.json").write_text(json.dumps({"algo": "grpo", "wall_time_s": 50.0, "kl_final": 1.0}))
+    run = levers.read_run(path)
+    assert run.train_seconds == 50.0 and run.final.mean() - run.start.mean() == pytest.approx(0.25)

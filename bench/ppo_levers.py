@@ -133,7 +133,7 @@ def arm_stats(members: list[Run], samples: int, confidence: float) -> dict:
     }
 
 
-def against(arm: list[Run], baseline: list[Run], samples: int, confidence: float) -> tuple[Interval, list[int]]:
+def against(arm: list[Run], baseline: list[Run], samples: int, confidence: float) -> Interval:
     """arm's final score - baseline's, paired by seed and prompt, over the seeds both ran."""
     seeds = sorted({r.seed for r in arm} & {r.seed for r in baseline})
     if not seeds:
@@ -143,7 +143,7 @@ def against(arm: list[Run], baseline: list[Run], samples: int, confidence: float
     for a, b in zip(starts(arm), starts(baseline)):
         if a.shape != b.shape:
             raise SystemExit("an arm and the baseline evaluated different prompts: pair runs of one evaluation size")
-    return hierarchical_bootstrap(paired_differences(pick(arm), pick(baseline)), samples, confidence), seeds
+    return hierarchical_bootstrap(paired_differences(pick(arm), pick(baseline)), samples, confidence)
 
 
 def _interval(stat) -> str:
@@ -162,7 +162,7 @@ def report(arms: dict[str, list[Run]], baseline: str, samples: int, confidence: 
         if label == baseline:
             diff_text, verdict_text, diff = "(baseline)", "-", None
         else:
-            diff, _ = against(members, arms[baseline], samples, confidence)
+            diff = against(members, arms[baseline], samples, confidence)
             diff_text, verdict_text = _interval(diff), verdict(diff, label, "baseline", confidence)
         rows.append(
             [

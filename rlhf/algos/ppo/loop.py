@@ -95,12 +95,17 @@ def validation_split(train_prompts: list, n: int) -> tuple[list, list]:
 
     Not the held-out test prompts: those judge the final policy (here and in evaluate.py), and algo.keep_best
     chooses a checkpoint by the sentinel's score, so choosing on them would flatter the choice."""
-    if n and n >= len(train_prompts):
+    check_validation_size(n, len(train_prompts))
+    return (train_prompts[:-n], train_prompts[-n:]) if n else (train_prompts, [])
+
+
+def check_validation_size(n: int, n_train: int) -> None:
+    """validation_split's one-line error, checkable before any prompt is cut."""
+    if n and n >= n_train:
         raise ConfigError(
-            f"algo.sentinel_prompts={n} is out of range: the sentinel takes its prompts from the {len(train_prompts)} "
+            f"algo.sentinel_prompts={n} is out of range: the sentinel takes its prompts from the {n_train} "
             "training prompts and must leave some for the rollouts; set it lower (e.g. 16)"
         )
-    return (train_prompts[:-n], train_prompts[-n:]) if n else (train_prompts, [])
 
 
 # --------------------------------------------------------------------------- setup checks
@@ -459,7 +464,7 @@ def build(job: Job, settings: Settings) -> tuple[Roles, FinishedRun]:
     start = init_adapter(job, settings)
     resume_checkpoint(job)
     if settings.sentinel_prompts:
-        validation_split(list(range(len(job.data.train))), settings.sentinel_prompts)
+        check_validation_size(settings.sentinel_prompts, len(job.data.train))
         judge_run(job, settings, rm)
     micro_batch_size(job, settings)
     optimizer_class(job.hardware.optim, settings.learning_rate, settings.adam_eps, _device())

@@ -172,6 +172,33 @@ def test_gae_matches_python_loop_on_ragged_batch():
         close(ret[b], [expected[i] + v[i] if i < n else 0.0 for i in range(T)])
 
 
+def test_reward_normalisation_is_a_no_op_when_the_critic_starts_from_the_reward_model():
+    """N+ shifts the reward model by a constant c (its bias) so the reference's mean score is 0, and
+    initialises the critic from that shifted model. Both shifts together leave every advantage as it was
+    for gamma = 1 (each delta_t gains -c from V_{t+1} and +c from -V_t; the last one -c from the score):
+    issue 18's normalisation lever has nothing to move in this PPO, whose critic starts from the reward
+    model (ppo.yaml, value_model). Shifting the score alone would change them."""
+    g = torch.Generator().manual_seed(7)
+    B, T, c = 4, 6, 0.58  # c: about the reference's mean rm score at the start of the default run
+    lengths = [6, 2, 4, 5]
+    mask = torch.tensor([[1 if i < n else 0 for i in range(T)] for n in lengths])
+    real = mask.double()
+    scores = torch.randn(B, generator=g, dtype=torch.float64)
+    logprobs, ref = (torch.randn(B, T, generator=g, dtype=torch.float64) for _ in range(2))
+    values = torch.randn(B, T, generator=g, dtype=torch.float64)
+
+    def advantages(shift: float, shift_values: bool, gamma: float = 1.0):
+        rewards, _ = pm.per_token_rewards(scores - shift, logprobs, ref, mask, kl_coef=0.05)
+        return pm.compute_gae(rewards, values - shift * shift_values, mask, gamma=gamma, lam=0.95)
+
+    adv, ret = advantages(0.0, False)
+    adv_norm, ret_norm = advantages(c, True)
+    close(adv_norm, adv)
+    close(ret_norm, (ret - c) * real)  # the critic's targets move with it
+    assert not torch.allclose(advantages(c, False)[0], adv)  # the score alone: a critic off by c
+    assert not torch.allclose(advantages(c, True, gamma=0.9)[0], advantages(0.0, False, gamma=0.9)[0])
+
+
 def test_gae_rejects_non_prefix_mask():
     with pytest.raises(ValueError, match="prefix"):
         pm.compute_gae(torch.zeros(1, 3), torch.zeros(1, 3), torch.tensor([[1, 0, 1]]))

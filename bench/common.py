@@ -2,8 +2,9 @@
 process, reading its run directory, statistics, markdown tables and the results file.
 
 Each measured configuration runs in a fresh subprocess, because peak RSS (``ru_maxrss``) is per process
-and never goes down. Results of one machine and day go to ``bench/results/<YYYY-MM-DD>-<hostname>.json``
-(or the folder ``RLHF_BENCH_RESULTS`` names), one section per script, merged with what is already there.
+and never goes down. Results of one machine, boot and day go to
+``bench/results/<YYYY-MM-DD>-<hostname>-<boot id>.json`` (or the folder ``RLHF_BENCH_RESULTS`` names), one
+section per script, merged with what is already there.
 """
 
 from __future__ import annotations
@@ -191,8 +192,21 @@ def machine_info() -> dict:
     }
 
 
+BOOT_ID = Path("/proc/sys/kernel/random/boot_id")  # Linux: new at every boot
+
+
+def machine_tag() -> str:
+    """``<hostname>-<8 hex of the boot id>``: VMs here all call themselves "vm", so the boot id keeps two
+    machines (or two boots) of one day in two files, each with its own ``machine`` reading."""
+    try:
+        boot = BOOT_ID.read_text().strip().replace("-", "")[:8]
+    except OSError:
+        boot = ""
+    return socket.gethostname() + (f"-{boot}" if boot else "")
+
+
 def results_path() -> Path:
-    return RESULTS / f"{datetime.date.today().isoformat()}-{socket.gethostname()}.json"
+    return RESULTS / f"{datetime.date.today().isoformat()}-{machine_tag()}.json"
 
 
 def save_results(section: str, data: dict) -> Path:

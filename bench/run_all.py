@@ -6,7 +6,7 @@
 
 Runs bench/machine.py, bench/trainer_steps.py and bench/ppo_iteration.py in turn (each configuration in
 its own process), prints their tables, and merges their sections into
-bench/results/<YYYY-MM-DD>-<hostname>.json. Extra arguments are Hydra overrides for every run.
+bench/results/<YYYY-MM-DD>-<hostname>-<boot id>.json. Extra arguments are Hydra overrides for every run.
 """
 
 from __future__ import annotations

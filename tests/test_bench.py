@@ -59,6 +59,20 @@ def test_save_results_merges_sections(tmp_path, monkeypatch):
     assert path.parent == tmp_path and path.name.endswith(".json")
 
 
+def test_results_file_is_per_boot(tmp_path, monkeypatch):
+    # every VM here is "vm": two machines of one day must not share (and overwrite) one machine reading
+    boot = tmp_path / "boot_id"
+    monkeypatch.setattr(common, "RESULTS", tmp_path)
+    monkeypatch.setattr(common, "BOOT_ID", boot)
+    monkeypatch.setattr(common.socket, "gethostname", lambda: "vm")
+    boot.write_text("5e5da369-3e61-401e-9b75-eae237a79059\n")
+    first = common.results_path()
+    boot.write_text("0a1b2c3d-0000-4000-8000-000000000000\n")
+    assert first.name.endswith("-vm-5e5da369.json") and common.results_path() != first
+    boot.unlink()  # no boot id (not Linux): the hostname alone
+    assert common.results_path().name.endswith("-vm.json")
+
+
 def test_bf16_is_timed_only_with_native_bf16(monkeypatch):
     zen3 = "flags\t\t: fpu sse2 avx2 fma\n"
     zen4 = "flags\t\t: fpu sse2 avx2 avx512f avx512_bf16\n"

@@ -2,8 +2,9 @@
 (hh_synthetic) and the policies' own log-probs score them; results.json, results.md, plots and W&B.
 
     1. resolve   the policies (base | run directories) and the judge rm run; one base model, adapters by name
-    2. sample    each policy answers the first ``n_prompts`` test prompts (seeded: every policy draws with the
-                 same random stream; or greedy), ``chunk_size`` prompts per generate call, shortest first, and
+    2. sample    each policy answers the first ``n_prompts`` test prompts ``samples_per_prompt`` times (seeded:
+                 every policy draws with the same random stream; or greedy), ``chunk_size`` prompts per generate
+                 call, shortest first, and
                  responses per reference forward; KL to its reference on its own samples (its own log-probs from
                  the decoding's logits), length, EOS (batching.py)
     3. judge     judge-RM and gold scores of every response and of the dataset's chosen responses (one judge call)
@@ -11,6 +12,10 @@
                  implicit-reward accuracy (base: length-normalised log-likelihood accuracy)
     5. report    metrics with bootstrap intervals, win rates, hacking flags, paired differences of every pair
                  of policies with verdicts -> files (samples.jsonl: per-prompt scores), plots, W&B
+
+With ``samples_per_prompt`` k > 1 a prompt's score is the mean of its k responses' (win rates: the share of its
+k responses that win), so every interval still resamples prompts, the unit the test split draws, and each
+prompt's sampling noise shrinks k-fold in variance.
 """
 
 from __future__ import annotations
@@ -51,6 +56,7 @@ class Settings:
     """conf/evaluate.yaml ``evaluation:`` (every default and its reason lives there)."""
 
     n_prompts: int
+    samples_per_prompt: int
     n_pairs: int
     sampling: Sampling
     greedy: bool
@@ -66,6 +72,17 @@ class Settings:
 
     def __post_init__(self):
         check(self.n_prompts >= 1, "evaluation.n_prompts", self.n_prompts, "must be >= 1 held-out prompt (e.g. 64)")
+        check(
+            self.samples_per_prompt >= 1,
+            "evaluation.samples_per_prompt",
+            self.samples_per_prompt,
+            "must be >= 1 response per prompt (1 = one draw; 4 = a prompt's score averages four)",
+        )
+        if self.greedy and self.samples_per_prompt > 1:
+            raise ConfigError(
+                f"evaluation.samples_per_prompt={self.samples_per_prompt} with evaluation.greedy=true draws the same "
+                "response again: set evaluation.samples_per_prompt=1, or evaluation.greedy=false"
+            )
         self.sampling.check("evaluation.sampling")
         check(
             self.n_pairs >= 0, "evaluation.n_pairs", self.n_pairs, "must be >= 0 held-out pairs (0 skips the accuracy)"
@@ -105,12 +122,22 @@ class Settings:
 
 @dataclass
 class Generations:
-    """One policy's answers to the prompts ([N] each)."""
+    """One policy's answers to the prompts ([N * k] each: prompt i's k responses at i*k .. i*k + k - 1)."""
 
     texts: list[str]
     lengths: np.ndarray  # response tokens, EOS included
     has_eos: np.ndarray  # bool
     kl: np.ndarray  # sum over response tokens of log pi - log pi_ref
+
+
+def each_k_times(items: list, k: int) -> list:
+    """[N] -> [N * k]: every item k times in a row (the layout of Generations)."""
+    return [item for item in items for _ in range(k)]
+
+
+def per_prompt(values: np.ndarray, k: int) -> np.ndarray:
+    """[N * k] per response -> [N]: each prompt's mean over its k responses."""
+    return np.asarray(values, dtype=np.float64).reshape(-1, k).mean(1)
 
 
 @torch.no_grad()
@@ -229,28 +256,47 @@ def summarise(
     chosen_rm: np.ndarray,
     chosen_gold: np.ndarray | None,
 ) -> dict:
-    """Every per-policy metric from its generations and scores (arrays aligned with the prompts)."""
+    """Every per-policy metric from its generations and scores: ``gens``, ``rm``, ``gold`` and ``base``'s arrays
+    per response [N * k], ``families`` and the chosen responses' scores per prompt [N]. Every interval resamples
+    the N prompts, each scored by the mean over its k responses; a win rate is each prompt's share of wins
+    (response j against the chosen response, or against base's response j: both drew from one random stream)."""
+    k = settings.samples_per_prompt
     boot = dict(n_samples=settings.bootstrap_samples, confidence=settings.confidence, seed=seed)
+
+    def mean_interval(per_response: np.ndarray) -> dict:
+        return M.bootstrap_interval(per_prompt(per_response, k), **boot).as_dict()
+
+    def win_rate(per_response: np.ndarray, against: np.ndarray) -> dict:
+        """``against`` per response [N * k], or per prompt [N] (the chosen response: every draw meets it)."""
+        against = against if len(against) == len(per_response) else np.repeat(against, k)
+        return mean_interval(M.pairwise_wins(per_response, against))
+
     out = {
-        "avg_reward": M.bootstrap_interval(rm, **boot).as_dict(),
-        "kl": M.kl_summary(gens.kl, **boot),
+        "avg_reward": mean_interval(rm),
+        "kl": M.kl_summary(per_prompt(gens.kl, k), **boot),
         "length": float(np.mean(gens.lengths)),
         "eos_rate": float(np.mean(gens.has_eos)),
         "distinct_2": M.distinct_n(gens.texts, 2),
-        "win_rate_vs_chosen_rm": M.bootstrap_interval(M.pairwise_wins(rm, chosen_rm), **boot).as_dict(),
+        "win_rate_vs_chosen_rm": win_rate(rm, chosen_rm),
     }
     if gold is not None:
-        out["gold_score"] = M.bootstrap_interval(gold, **boot).as_dict()
+        gold_per_prompt = per_prompt(gold, k)
+        out["gold_score"] = mean_interval(gold)
         out["gold_by_family"] = {
-            f: float(np.mean([g for g, fam in zip(gold, families) if fam == f])) for f in sorted(set(families))
+            f: float(np.mean([g for g, fam in zip(gold_per_prompt, families) if fam == f]))
+            for f in sorted(set(families))
         }
-        out["win_rate_vs_chosen_gold"] = M.bootstrap_interval(M.pairwise_wins(gold, chosen_gold), **boot).as_dict()
+        out["win_rate_vs_chosen_gold"] = win_rate(gold, chosen_gold)
     if base is not None:
-        out["win_rate_vs_base_rm"] = M.bootstrap_interval(M.pairwise_wins(rm, base["rm"]), **boot).as_dict()
-        out["reward_delta_vs_base"] = M.paired_difference(rm, base["rm"], **boot).as_dict()
+        out["win_rate_vs_base_rm"] = win_rate(rm, base["rm"])
+        out["reward_delta_vs_base"] = M.paired_difference(
+            per_prompt(rm, k), per_prompt(base["rm"], k), **boot
+        ).as_dict()
         if gold is not None:
-            out["win_rate_vs_base_gold"] = M.bootstrap_interval(M.pairwise_wins(gold, base["gold"]), **boot).as_dict()
-            out["gold_delta_vs_base"] = M.paired_difference(gold, base["gold"], **boot).as_dict()
+            out["win_rate_vs_base_gold"] = win_rate(gold, base["gold"])
+            out["gold_delta_vs_base"] = M.paired_difference(
+                gold_per_prompt, per_prompt(base["gold"], k), **boot
+            ).as_dict()
         out["reward_hacking"] = M.reward_hacking(
             float(rm.mean()),
             float(base["rm"].mean()),
@@ -259,6 +305,26 @@ def summarise(
             settings.hacking_margin,
         )
     return out
+
+
+def _sample_row(gens: Generations, rm: np.ndarray, gold: np.ndarray | None, i: int, k: int) -> dict:
+    """samples.jsonl's entry for one policy on prompt i: its first response, and the scores, KL, length and EOS
+    rate as means over the prompt's k responses (with k > 1 also every response and its scores)."""
+    rows = slice(i * k, (i + 1) * k)
+    row = {
+        "response": gens.texts[i * k],
+        "rm": float(rm[rows].mean()),
+        "kl": float(gens.kl[rows].mean()),
+        "length": float(gens.lengths[rows].mean()) if k > 1 else int(gens.lengths[i]),
+        "eos": float(gens.has_eos[rows].mean()) if k > 1 else bool(gens.has_eos[i]),
+        **({"gold": float(gold[rows].mean())} if gold is not None else {}),
+    }
+    if k > 1:
+        row["responses"] = gens.texts[rows]
+        row["rm_each"] = [float(x) for x in rm[rows]]
+        if gold is not None:
+            row["gold_each"] = [float(x) for x in gold[rows]]
+    return row
 
 
 # --------------------------------------------------------------------------- the run
@@ -354,27 +420,34 @@ def evaluate(cfg: DictConfig, run_dir: Path, explicit: set[str] = frozenset()) -
                 .astype(np.float64)
             )
 
-        # 2. sample every policy
+        # 2. sample every policy: k responses per prompt (evaluation.samples_per_prompt), [N * k] in prompt order
+        k = settings.samples_per_prompt
+        answered = each_k_times(prompts, k)
         gens = {}
         for spec in specs:
             policy, reference = names[spec.name]
-            gens[spec.name] = generate(bank, policy, reference, prompts, settings, cfg.seed)
+            gens[spec.name] = generate(bank, policy, reference, answered, settings, cfg.seed)
         clock = _timed(times, "sample+kl", clock)
 
         # 3. judge the dataset's chosen responses (the yardstick of "win rate vs chosen") and every policy's in one
         # call: its length-sorted batches then pad less than per policy
-        replies = [[ex["chosen"] for ex in examples]]
-        replies += [[[{"role": "assistant", "content": t}] for t in gens[name].texts] for name in gens]
-        scored = judge_scores([p + r for answers in replies for p, r in zip(prompts, answers)])
-        chosen_rm, *policy_rm = np.split(scored, len(replies))
-        rm_scores = dict(zip(gens, policy_rm))
+        conversations = [p + r for p, r in zip(prompts, (ex["chosen"] for ex in examples))]
+        for name in gens:
+            conversations += [p + [{"role": "assistant", "content": t}] for p, t in zip(answered, gens[name].texts)]
+        chosen_rm, *policy_rm = np.split(
+            judge_scores(conversations), np.cumsum([len(prompts)] + [len(answered)] * (len(gens) - 1))
+        )
+        rm_scores = dict(zip(gens, policy_rm))  # per response [N * k]
         with costs.phase("gold_scoring"):
-            chosen_gold, *policy_gold = (
-                [np.asarray(gold_score_batch(prompts, answers)) for answers in replies]
-                if with_gold
-                else [None] * len(replies)
+            chosen_gold = (
+                np.asarray(gold_score_batch(prompts, [ex["chosen"] for ex in examples])) if with_gold else None
             )
-        gold_scores = dict(zip(gens, policy_gold))
+            gold_scores = {
+                name: np.asarray(gold_score_batch(answered, [[{"role": "assistant", "content": t}] for t in g.texts]))
+                if with_gold
+                else None
+                for name, g in gens.items()
+            }
         clock = _timed(times, "judge", clock)
         for name, g in gens.items():
             log.info(
@@ -390,8 +463,8 @@ def evaluate(cfg: DictConfig, run_dir: Path, explicit: set[str] = frozenset()) -
         for spec in specs:
             _, reference = names[spec.name]
             for step, adapter_dir in checkpoints[spec.name]:
-                g = generate(bank, bank.attach(adapter_dir), reference, prompts, settings, cfg.seed)
-                conversations = [p + [{"role": "assistant", "content": t}] for p, t in zip(prompts, g.texts)]
+                g = generate(bank, bank.attach(adapter_dir), reference, answered, settings, cfg.seed)
+                conversations = [p + [{"role": "assistant", "content": t}] for p, t in zip(answered, g.texts)]
                 point = {
                     "policy": spec.name,
                     "step": step,
@@ -400,7 +473,7 @@ def evaluate(cfg: DictConfig, run_dir: Path, explicit: set[str] = frozenset()) -
                 }
                 if with_gold:
                     with costs.phase("gold_scoring"):
-                        point["gold_score"] = float(np.mean(gold_score_batch(prompts, g.texts)))
+                        point["gold_score"] = float(np.mean(gold_score_batch(answered, g.texts)))
                 checkpoint_points.append(point)
         clock = _timed(times, "checkpoints", clock)
 
@@ -443,7 +516,13 @@ def evaluate(cfg: DictConfig, run_dir: Path, explicit: set[str] = frozenset()) -
             metrics.update(accuracy.get(spec.name, {"accuracy": None, "accuracy_kind": None, "ll_accuracy": None}))
             results_policies[spec.name] = {**spec.describe(), **metrics}
         boot = dict(n_samples=settings.bootstrap_samples, confidence=settings.confidence, seed=cfg.seed)
-        scores = {name: {"rm": rm_scores[name], **({"gold": gold_scores[name]} if with_gold else {})} for name in gens}
+        scores = {  # per prompt: the paired comparisons resample prompts
+            name: {
+                "rm": per_prompt(rm_scores[name], k),
+                **({"gold": per_prompt(gold_scores[name], k)} if with_gold else {}),
+            }
+            for name in gens
+        }
         results = {
             "policies": results_policies,
             "base": base_name,
@@ -482,17 +561,7 @@ def evaluate(cfg: DictConfig, run_dir: Path, explicit: set[str] = frozenset()) -
                 "chosen": ex["chosen"][-1]["content"],
                 "chosen_rm": float(chosen_rm[i]),
                 **({"chosen_gold": float(chosen_gold[i])} if with_gold else {}),
-                **{
-                    name: {
-                        "response": gens[name].texts[i],
-                        "rm": float(rm_scores[name][i]),
-                        "kl": float(gens[name].kl[i]),
-                        "length": int(gens[name].lengths[i]),
-                        "eos": bool(gens[name].has_eos[i]),
-                        **({"gold": float(gold_scores[name][i])} if with_gold else {}),
-                    }
-                    for name in gens
-                },
+                **{name: _sample_row(gens[name], rm_scores[name], gold_scores[name], i, k) for name in gens},
             }
             for i, (p, f, ex) in enumerate(zip(prompts, families, examples))
         ]

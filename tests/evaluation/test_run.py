@@ -11,6 +11,7 @@ import pytest
 from omegaconf import open_dict
 
 from rlhf.config import from_node
+from rlhf.data.gold_judge import gold_score_batch
 from rlhf.errors import ConfigError
 from rlhf.evaluation.policies import PolicyBank, PolicyView
 from rlhf.evaluation.run import Settings, evaluate, generate
@@ -194,6 +195,44 @@ def test_greedy_base_only_run_with_wandb_offline(tmp_path, runs, monkeypatch):
     again = evaluate(cfg, tmp_path / "run2")  # greedy: the same responses every time
     assert again["policies"]["sft"]["avg_reward"] == res["policies"]["sft"]["avg_reward"]
     assert np.isfinite(res["policies"]["sft"]["kl"]["mean"])
+
+
+def test_several_samples_per_prompt_score_each_prompt_by_their_mean(tmp_path, runs):
+    """evaluation.samples_per_prompt=3: every policy answers each prompt 3 times; samples.jsonl keeps the 3
+    responses and their scores, a prompt's score is their mean, and the intervals resample the prompts."""
+    policies = {"base": "base", "diff": str(runs["diff"])}
+    cfg = evaluation_cfg(tmp_path, runs, policies, **{"evaluation.samples_per_prompt": "3", "evaluation.n_pairs": "0"})
+    res = evaluate(cfg, tmp_path / "run")
+    samples = [json.loads(line) for line in (tmp_path / "run" / "samples.jsonl").read_text().splitlines()]
+    assert len(samples) == res["dataset"]["prompts"] == 6
+    for name in policies:
+        rows = [s[name] for s in samples]
+        assert all(len(r["responses"]) == len(r["rm_each"]) == len(r["gold_each"]) == 3 for r in rows)
+        assert all(r["response"] == r["responses"][0] for r in rows)
+        assert [r["rm"] for r in rows] == pytest.approx([np.mean(r["rm_each"]) for r in rows])
+        assert [r["gold"] for r in rows] == pytest.approx([np.mean(r["gold_each"]) for r in rows])
+        each = [g for s in samples for g in gold_score_batch([[{"role": "user", "content": s["prompt"]}]] * 3,
+                                                             s[name]["responses"])]  # fmt: skip
+        assert each == pytest.approx([g for r in rows for g in r["gold_each"]])  # the judge's score of each response
+        assert res["policies"][name]["avg_reward"]["mean"] == pytest.approx(np.mean([r["rm"] for r in rows]))
+    # a win rate: each prompt's share of its 3 responses that beat the chosen one
+    wins = [
+        np.mean([(x > s["chosen_rm"]) + 0.5 * (x == s["chosen_rm"]) for x in s["diff"]["rm_each"]]) for s in samples
+    ]
+    assert res["policies"]["diff"]["win_rate_vs_chosen_rm"]["mean"] == pytest.approx(np.mean(wins))
+    gold_diff = [c for c in res["comparisons"] if (c["a"], c["b"], c["score"]) == ("diff", "base", "gold")][0]
+    assert gold_diff["mean_diff"] == pytest.approx(np.mean([s["diff"]["gold"] - s["base"]["gold"] for s in samples]))
+    assert gold_diff["n"] == 6  # prompts, not responses
+    assert res["settings"]["samples_per_prompt"] == 3
+
+
+def test_several_samples_of_a_greedy_answer_are_refused(tmp_path):
+    cfg = tiny_evaluate(tmp_path, **{"evaluation.samples_per_prompt": "4", "evaluation.greedy": "true"})
+    with pytest.raises(ConfigError, match=r"samples_per_prompt=4 with evaluation.greedy=true draws the same response"):
+        from_node(Settings, cfg.evaluation, "evaluation")
+    cfg = tiny_evaluate(tmp_path, **{"evaluation.samples_per_prompt": "0"})
+    with pytest.raises(ConfigError, match=r"evaluation.samples_per_prompt=0 is out of range: must be >= 1"):
+        from_node(Settings, cfg.evaluation, "evaluation")
 
 
 def test_a_chunk_below_one_is_a_one_line_error(tmp_path):

@@ -13,7 +13,9 @@ summary.json: the final KL and the training seconds (wall time less the held-out
 
 Per arm: the gold gain (hierarchical bootstrap: seeds, then prompts), in how many seeds the gain's own paired
 interval excludes 0, the final KL, training seconds, and gain per 100 s of training. Against the baseline: the
-final gold difference, paired by seed and prompt (both arms answered the same prompts from the same start).
+final gold difference, paired by seed and prompt (both arms answered the same prompts). An arm that started
+from another policy than the baseline (``algo.init_adapter``: its start scores differ) also gets its final
+against the baseline's start, the base model: its gain counts from its own start, the SFT adapter.
 Only hh_synthetic runs have a gold judge; elsewhere the study reads ``--score rm_score`` (the proxy PPO
 optimised: a weaker answer, say so).
 """
@@ -133,17 +135,28 @@ def arm_stats(members: list[Run], samples: int, confidence: float) -> dict:
     }
 
 
-def against(arm: list[Run], baseline: list[Run], samples: int, confidence: float) -> Interval:
-    """arm's final score - baseline's, paired by seed and prompt, over the seeds both ran."""
+def against(
+    arm: list[Run], baseline: list[Run], samples: int, confidence: float, baseline_when: str = "final"
+) -> Interval:
+    """arm's final score - baseline's final (or, ``baseline_when="start"``, the baseline's starting policy's:
+    the base model, for an arm that starts elsewhere, e.g. from an SFT adapter), paired by seed and prompt,
+    over the seeds both ran."""
     seeds = sorted({r.seed for r in arm} & {r.seed for r in baseline})
     if not seeds:
         raise SystemExit("an arm and the baseline share no seed: nothing to pair")
-    pick = lambda runs: [next(r.final for r in runs if r.seed == s) for s in seeds]  # noqa: E731
-    starts = lambda runs: [next(r.start for r in runs if r.seed == s) for s in seeds]  # noqa: E731
-    for a, b in zip(starts(arm), starts(baseline)):
+    pick = lambda runs, when: [getattr(next(r for r in runs if r.seed == s), when) for s in seeds]  # noqa: E731
+    for a, b in zip(pick(arm, "start"), pick(baseline, "start")):
         if a.shape != b.shape:
             raise SystemExit("an arm and the baseline evaluated different prompts: pair runs of one evaluation size")
-    return hierarchical_bootstrap(paired_differences(pick(arm), pick(baseline)), samples, confidence)
+    return hierarchical_bootstrap(
+        paired_differences(pick(arm, "final"), pick(baseline, baseline_when)), samples, confidence
+    )
+
+
+def same_start(arm: list[Run], baseline: list[Run]) -> bool:
+    """Whether the arm's runs started from the baseline's policy: equal start scores, seed by seed."""
+    starts = {r.seed: r.start for r in baseline}
+    return all(r.seed not in starts or np.array_equal(r.start, starts[r.seed]) for r in arm)
 
 
 def _interval(stat) -> str:
@@ -156,6 +169,7 @@ def report(arms: dict[str, list[Run]], baseline: str, samples: int, confidence: 
         raise SystemExit(f"--baseline {baseline!r} is not an arm; the arms are: {sorted(arms)}")
     stats = {label: arm_stats(members, samples, confidence) for label, members in arms.items()}
     rows, out = [], {"score": score, "confidence": confidence, "baseline": baseline, "arms": {}}
+    starts_elsewhere = False  # an arm that started from another policy than the baseline's (algo.init_adapter)
     for label, members in arms.items():
         s = stats[label]
         gain = Interval(**s["gain"])
@@ -178,7 +192,16 @@ def report(arms: dict[str, list[Run]], baseline: str, samples: int, confidence: 
                 verdict_text,
             ]
         )
-        out["arms"][label] = {**s, "vs_baseline": None if diff is None else [diff.mean, diff.low, diff.high]}
+        from_base = None
+        if not same_start(members, arms[baseline]):
+            from_base = against(members, arms[baseline], samples, confidence, baseline_when="start")
+            starts_elsewhere = True
+        rows[-1].append(_interval(from_base) if from_base else "= gain")
+        out["arms"][label] = {
+            **s,
+            "vs_baseline": None if diff is None else [diff.mean, diff.low, diff.high],
+            "vs_baseline_start": None if from_base is None else [from_base.mean, from_base.low, from_base.high],
+        }
     name = score.replace("_score", "")
     headers = [
         "arm",
@@ -191,7 +214,10 @@ def report(arms: dict[str, list[Run]], baseline: str, samples: int, confidence: 
         "gain / 100 s",
         f"final {name} - baseline",
         "verdict",
+        f"final {name} - baseline's start",
     ]
+    if not starts_elsewhere:  # every arm's gain is already over the baseline's start
+        headers, rows = headers[:-1], [row[:-1] for row in rows]
     return common.table(headers, rows), out
 
 

@@ -68,6 +68,37 @@ def test_gains_cost_and_the_paired_difference_match_the_hand_computed_values(stu
     assert "algo.value_model=policy better" in text
 
 
+def test_an_arm_from_another_start_is_also_scored_against_the_baselines_start(study, tmp_path):
+    # an SFT start 0.2 above the base, then a PPO gain of 0.1: 0.3 over the base policy the baseline started from
+    start = [0.2, 0.7, -0.3, 1.2]
+    sft = [
+        write_run(
+            tmp_path / f"s{seed}",
+            seed,
+            ["algo.reward_model=/rm", "algo.init_adapter=/sft"],
+            start,
+            [s + 0.1 for s in start],
+        )
+        for seed in (0, 1)
+    ]
+    arms = levers.group_arms([levers.read_run(p) for p in study + sft])
+    text, numbers = levers.report(arms, "algo.value_model=adapter", samples=200, confidence=0.95, score="gold_score")
+    from_sft = numbers["arms"]["algo.init_adapter=/sft"]
+    assert from_sft["gain"]["mean"] == pytest.approx(0.1)  # over its own start
+    assert from_sft["vs_baseline_start"] == pytest.approx([0.3, 0.3, 0.3])
+    assert from_sft["vs_baseline"] == pytest.approx([0.2, 0.2, 0.2])  # (base + 0.3) - (base + 0.1)
+    assert numbers["arms"]["algo.value_model=policy"]["vs_baseline_start"] is None  # same start: its gain says it
+    assert "final gold - baseline's start" in text and "= gain" in text
+    plain, _ = levers.report(
+        levers.group_arms([levers.read_run(p) for p in study]),
+        "algo.value_model=adapter",
+        samples=50,
+        confidence=0.95,
+        score="gold_score",
+    )
+    assert "baseline's start" not in plain
+
+
 def test_a_baseline_that_is_no_arm_names_the_arms(study):
     arms = levers.group_arms([levers.read_run(p) for p in study])
     with pytest.raises(SystemExit, match="algo.value_model=adapter"):

@@ -29,7 +29,7 @@ format: install ## Apply ruff's formatting and its safe lint fixes
 	$(PY) -m ruff check --fix .
 
 test: install ## Run the default (fast) test suite
-	$(PY) -m pytest -q -m "not slow"
+	$(PY) -m pytest -q -m "not slow" --durations=15
 
 test-slow: install ## Run the slow end-to-end tests on the real default model (minutes)
 	$(PY) -m pytest -q -m slow

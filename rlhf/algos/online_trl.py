@@ -27,7 +27,7 @@ Scoring as PPO scores (rlhf/algos/ppo/loop.py, steps 1-2):
   (rlhf/modeling/reward_scoring.py score_conversations);
 - a response without EOS (cut at ``max_new_tokens``) loses ``missing_eos_penalty``.
 
-The reward model is a second, frozen model (load_reward_model), on whatever base the rm run used; PPO's
+The reward model is a second, frozen model (load_reward_run), on whatever base the rm run used; PPO's
 ``share_base`` (the reward adapter on the policy's own base) is not offered here.
 
 The held-out evaluation before and after training is PPO's (rlhf/modeling/held_out.py): rm_score, gold_score,
@@ -57,7 +57,7 @@ from rlhf.data.gold_judge import gold_score_batch
 from rlhf.errors import ConfigError
 from rlhf.modeling.generation import Sampling, cut_prompts, decode, response_content, response_separator
 from rlhf.modeling.held_out import evaluate
-from rlhf.modeling.models import load_adapter, load_causal_lm, load_reward_model, lora_config
+from rlhf.modeling.models import load_adapter, load_causal_lm, load_reward_run, lora_config
 from rlhf.modeling.reward_scoring import score_conversations
 from rlhf.modeling.token_math import response_logits
 from rlhf.run import costs, distributed
@@ -281,7 +281,7 @@ class RewardModel:
     @classmethod
     @costs.phase("load_model")
     def load(cls, job: Job, run: FinishedRun) -> RewardModel:
-        tokenizer, model = load_reward_model(run.model, run.adapter, job.hardware)
+        tokenizer, model = load_reward_run(run, job.hardware)
         model.requires_grad_(False)
         return cls(
             tokenizer,

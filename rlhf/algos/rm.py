@@ -4,7 +4,10 @@ loss = -log sigmoid(r(x, y_chosen) - r(x, y_rejected)); the score head is traine
 the adapter (``modules_to_save``), so reloading adapter/ gives the same rewards. The same module trains
 evaluate.py's independent judge (``algo=judge``): only the half of the training pairs differs
 (``algo.pairs``, rlhf/data/halves.py). Pairs longer than ``algo.max_length`` lose leading prompt turns
-rather than vanish inside TRL (rlhf/modeling/pair_length.py).
+rather than vanish inside TRL (rlhf/modeling/pair_length.py). With ``algo.init_adapter`` (an SFT run) the
+reward model starts from the SFT policy, as N+'s does: that adapter is merged into the backbone, the fresh LoRA
+and head train on top, and summary.json records it (path and sha256) so every loader merges the same one
+(models.load_reward_run).
 """
 
 from __future__ import annotations
@@ -12,21 +15,25 @@ from __future__ import annotations
 import json
 import logging
 from dataclasses import dataclass
+from pathlib import Path
 
 from trl import RewardConfig, RewardTrainer
 
+from rlhf.algos.hf_trainer.checkpoints import check_resumed_init_adapter, record_init_adapter
 from rlhf.algos.hf_trainer.columns import preference_dataset
 from rlhf.algos.hf_trainer.length_grouping import group_by_length
-from rlhf.algos.hf_trainer.loop import run_trainer
+from rlhf.algos.hf_trainer.loop import last_checkpoint, run_trainer
 from rlhf.algos.hf_trainer.settings import TrainerSettings, common_training_args
-from rlhf.config import check_choice
+from rlhf.config import check, check_choice
 from rlhf.data.halves import PAIR_CHOICES, resolve_pairs, select_pairs
 from rlhf.errors import ConfigError
-from rlhf.modeling.models import add_adapter, load_reward_backbone
+from rlhf.modeling.fingerprints import init_adapter_record
+from rlhf.modeling.models import add_adapter, load_reward_backbone, merge_adapter
 from rlhf.modeling.pair_length import fit_pairs
 from rlhf.modeling.reward_scoring import pair_metrics, score_conversations
 from rlhf.run import costs
 from rlhf.run.job import Job
+from rlhf.run.rundir import resolve_adapter
 from rlhf.run.tracking import TrackerCallback
 
 __all__ = ["Settings", "train", "build", "fit", "evaluate_pairs", "training_pairs"]
@@ -40,10 +47,18 @@ class Settings(TrainerSettings):
 
     center_rewards_coefficient: float | None
     pairs: str
+    init_adapter: str | None
 
     def __post_init__(self):
         super().__post_init__()
         check_choice("algo.pairs", self.pairs, PAIR_CHOICES)
+        if self.init_adapter is not None:
+            check(
+                bool(self.init_adapter.strip()),
+                "algo.init_adapter",
+                self.init_adapter,
+                "give an SFT run or adapter directory, or null to start from the base",
+            )
 
 
 def training_pairs(job: Job, settings: Settings) -> tuple[list[dict], dict]:
@@ -85,14 +100,28 @@ def evaluate_pairs(model, tokenizer, examples: list[dict], batch_size: int, max_
     return chosen, rejected, pair_metrics(chosen, rejected, [ex["family"] for ex in examples])
 
 
+def start_adapter(job: Job, settings: Settings) -> Path | None:
+    """The SFT adapter the reward model starts from (``algo.init_adapter``), checked; on a resume, checked to be
+    the one the run started from (before any weights load). None: the base."""
+    if settings.init_adapter is None:
+        return None
+    adapter = resolve_adapter(settings.init_adapter, "algo.init_adapter", job.model)
+    if job.resume and (checkpoint := last_checkpoint(job.run_dir)) is not None:
+        check_resumed_init_adapter(checkpoint, adapter)
+    return adapter
+
+
 @costs.phase("load_model")
-def build(job: Job):
-    """(tokenizer, reward model): the backbone with a fresh LoRA adapter and a trainable score head."""
+def build(job: Job, init_adapter: Path | None = None):
+    """(tokenizer, reward model): the backbone (with ``init_adapter`` merged in) with a fresh LoRA adapter and a
+    trainable score head."""
     backbone = load_reward_backbone(job.model_path, job.model, job.hardware, job.tokenizer)
+    if init_adapter is not None:
+        backbone = merge_adapter(backbone, init_adapter)
     return job.tokenizer, add_adapter(backbone, job.lora, "SEQ_CLS", modules_to_save=["score"])
 
 
-def fit(job: Job, settings: Settings, tokenizer, model, examples: list[dict]) -> int:
+def fit(job: Job, settings: Settings, tokenizer, model, examples: list[dict], init_adapter: Path | None = None) -> int:
     """Train ``model`` in place on ``examples`` (:func:`training_pairs`); returns the number of optimizer steps."""
     with costs.phase("prepare_data"):  # the trainer tokenises the pairs
         args = RewardConfig(
@@ -109,6 +138,7 @@ def fit(job: Job, settings: Settings, tokenizer, model, examples: list[dict]) ->
         )
         if settings.group_by_length:
             group_by_length(trainer)
+        record_init_adapter(trainer, init_adapter)
     run_trainer(trainer, job)
     return trainer.state.global_step
 
@@ -116,8 +146,9 @@ def fit(job: Job, settings: Settings, tokenizer, model, examples: list[dict]) ->
 def train(job: Job, settings: Settings) -> dict:
     """Train, save adapter/ (+ score head and tokenizer), and return held-out metrics and the pair counts."""
     examples, counts = training_pairs(job, settings)  # before the weights load: a bad choice fails at once
-    tokenizer, model = build(job)
-    steps = fit(job, settings, tokenizer, model, examples)
+    init_adapter = start_adapter(job, settings)
+    tokenizer, model = build(job, init_adapter)
+    steps = fit(job, settings, tokenizer, model, examples, init_adapter)
     with costs.phase("final_save"):
         if job.writes:
             model.save_pretrained(job.adapter_dir, safe_serialization=True)
@@ -131,4 +162,5 @@ def train(job: Job, settings: Settings) -> dict:
             for ex, c, r in zip(job.data.test, chosen.tolist(), rejected.tolist()):
                 handle.write(json.dumps({"family": ex["family"], "chosen": c, "rejected": r}) + "\n")
     job.tracker.log(metrics, step=steps)
-    return {**metrics, **counts, "train_steps": steps, "eval_pairs": len(job.data.test)}
+    start = {"init_adapter": init_adapter_record(init_adapter)} if init_adapter else {}
+    return {**metrics, **counts, **start, "train_steps": steps, "eval_pairs": len(job.data.test)}

@@ -38,7 +38,7 @@ from rlhf.evaluation.batching import rows_of, shortest_first
 from rlhf.evaluation.policies import PolicyBank, PolicySpec, ppo_checkpoints, resolve_judge, resolve_policies
 from rlhf.modeling.generation import Sampling, cut_prompts, response_logprobs, sample
 from rlhf.modeling.logprobs import completion_logprobs, tokenize_completions, truncate_prompt
-from rlhf.modeling.models import load_causal_lm, load_reward_model
+from rlhf.modeling.models import load_causal_lm, load_reward_run
 from rlhf.modeling.reward_scoring import score_conversations
 from rlhf.run import costs
 from rlhf.run.job import build_job
@@ -407,7 +407,7 @@ def evaluate(cfg: DictConfig, run_dir: Path, explicit: set[str] = frozenset()) -
             bank = PolicyBank(_place(load_causal_lm(path, model, hardware, tokenizer), hardware), tokenizer)
             names = {s.name: (bank.attach(s.adapter), bank.attach(s.reference)) for s in specs}
             checkpoints = {s.name: ppo_checkpoints(s) if settings.ppo_checkpoints else [] for s in specs}
-            judge_tokenizer, judge = load_reward_model(judge_run.model, judge_run.adapter, hardware)
+            judge_tokenizer, judge = load_reward_run(judge_run, hardware)
             judge = _place(judge, hardware)
         reward_max_length = settings.reward_max_length or int(judge_run.config.algo.max_length)
         clock = _timed(times, "load", clock)

@@ -92,3 +92,19 @@ def check_init_adapter(
         f"e.g. because outputs/latest/<algo> moved on to a newer run; {fix}, or start a new run to train from the "
         "new one"
     )
+
+
+def reward_init_adapter(run) -> Path | None:
+    """The SFT adapter a finished rm or judge run (a rundir.FinishedRun) started from, merged into its base
+    (summary.json ``init_adapter``: an :func:`init_adapter_record`), or None for the base. One ConfigError line if
+    it is gone or its weights changed: the reward model's LoRA and head only mean something on top of those."""
+    record = run.summary.get("init_adapter")
+    if not record:
+        return None
+    if _still_there(record):
+        return Path(record["path"])
+    raise ConfigError(
+        f"reward model {run.run_dir}: it started from the adapter {record['path']} (run {_run_of(record['path'])}, "
+        f"sha256 {record['sha256'][:12]}), which is no longer there with those weights; put that adapter back, or "
+        "train the reward model again"
+    )

@@ -22,6 +22,7 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 from huggingface_hub.errors import StrictDataclassClassValidationError, StrictDataclassFieldValidationError
@@ -43,6 +44,10 @@ from transformers import (
 from rlhf.config import HardwareSettings, LoraSettings, ModelSettings
 from rlhf.errors import ConfigError, ModelLoadError
 from rlhf.modeling.chat_templates import CHAT_TEMPLATES
+from rlhf.modeling.fingerprints import reward_init_adapter
+
+if TYPE_CHECKING:
+    from rlhf.run.rundir import FinishedRun
 
 log = logging.getLogger(__name__)
 
@@ -334,10 +339,32 @@ def load_adapter(backbone: PreTrainedModel, adapter_dir: str | Path, trainable: 
     return float32_saved_modules(PeftModel.from_pretrained(backbone, str(adapter_dir), is_trainable=trainable))
 
 
-def load_reward_model(model: ModelSettings, adapter_dir: str | Path, hardware: HardwareSettings):
-    """(tokenizer, frozen reward model): the saved SEQ_CLS adapter and score head at ``adapter_dir`` on ``model``."""
+def merge_adapter(backbone: PreTrainedModel, adapter_dir: str | Path) -> PreTrainedModel:
+    """``backbone`` with a saved LoRA adapter's update (W + scale * B A) added into the weights it targets, the
+    adapter gone. A policy's (CAUSAL_LM) adapter merges into a sequence classifier of the same base too: its
+    LoRA sits on the shared transformer layers; the task type is dropped so PEFT wraps no LM head. How a reward
+    model starts from an SFT policy (algo=rm algo.init_adapter=..., N+'s reward model initialised from SFT)."""
+    config = LoraConfig.from_pretrained(str(adapter_dir))
+    config.task_type = None
+    return PeftModel.from_pretrained(backbone, str(adapter_dir), config=config).merge_and_unload()
+
+
+def load_reward_model(
+    model: ModelSettings, adapter_dir: str | Path, hardware: HardwareSettings, init_adapter: str | Path | None = None
+):
+    """(tokenizer, frozen reward model): the saved SEQ_CLS adapter and score head at ``adapter_dir`` on ``model``,
+    with ``init_adapter`` (the SFT adapter the rm run started from, if any) merged into the base first."""
     path = model_directory(model)
     tokenizer = load_tokenizer(path, model)
-    reward = load_adapter(load_reward_backbone(path, model, hardware, tokenizer), adapter_dir)
+    backbone = load_reward_backbone(path, model, hardware, tokenizer)
+    if init_adapter is not None:
+        backbone = merge_adapter(backbone, init_adapter)
+    reward = load_adapter(backbone, adapter_dir)
     reward.eval()
     return tokenizer, reward
+
+
+def load_reward_run(run: FinishedRun, hardware: HardwareSettings):
+    """(tokenizer, frozen reward model) of a finished rm or judge run, on the base it trained on (the SFT adapter
+    it started from merged in, checked to be the one it recorded)."""
+    return load_reward_model(run.model, run.adapter, hardware, reward_init_adapter(run))

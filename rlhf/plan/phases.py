@@ -284,7 +284,7 @@ def trainer_phases(arch: Architecture, p: m.Precision, lora: LoraSettings, w: Tr
 
 def online_resident(arch: Architecture, p: m.Precision, lora: LoraSettings, w: OnlineWorkload) -> dict[str, float]:
     """One base serves the policy and its reference (the adapter disabled, or TRL's frozen 'ref' copy of a saved
-    adapter); the reward model is a second model (online_trl.RewardModel: load_reward_model), a sequence
+    adapter); the reward model is a second model (online_trl.RewardModel: load_reward_run), a sequence
     classifier with its own adapter and fp32 score head. The rm run's base and LoRA rank are not known before it
     loads: planned as the policy's model and lora group, as the presets use."""
     names = ["policy"] + (["'ref' copy"] if w.ref_copy else []) + ["reward"]

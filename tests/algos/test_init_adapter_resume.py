@@ -4,47 +4,24 @@ the resume stops with one error naming the option, both runs and the fix, and re
 
 The "sft runs" are made directly (a finished run directory around a random LoRA adapter), so no SFT trains."""
 
-import json
 import re
 
 import pytest
 import torch
-from omegaconf import OmegaConf
 
 from rlhf.algos import dpo
 from rlhf.algos.hf_trainer.checkpoints import INIT_ADAPTER, recorded_init_adapter
 from rlhf.algos.hf_trainer.loop import last_checkpoint
 from rlhf.algos.ppo import checkpoint
 from rlhf.algos.ppo import loop as ppo
-from rlhf.config import HardwareSettings, LoraSettings, ModelSettings, from_node
+from rlhf.config import from_node
 from rlhf.errors import ConfigError
 from rlhf.experiment import run_experiment
 from rlhf.modeling.fingerprints import adapter_fingerprint, check_init_adapter, file_sha256, init_adapter_record
-from rlhf.modeling.models import add_adapter, load_causal_lm, load_tokenizer, model_directory
 from rlhf.run.job import build_job
 from rlhf.run.rundir import point_latest
+from tests.algos.helpers import fake_sft_run
 from tests.conftest import compose_train, tiny_overrides
-
-
-def fake_sft_run(outputs, name: str, seed: int):
-    """outputs/sft/<name>: a finished sft run holding a random LoRA adapter (lora_B nonzero); latest/sft -> it."""
-    cfg = compose_train(tiny_overrides(algo="sft"), outputs_root=outputs)
-    model = from_node(ModelSettings, cfg.model, "model")
-    path = model_directory(model)
-    lm = load_causal_lm(path, model, from_node(HardwareSettings, cfg.hardware, "hardware"), load_tokenizer(path, model))
-    torch.manual_seed(seed)
-    peft = add_adapter(lm, from_node(LoraSettings, cfg.lora, "lora"), "CAUSAL_LM")
-    with torch.no_grad():
-        for param_name, param in peft.named_parameters():
-            if "lora_B" in param_name:
-                param.normal_(0, 0.02)
-    run = outputs / "sft" / name
-    peft.save_pretrained(run / "adapter", safe_serialization=True)
-    (run / ".hydra").mkdir(parents=True)
-    OmegaConf.save(cfg, run / ".hydra" / "config.yaml", resolve=True)
-    (run / "summary.json").write_text(json.dumps({"status": "finished", "algo": "sft"}))
-    point_latest(outputs, "sft", run)
-    return run
 
 
 @pytest.fixture(scope="module")

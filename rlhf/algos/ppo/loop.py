@@ -119,7 +119,7 @@ def reward_model(job: Job, settings: Settings) -> FinishedRun:
             f"no reward model at {path}: run `python train.py algo=rm` first, "
             "or set algo.reward_model=<rm run directory>"
         )
-    return finished_run(
+    run = finished_run(
         path,
         "algo.reward_model",
         REWARD_ALGOS,
@@ -127,6 +127,13 @@ def reward_model(job: Job, settings: Settings) -> FinishedRun:
         base_fix="one shared base cannot serve both: set algo.share_base=false "
         f"(or train a reward model with model={job.model.name})",
     )
+    if settings.share_base and run.summary.get("init_adapter"):
+        raise ConfigError(
+            f"algo.reward_model={settings.reward_model or path}: that reward model started from the adapter "
+            f"{run.summary['init_adapter']['path']} merged into its base, which one shared base cannot hold beside "
+            "the policy; set algo.share_base=false (or use a reward model trained from the base)"
+        )
+    return run
 
 
 def init_adapter(job: Job, settings: Settings) -> Path | None:

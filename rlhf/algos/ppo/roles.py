@@ -6,10 +6,12 @@
                (a copy of algo.init_adapter when one is given)
     reference  the same model with adapters disabled                  a second causal LM, frozen
                (adapter "reference" = init_adapter, frozen)           (+ init_adapter, frozen)
-    reward     adapter "reward" = the rm run's LoRA, + its score       the rm run's model (load_reward_model),
-               head as a linear layer; frozen                          on whatever base that run used
+    reward     adapter "reward" = the rm run's LoRA, + its score       the rm run's model (load_reward_run),
+               head as a linear layer; frozen                          on whatever base that run used (+ the SFT
+                                                                       adapter it started from, merged)
     value      adapter "value" + a linear head, both trainable and     a sequence classifier holding a trainable
-               initialised from the reward role                        copy of the rm adapter and head
+               initialised from the reward role                        copy of the rm adapter and head (on the
+                                                                       rm's merged start, as the reward)
     (value_model=policy, either layout: a trainable linear head on the policy's last hidden state, initialised
                from the reward model's score head; no value adapter, and one trunk pass serves both heads)
 
@@ -41,6 +43,7 @@ from torch import nn
 from transformers import GenerationConfig
 
 from rlhf.errors import ConfigError, ModelLoadError
+from rlhf.modeling.fingerprints import reward_init_adapter
 from rlhf.modeling.generation import decode
 from rlhf.modeling.models import (
     add_adapter,
@@ -48,8 +51,9 @@ from rlhf.modeling.models import (
     load_adapter,
     load_causal_lm,
     load_reward_backbone,
-    load_reward_model,
+    load_reward_run,
     lora_config,
+    merge_adapter,
 )
 from rlhf.modeling.reward_scoring import score_conversations
 from rlhf.modeling.token_math import position_ids, response_positions
@@ -479,7 +483,7 @@ def _separate_roles(
     reference = _place(load_causal_lm(path, job.model, job.hardware, tokenizer), job)
     if init_adapter is not None:
         reference = _place(load_adapter(reference, init_adapter), job)
-    reward_tokenizer, reward = load_reward_model(rm.model, rm.adapter, job.hardware)
+    reward_tokenizer, reward = load_reward_run(rm, job.hardware)
     reward = _place(reward, job)
     rm_on_same_base = rm.model.same_base(job.model)
     if value_model == "policy":
@@ -487,6 +491,8 @@ def _separate_roles(
         return _separate_roles_value_on_policy(tokenizer, policy, lm_head, reference, reward, reward_tokenizer, score)
     backbone = load_reward_backbone(path, job.model, job.hardware, tokenizer)
     if rm_on_same_base:
+        if (rm_start := reward_init_adapter(rm)) is not None:  # the value copy starts where the reward model did
+            backbone = merge_adapter(backbone, rm_start)
         value = load_adapter(backbone, rm.adapter, trainable=True)
     else:
         log.warning("the reward model is on another base: the value adapter and head start fresh, not from it")

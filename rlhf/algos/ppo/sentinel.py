@@ -10,7 +10,7 @@ checkpoint the independent judge liked best, not the last one.
                reward model never saw); or an rm / judge run directory. PPO's own reward model is refused.
                A judge run on the policy's base becomes one more frozen adapter + score head on the policy's
                model (Roles.attach_reward_adapter, as the reward role: no second copy of the base); one on
-               another base is loaded as evaluate.py loads its judge (load_reward_model).
+               another base is loaded as evaluate.py loads its judge (load_reward_run).
     reading    at every checkpoint: rlhf/modeling/held_out.py's evaluate on algo.sentinel_prompts validation
                prompts, the last N of the training split, which the rollouts then never draw (loop.validation_split;
                not the test prompts that judge the final policy, so keep_best does not choose on them), greedy
@@ -42,7 +42,7 @@ from rlhf.data.gold_judge import has_gold_judge
 from rlhf.errors import ConfigError
 from rlhf.modeling.fingerprints import adapter_fingerprint
 from rlhf.modeling.held_out import evaluate
-from rlhf.modeling.models import load_reward_model
+from rlhf.modeling.models import load_reward_run
 from rlhf.modeling.reward_scoring import score_conversations
 from rlhf.run import costs, distributed
 from rlhf.run.job import Job
@@ -114,12 +114,12 @@ class Judge:
         if run is None:
             return cls(GOLD)
         max_length = int(run.config.algo.max_length)
-        if run.model.same_base(job.model):  # one more adapter on the base already in memory
+        if run.model.same_base(job.model) and not run.summary.get("init_adapter"):  # one more adapter on the base
             return cls(
                 str(run.run_dir), roles.attach_reward_adapter(JUDGE_ROLE, run.adapter), job.tokenizer, max_length
             )
         log.info("the sentinel's judge %s is on model=%s: loading it as a separate model", run.run_dir, run.model.name)
-        tokenizer, model = load_reward_model(run.model, run.adapter, job.hardware)
+        tokenizer, model = load_reward_run(run, job.hardware)
         if not job.hardware.load_in_4bit:  # 4-bit models are placed by their loader
             model = model.to(roles.device)
         return cls(str(run.run_dir), model, tokenizer, max_length)

@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Issue 18 lever: the reward model initialised from SFT (N+: policy and rm both from the SFT model). PPO from the SFT
+# adapter scored by an rm trained from it, against PPO from the SFT adapter scored by the rm from base (sft_0..2 of
+# run_sft_lever.sh), 3 paired seeds; then evaluate.py of base and both arms on the same 256 prompts (gold judge).
+# share_base=false: the rm from SFT sits on another base (the SFT adapter merged), so PPO keeps it as its own model;
+# the math is the shared layout's (tests/algos/ppo/test_loop.py), only time and memory differ.
+set -euo pipefail
+cd "$(dirname "$0")/../../.."   # the repository root
+D=multirun_sweeps/levers-2026-12-03-sft
+A=$PWD/$D   # absolute: the runs read these paths from their configs
+P=.venv/bin/python
+export WANDB_MODE=offline
+[ -f $D/sft_2/summary.json ] || bash docs/results/2026-12-03-ppo-sft/run_sft_lever.sh   # rm, sft and the sft_* arm
+[ -f $D/rm_sft/summary.json ] || $P train.py algo=rm seed=0 algo.init_adapter=$A/sft hydra.run.dir=$D/rm_sft
+for s in 0 1 2; do
+  [ -f $D/rmsft_$s/summary.json ] || $P train.py algo=ppo seed=$s algo.init_adapter=$A/sft algo.reward_model=$A/rm_sft \
+     algo.share_base=false hydra.run.dir=$D/rmsft_$s
+done
+[ -f $D/eval_rm_sft/results.json ] || $P evaluate.py policies.dpo=null policies.ppo=null \
+  +policies.ppo_sft_s0=$A/sft_0 +policies.ppo_sft_s1=$A/sft_1 +policies.ppo_sft_s2=$A/sft_2 \
+  +policies.ppo_rmsft_s0=$A/rmsft_0 +policies.ppo_rmsft_s1=$A/rmsft_1 +policies.ppo_rmsft_s2=$A/rmsft_2 \
+  judge=$A/rm evaluation.allow_proxy_judge=true evaluation.n_pairs=0 hydra.run.dir=$D/eval_rm_sft
+echo ALL DONE

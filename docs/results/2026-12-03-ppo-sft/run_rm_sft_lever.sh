@@ -3,7 +3,8 @@
 # adapter scored by an rm trained from it, against PPO from the SFT adapter scored by the rm from base (sft_0..2 of
 # run_sft_lever.sh), 3 paired seeds, read by bench.ppo_levers; with EVALUATE=1, evaluate.py of base and both arms on 256 prompts.
 # share_base=false: the rm from SFT sits on another base (the SFT adapter merged), so PPO keeps it as its own model;
-# the math is the shared layout's (tests/algos/ppo/test_loop.py), only time and memory differ.
+# the math is the shared layout's (tests/algos/ppo/test_loop.py), only time and memory differ. learning_rate=5e-4: the
+# rate of the sft_* runs it is paired with (the default until the lr study of run_lr_lever.sh).
 set -euo pipefail
 cd "$(dirname "$0")/../../.."   # the repository root
 D=multirun_sweeps/levers-2026-12-03-sft
@@ -14,7 +15,7 @@ export WANDB_MODE=offline
 [ -f $D/rm_sft/summary.json ] || $P train.py algo=rm seed=0 algo.init_adapter=$A/sft hydra.run.dir=$D/rm_sft
 for s in 0 1 2; do
   [ -f $D/rmsft_$s/summary.json ] || $P train.py algo=ppo seed=$s algo.init_adapter=$A/sft algo.reward_model=$A/rm_sft \
-     algo.share_base=false hydra.run.dir=$D/rmsft_$s
+     algo.share_base=false algo.learning_rate=5e-4 hydra.run.dir=$D/rmsft_$s
 done
 if [ "${EVALUATE:-0}" = 1 ]; then   # EVALUATE=1: also judge both arms with base on 256 prompts (~13 min here)
   [ -f $D/eval_rm_sft/results.json ] || $P evaluate.py policies.dpo=null policies.ppo=null \

@@ -9,8 +9,8 @@ export WANDB_MODE=offline
 [ -f $D/rm/summary.json ] || $P train.py algo=rm seed=0 hydra.run.dir=$D/rm
 [ -f $D/sft/summary.json ] || $P train.py algo=sft seed=0 hydra.run.dir=$D/sft
 for s in 0 1 2; do
-  [ -f $D/sft_$s/summary.json ] || $P train.py algo=ppo seed=$s algo.init_adapter=$A/sft algo.reward_model=$A/rm hydra.run.dir=$D/sft_$s
-  [ -f $D/base_$s/summary.json ] || $P train.py algo=ppo seed=$s algo.reward_model=$A/rm hydra.run.dir=$D/base_$s
+  [ -f $D/sft_$s/summary.json ] || $P train.py algo=ppo seed=$s algo.learning_rate=5e-4 algo.init_adapter=$A/sft algo.reward_model=$A/rm hydra.run.dir=$D/sft_$s
+  [ -f $D/base_$s/summary.json ] || $P train.py algo=ppo seed=$s algo.learning_rate=5e-4 algo.reward_model=$A/rm hydra.run.dir=$D/base_$s
 done
 [ -f $D/eval/results.json ] || $P evaluate.py policies.dpo=null policies.ppo=null +policies.sft=$A/sft \
   +policies.ppo_s0=$A/base_0 +policies.ppo_s1=$A/base_1 +policies.ppo_s2=$A/base_2 \

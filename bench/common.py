@@ -109,6 +109,18 @@ def read_jsonl(path: Path) -> list[dict]:
     return [json.loads(line) for line in Path(path).read_text(encoding="utf-8").splitlines() if line.strip()]
 
 
+def read_evaluation(run_dir: Path) -> tuple[dict, list[dict], str]:
+    """(results.json, samples.jsonl's rows, base's name) of an evaluate.py run directory; one-line exits otherwise."""
+    results_path, samples_path = run_dir / "results.json", run_dir / "samples.jsonl"
+    if not results_path.is_file() or not samples_path.is_file():
+        raise SystemExit(f"{run_dir}: no results.json / samples.jsonl: give an evaluate.py run directory")
+    results = read_json(results_path)
+    base = results.get("base")
+    if base is None:
+        raise SystemExit(f"{run_dir}: the evaluation has no base policy to pair against (policies.base=base)")
+    return results, read_jsonl(samples_path), base
+
+
 # --------------------------------------------------------------------------- statistics and tables
 
 

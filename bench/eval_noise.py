@@ -26,17 +26,10 @@ from rlhf.evaluation.metrics import paired_difference, verdict
 
 def read_draws(run_dir: Path, score: str) -> tuple[dict[str, np.ndarray], str]:
     """({policy: scores [N, k]}, base's name) from an evaluation's results.json and samples.jsonl."""
-    results_path, samples_path = run_dir / "results.json", run_dir / "samples.jsonl"
-    if not results_path.is_file() or not samples_path.is_file():
-        raise SystemExit(f"{run_dir}: no results.json / samples.jsonl: give an evaluate.py run directory")
-    results = common.read_json(results_path)
-    base = results.get("base")
-    if base is None:
-        raise SystemExit(f"{run_dir}: the evaluation has no base policy to pair against (policies.base=base)")
+    results, rows, base = common.read_evaluation(run_dir)
     k = results["settings"].get("samples_per_prompt", 1)
     if k < 2:
         raise SystemExit(f"{run_dir}: samples_per_prompt={k}: run evaluate.py with evaluation.samples_per_prompt >= 2")
-    rows = common.read_jsonl(samples_path)
     draws = {}
     for name in results["policies"]:
         each = [row[name].get(f"{score}_each") for row in rows]

@@ -29,14 +29,7 @@ SEEDED = re.compile(r"^(?P<arm>.+)_s(?P<seed>\d+)$")  # ppo_lr1e3_s2 -> arm ppo_
 
 def read_arms(run_dir: Path, score: str) -> tuple[dict[str, dict[int, dict]], dict]:
     """({arm: {seed: {score: [P], kl: [P]}}}, base's {score, kl}) from an evaluation's results.json, samples.jsonl."""
-    results_path, samples_path = run_dir / "results.json", run_dir / "samples.jsonl"
-    if not results_path.is_file() or not samples_path.is_file():
-        raise SystemExit(f"{run_dir}: no results.json / samples.jsonl: give an evaluate.py run directory")
-    results = common.read_json(results_path)
-    base = results.get("base")
-    if base is None:
-        raise SystemExit(f"{run_dir}: the evaluation has no base policy to pair against (policies.base=base)")
-    rows = common.read_jsonl(samples_path)
+    results, rows, base = common.read_evaluation(run_dir)
 
     def column(name: str) -> dict:
         values = [row[name].get(score) for row in rows]

@@ -1,12 +1,7 @@
 #!/usr/bin/env bash
 # Issue 18: the new default learning rate (2.5e-4) on two seeds the lr study did not see (3, 4), same rm; then
 # evaluate.py of base and both runs on the same 256 prompts (gold judge): does each seed's gain still exclude 0?
-set -euo pipefail
-cd "$(dirname "$0")/../../.."   # the repository root
-D=multirun_sweeps/levers-2026-12-03-sft
-A=$PWD/$D   # absolute: the runs read these paths from their configs
-P=.venv/bin/python
-export WANDB_MODE=offline
+source "$(dirname "$0")/levers_env.sh"   # strict mode, the repository root, D, A, P
 [ -f $D/rm/summary.json ] || bash docs/results/2026-12-03-ppo-sft/run_sft_lever.sh   # the rm
 for s in 3 4; do
   [ -f $D/lr25e4_$s/summary.json ] || $P train.py algo=ppo seed=$s algo.learning_rate=2.5e-4 algo.reward_model=$A/rm hydra.run.dir=$D/lr25e4_$s

@@ -1,12 +1,7 @@
 #!/usr/bin/env bash
 # Issue 18 lever: PPO's learning rate, 2.5e-4 and 1e-3 against the default 5e-4 (base_0..2 of run_sft_lever.sh),
 # 3 paired seeds, one rm; then evaluate.py of base, the default and both arms on the same 256 prompts.
-set -euo pipefail
-cd "$(dirname "$0")/../../.."   # the repository root
-D=multirun_sweeps/levers-2026-12-03-sft
-A=$PWD/$D   # absolute: the runs read these paths from their configs
-P=.venv/bin/python
-export WANDB_MODE=offline
+source "$(dirname "$0")/levers_env.sh"   # strict mode, the repository root, D, A, P
 [ -f $D/base_2/summary.json ] || bash docs/results/2026-12-03-ppo-sft/run_sft_lever.sh   # the rm and the default arm
 for s in 0 1 2; do
   [ -f $D/lr1e3_$s/summary.json ] || $P train.py algo=ppo seed=$s algo.learning_rate=1e-3 algo.reward_model=$A/rm hydra.run.dir=$D/lr1e3_$s

@@ -5,12 +5,7 @@
 # share_base=false: the rm from SFT sits on another base (the SFT adapter merged), so PPO keeps it as its own model;
 # the math is the shared layout's (tests/algos/ppo/test_loop.py), only time and memory differ. learning_rate=5e-4: the
 # rate of the sft_* runs it is paired with (the default until the lr study of run_lr_lever.sh).
-set -euo pipefail
-cd "$(dirname "$0")/../../.."   # the repository root
-D=multirun_sweeps/levers-2026-12-03-sft
-A=$PWD/$D   # absolute: the runs read these paths from their configs
-P=.venv/bin/python
-export WANDB_MODE=offline
+source "$(dirname "$0")/levers_env.sh"   # strict mode, the repository root, D, A, P
 [ -f $D/sft_2/summary.json ] || bash docs/results/2026-12-03-ppo-sft/run_sft_lever.sh   # rm, sft and the sft_* arm
 [ -f $D/rm_sft/summary.json ] || $P train.py algo=rm seed=0 algo.init_adapter=$A/sft hydra.run.dir=$D/rm_sft
 for s in 0 1 2; do

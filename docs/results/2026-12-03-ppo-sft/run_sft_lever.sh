@@ -1,11 +1,6 @@
 #!/usr/bin/env bash
 # Issue 18 lever: PPO from the SFT adapter against PPO from base, 3 paired seeds, one rm; then evaluate.py on 256 prompts.
-set -euo pipefail
-cd "$(dirname "$0")/../../.."   # the repository root
-D=multirun_sweeps/levers-2026-12-03-sft
-A=$PWD/$D   # absolute: the runs read these paths from their configs
-P=.venv/bin/python
-export WANDB_MODE=offline
+source "$(dirname "$0")/levers_env.sh"   # strict mode, the repository root, D, A, P
 [ -f $D/rm/summary.json ] || $P train.py algo=rm seed=0 hydra.run.dir=$D/rm
 [ -f $D/sft/summary.json ] || $P train.py algo=sft seed=0 hydra.run.dir=$D/sft
 for s in 0 1 2; do

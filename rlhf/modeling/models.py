@@ -22,7 +22,6 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import torch
 from huggingface_hub.errors import StrictDataclassClassValidationError, StrictDataclassFieldValidationError
@@ -45,9 +44,6 @@ from rlhf.config import HardwareSettings, LoraSettings, ModelSettings
 from rlhf.errors import ConfigError, ModelLoadError
 from rlhf.modeling.chat_templates import CHAT_TEMPLATES
 from rlhf.modeling.fingerprints import reward_init_adapter
-
-if TYPE_CHECKING:
-    from rlhf.run.rundir import FinishedRun
 
 log = logging.getLogger(__name__)
 
@@ -364,7 +360,8 @@ def load_reward_model(
     return tokenizer, reward
 
 
-def load_reward_run(run: FinishedRun, hardware: HardwareSettings):
-    """(tokenizer, frozen reward model) of a finished rm or judge run, on the base it trained on (the SFT adapter
-    it started from merged in, checked to be the one it recorded)."""
+def load_reward_run(run, hardware: HardwareSettings):
+    """(tokenizer, frozen reward model) of a finished rm or judge run (a rlhf.run.rundir.FinishedRun, a layer above:
+    not imported), on the base it trained on (the SFT adapter it started from merged in, checked to be the one it
+    recorded)."""
     return load_reward_model(run.model, run.adapter, hardware, reward_init_adapter(run))

@@ -91,6 +91,13 @@ def check(condition: bool, key: str, value: Any, rule: str) -> None:
         raise ConfigError(f"{key}={value!r} is out of range: {rule}")
 
 
+def check_init_adapter_value(value: str | None) -> None:
+    """``algo.init_adapter`` names a run or adapter directory, or is null (start from the base); an empty
+    string (``algo.init_adapter=``) is neither, and would otherwise mean the base without saying so."""
+    if value is not None:
+        check(bool(value.strip()), "algo.init_adapter", value, "give a run or adapter directory, or null for the base")
+
+
 def check_choice(key: str, value: Any, choices: typing.Iterable[Any]) -> None:
     choices = list(choices)
     if value not in choices:

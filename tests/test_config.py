@@ -120,6 +120,15 @@ def test_out_of_range_algo_hyperparameter():
         from_node(algorithm("rm").Settings, cfg.algo, "algo")
 
 
+@pytest.mark.parametrize("algo", ["rm", "dpo", "ppo", "grpo", "rloo"])
+def test_an_empty_init_adapter_is_refused_not_read_as_the_base(algo):
+    """``algo.init_adapter=`` (empty) would silently start from the base; every algorithm that takes one says so."""
+    cfg = compose_train([f"algo={algo}", "algo.init_adapter=''"])
+    with pytest.raises(ConfigError, match=r"algo\.init_adapter='' is out of range: give a run or adapter directory"):
+        from_node(algorithm(algo).Settings, cfg.algo, "algo")
+    assert from_node(algorithm(algo).Settings, compose_train([f"algo={algo}"]).algo, "algo").init_adapter is None
+
+
 def test_unknown_algorithm_lists_the_valid_ones():
     with pytest.raises(ConfigError, match=r"unknown algo='nope': valid algorithms are .*rm"):
         algorithm("nope")

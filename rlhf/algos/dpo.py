@@ -31,20 +31,19 @@ import torch
 from peft import LoraConfig, PeftConfig
 from trl import DPOConfig, DPOTrainer
 
-from rlhf.algos.hf_trainer.checkpoints import check_resumed_init_adapter, record_init_adapter
+from rlhf.algos.hf_trainer.checkpoints import record_init_adapter, start_adapter
 from rlhf.algos.hf_trainer.columns import preference_dataset
 from rlhf.algos.hf_trainer.length_grouping import group_by_length
 from rlhf.algos.hf_trainer.loop import last_checkpoint, run_trainer
 from rlhf.algos.hf_trainer.placement import on_training_device
 from rlhf.algos.hf_trainer.settings import TrainerSettings, common_training_args
-from rlhf.config import check, check_choice
+from rlhf.config import check, check_choice, check_init_adapter_value
 from rlhf.errors import ConfigError
 from rlhf.modeling.logprobs import preference_logprobs, truncate_prompt
 from rlhf.modeling.models import load_adapter, load_causal_lm, lora_config
 from rlhf.modeling.reward_scoring import pair_metrics
 from rlhf.run import costs
 from rlhf.run.job import Job
-from rlhf.run.rundir import resolve_adapter
 from rlhf.run.tracking import TrackerCallback
 
 __all__ = ["Settings", "LOSS_TYPES", "Policy", "build", "make_trainer", "fit", "train", "implicit_rewards"]
@@ -107,13 +106,7 @@ class Settings(TrainerSettings):
                 "exo_pair needs > 0 (the EXO paper uses 1e-3)",
             )
         super().__post_init__()
-        if self.init_adapter is not None:
-            check(
-                bool(self.init_adapter.strip()),
-                "algo.init_adapter",
-                self.init_adapter,
-                "give a path, or null to start from the base",
-            )
+        check_init_adapter_value(self.init_adapter)
 
 
 @dataclass
@@ -139,9 +132,7 @@ def _start_model(job: Job, path: str, tokenizer, adapter: Path | None):
 def build(job: Job, settings: Settings) -> Policy:
     """Tokenizer, start policy and reference arrangement for this job (see the module docstring). A resume
     first checks that the init adapter is the one the run started from (before any weights load)."""
-    adapter = resolve_adapter(settings.init_adapter, "algo.init_adapter", job.model) if settings.init_adapter else None
-    if job.resume and (checkpoint := last_checkpoint(job.run_dir)) is not None:
-        check_resumed_init_adapter(checkpoint, adapter)
+    adapter = start_adapter(job, settings.init_adapter, last_checkpoint(job.run_dir) if job.resume else None)
     path, tokenizer = job.model_path, job.tokenizer
     if job.lora.enabled:
         backbone = load_causal_lm(path, job.model, job.hardware, tokenizer)

@@ -49,10 +49,10 @@ import torch
 from datasets import Dataset
 from peft import LoraConfig, PeftConfig
 
-from rlhf.algos.hf_trainer.checkpoints import check_resumed_init_adapter, record_init_adapter
+from rlhf.algos.hf_trainer.checkpoints import record_init_adapter, start_adapter
 from rlhf.algos.hf_trainer.loop import resume_point, run_trainer
 from rlhf.algos.hf_trainer.settings import common_training_args
-from rlhf.config import check, check_choice
+from rlhf.config import check, check_choice, check_init_adapter_value
 from rlhf.data.gold_judge import gold_score_batch
 from rlhf.errors import ConfigError
 from rlhf.modeling.generation import Sampling, cut_prompts, decode, response_content, response_separator
@@ -66,7 +66,6 @@ from rlhf.run.rundir import (
     REWARD_ALGOS,
     FinishedRun,
     finished_run,
-    resolve_adapter,
     truncate_jsonl,
     write_json_atomic,
 )
@@ -138,6 +137,7 @@ class Settings:
     kl_bound: float
 
     def __post_init__(self):
+        check_init_adapter_value(self.init_adapter)
         check(
             self.num_generations >= 2,
             "algo.num_generations",
@@ -394,13 +394,13 @@ class Policy:
 
 
 @costs.phase("load_model")
-def build_policy(job: Job, init_adapter: str | None) -> Policy:
+def build_policy(job: Job, adapter: Path | None) -> Policy:
+    """The policy to train: a fresh LoRA on the base, or ``adapter`` (resolved by start_adapter) trained further."""
     if not job.lora.enabled:
         raise ConfigError(
             f"lora={job.lora.name}: the online arms train a LoRA adapter (the reference is the same base with it "
             "disabled); pick lora=r16 (or r8, r64)"
         )
-    adapter = resolve_adapter(init_adapter, "algo.init_adapter", job.model) if init_adapter else None
     backbone = load_causal_lm(job.model_path, job.model, job.hardware, job.tokenizer)
     if adapter is None:
         return Policy(backbone, lora_config(job.lora, "CAUSAL_LM"), "base, adapter disabled")
@@ -532,9 +532,7 @@ def train(job: Job, settings: Settings, trainer_class, config_class, algo_args: 
     """Train the policy against the reward model with ``trainer_class``; save adapter/ and return the summary:
     the same start/final keys as PPO's (rm_score, gold_score, kl, length, eos_rate)."""
     rm = reward_model_run(job, settings.reward_model)  # cheap checks first: each fails with one line
-    adapter = resolve_adapter(settings.init_adapter, "algo.init_adapter", job.model) if settings.init_adapter else None
-    if job.resume:  # the init adapter must be the one the run started from (before any weights load)
-        check_resumed_init_adapter(resume_point(job.run_dir)[0], adapter)
+    adapter = start_adapter(job, settings.init_adapter, resume_point(job.run_dir)[0] if job.resume else None)
     reward = RewardModel.load(job, rm)
     with_gold = job.dataset.name == "hh_synthetic"
     reward_function = RewardFunction(
@@ -548,7 +546,7 @@ def train(job: Job, settings: Settings, trainer_class, config_class, algo_args: 
         settings.steps_per_rollout,
         separator=response_separator(job.tokenizer),
     )
-    policy = build_policy(job, settings.init_adapter)
+    policy = build_policy(job, adapter)
     trainer = make_trainer(job, settings, policy, reward_function, trainer_class, config_class, algo_args)
     model = trainer.accelerator.unwrap_model(trainer.model)
     view = PolicyView(model, job.tokenizer, reward, job.hardware.bf16)

@@ -19,12 +19,12 @@ from pathlib import Path
 
 from trl import RewardConfig, RewardTrainer
 
-from rlhf.algos.hf_trainer.checkpoints import check_resumed_init_adapter, record_init_adapter
+from rlhf.algos.hf_trainer.checkpoints import record_init_adapter, start_adapter
 from rlhf.algos.hf_trainer.columns import preference_dataset
 from rlhf.algos.hf_trainer.length_grouping import group_by_length
 from rlhf.algos.hf_trainer.loop import last_checkpoint, run_trainer
 from rlhf.algos.hf_trainer.settings import TrainerSettings, common_training_args
-from rlhf.config import check, check_choice
+from rlhf.config import check_choice, check_init_adapter_value
 from rlhf.data.halves import PAIR_CHOICES, resolve_pairs, select_pairs
 from rlhf.errors import ConfigError
 from rlhf.modeling.fingerprints import init_adapter_record
@@ -33,7 +33,6 @@ from rlhf.modeling.pair_length import fit_pairs
 from rlhf.modeling.reward_scoring import pair_metrics, score_conversations
 from rlhf.run import costs
 from rlhf.run.job import Job
-from rlhf.run.rundir import resolve_adapter
 from rlhf.run.tracking import TrackerCallback
 
 __all__ = ["Settings", "train", "build", "fit", "evaluate_pairs", "training_pairs"]
@@ -52,13 +51,7 @@ class Settings(TrainerSettings):
     def __post_init__(self):
         super().__post_init__()
         check_choice("algo.pairs", self.pairs, PAIR_CHOICES)
-        if self.init_adapter is not None:
-            check(
-                bool(self.init_adapter.strip()),
-                "algo.init_adapter",
-                self.init_adapter,
-                "give an SFT run or adapter directory, or null to start from the base",
-            )
+        check_init_adapter_value(self.init_adapter)
 
 
 def training_pairs(job: Job, settings: Settings) -> tuple[list[dict], dict]:
@@ -100,17 +93,6 @@ def evaluate_pairs(model, tokenizer, examples: list[dict], batch_size: int, max_
     return chosen, rejected, pair_metrics(chosen, rejected, [ex["family"] for ex in examples])
 
 
-def start_adapter(job: Job, settings: Settings) -> Path | None:
-    """The SFT adapter the reward model starts from (``algo.init_adapter``), checked; on a resume, checked to be
-    the one the run started from (before any weights load). None: the base."""
-    if settings.init_adapter is None:
-        return None
-    adapter = resolve_adapter(settings.init_adapter, "algo.init_adapter", job.model)
-    if job.resume and (checkpoint := last_checkpoint(job.run_dir)) is not None:
-        check_resumed_init_adapter(checkpoint, adapter)
-    return adapter
-
-
 @costs.phase("load_model")
 def build(job: Job, init_adapter: Path | None = None):
     """(tokenizer, reward model): the backbone (with ``init_adapter`` merged in) with a fresh LoRA adapter and a
@@ -146,7 +128,7 @@ def fit(job: Job, settings: Settings, tokenizer, model, examples: list[dict], in
 def train(job: Job, settings: Settings) -> dict:
     """Train, save adapter/ (+ score head and tokenizer), and return held-out metrics and the pair counts."""
     examples, counts = training_pairs(job, settings)  # before the weights load: a bad choice fails at once
-    init_adapter = start_adapter(job, settings)
+    init_adapter = start_adapter(job, settings.init_adapter, last_checkpoint(job.run_dir) if job.resume else None)
     tokenizer, model = build(job, init_adapter)
     steps = fit(job, settings, tokenizer, model, examples, init_adapter)
     with costs.phase("final_save"):

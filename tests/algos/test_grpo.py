@@ -186,7 +186,7 @@ def test_reference_is_the_base_and_the_init_adapter_frozen(outputs, straight_run
     for init in (None, str(adapter)):
         job, settings = setup(outputs, tmp_path, **({"algo.init_adapter": init} if init else {}))
         rm = online_trl.reward_model_run(job, None)
-        policy = online_trl.build_policy(job, init)
+        policy = online_trl.build_policy(job, adapter if init else None)
         function = online_trl.RewardFunction(KnownScores([0.0] * 4), job.tokenizer.eos_token_id, 1.0, False)
         trainer = grpo_trainer(job, settings, function, policy)
         view = online_trl.PolicyView(trainer.model, job.tokenizer, online_trl.RewardModel.load(job, rm), False)

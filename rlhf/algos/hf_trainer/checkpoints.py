@@ -11,7 +11,7 @@ Each checkpoint also records how many rows metrics.jsonl held when it was saved 
 drops the rows logged after it, even those at its own step (the final evaluation, logged after the last
 checkpoint, which a resume redoes). With :func:`record_init_adapter` it records the init adapter the run
 started from (INIT_ADAPTER: its path and weights' sha256), which a resume checks ``algo.init_adapter`` still
-gives (:func:`check_resumed_init_adapter`).
+gives (:func:`check_resumed_init_adapter`; :func:`start_adapter` resolves and checks it in one call).
 
 Which checkpoints are complete (what a resume may load) is the run directory's contract:
 rlhf.run.rundir.complete_checkpoints.
@@ -28,7 +28,8 @@ from transformers import Trainer
 from transformers.trainer_utils import rotate_checkpoints
 
 from rlhf.modeling.fingerprints import check_init_adapter, init_adapter_record
-from rlhf.run.rundir import PREFIX, count_rows
+from rlhf.run.job import Job
+from rlhf.run.rundir import PREFIX, count_rows, resolve_adapter
 
 STAGING = ".staging"  # hidden, so no "checkpoint-*" glob (ours, transformers', resume=latest's) sees it
 METRICS_ROWS = "metrics_rows.json"
@@ -52,6 +53,15 @@ def check_resumed_init_adapter(checkpoint: Path, adapter: Path | None, key: str 
     """One ConfigError line when ``adapter`` (what ``key`` resolves to now; None: the base) is not the init
     adapter ``checkpoint`` recorded (same weights pass, wherever they are); nothing when it recorded none."""
     check_init_adapter(recorded_init_adapter(checkpoint), adapter, checkpoint, key)
+
+
+def start_adapter(job: Job, value: str | None, checkpoint: Path | None) -> Path | None:
+    """The adapter ``algo.init_adapter`` (``value``) names, resolved (None: the base); with ``checkpoint`` (the
+    one a resume continues from), checked to be the adapter that run started from, before any weights load."""
+    adapter = resolve_adapter(value, "algo.init_adapter", job.model) if value else None
+    if checkpoint is not None:
+        check_resumed_init_adapter(checkpoint, adapter)
+    return adapter
 
 
 def logged_rows(checkpoint: Path) -> int | None:

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from rlhf.algos.ppo.math import KL_ESTIMATORS
 from rlhf.algos.ppo.roles import VALUE_MODELS
-from rlhf.config import check, check_choice
+from rlhf.config import check, check_choice, check_init_adapter_value
 from rlhf.errors import ConfigError
 from rlhf.modeling.generation import Sampling
 
@@ -69,6 +69,7 @@ class Settings:
     keep_best: bool
 
     def __post_init__(self):
+        check_init_adapter_value(self.init_adapter)
         check_choice("algo.value_model", self.value_model, VALUE_MODELS)
         check(self.iterations >= 1, "algo.iterations", self.iterations, "must be >= 1")
         check(

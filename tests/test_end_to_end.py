@@ -47,7 +47,28 @@ def test_default_dpo_reaches_high_implicit_reward_accuracy(outputs):
     assert train(outputs, "dpo")["eval_accuracy"] >= 0.90
 
 
-def test_default_ppo_improves_the_gold_score(outputs):
+def test_default_ppo_raises_the_gold_score_over_base(outputs):
+    """PPO (seed 0) scores above base on evaluate.py's 256 held-out prompts, paired, within algo.kl_bound. Not its
+    own 48-prompt evaluation: that reading is about +-0.15 wide, wider than the gain (BENCHMARKS.md, learning rate)."""
     summary = train(outputs, "ppo")
     assert summary["rm_score_final"] > summary["rm_score_start"]
-    assert summary["gold_score_final"] > summary["gold_score_start"]
+    assert summary["kl_within_bound"]
+    run_dir = outputs / "evaluate"
+    result = subprocess.run(
+        [
+            sys.executable,
+            "evaluate.py",
+            "policies.dpo=null",
+            f"policies.ppo={outputs / 'ppo'}",
+            "logger=none",
+            f"hydra.run.dir={run_dir}",
+            f"outputs_root={outputs}/outputs",
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=1200,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    gain = json.loads((run_dir / "results.json").read_text())["policies"]["ppo"]["gold_delta_vs_base"]
+    assert gain["n"] == 256 and gain["mean"] > 0, gain

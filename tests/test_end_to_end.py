@@ -11,13 +11,13 @@ from tests.conftest import REPO
 pytestmark = pytest.mark.slow
 
 
-def train(tmp_path, algo, *overrides):
-    run_dir = tmp_path / algo
+def run_script(tmp_path, script, name, *overrides):
+    """Run ``script`` (train.py or evaluate.py) into ``tmp_path/name`` with W&B off; that run directory."""
+    run_dir = tmp_path / name
     result = subprocess.run(
         [
             sys.executable,
-            "train.py",
-            f"algo={algo}",
+            script,
             "logger=none",
             f"hydra.run.dir={run_dir}",
             f"outputs_root={tmp_path}/outputs",
@@ -29,6 +29,11 @@ def train(tmp_path, algo, *overrides):
         timeout=1200,
     )
     assert result.returncode == 0, result.stderr[-3000:]
+    return run_dir
+
+
+def train(tmp_path, algo, *overrides):
+    run_dir = run_script(tmp_path, "train.py", algo, f"algo={algo}", *overrides)
     return json.loads((run_dir / "summary.json").read_text())
 
 
@@ -53,22 +58,6 @@ def test_default_ppo_raises_the_gold_score_over_base(outputs):
     summary = train(outputs, "ppo")
     assert summary["rm_score_final"] > summary["rm_score_start"]
     assert summary["kl_within_bound"]
-    run_dir = outputs / "evaluate"
-    result = subprocess.run(
-        [
-            sys.executable,
-            "evaluate.py",
-            "policies.dpo=null",
-            f"policies.ppo={outputs / 'ppo'}",
-            "logger=none",
-            f"hydra.run.dir={run_dir}",
-            f"outputs_root={outputs}/outputs",
-        ],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=1200,
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
+    run_dir = run_script(outputs, "evaluate.py", "evaluate", "policies.dpo=null", f"policies.ppo={outputs / 'ppo'}")
     gain = json.loads((run_dir / "results.json").read_text())["policies"]["ppo"]["gold_delta_vs_base"]
     assert gain["n"] == 256 and gain["mean"] > 0, gain

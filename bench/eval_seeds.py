@@ -2,7 +2,11 @@
 +policies.ppo_s1=RUN ... +policies.ppo_lr1e3_s0=RUN ...``) grouped into arms; each arm's score against base,
 per seed and over seeds, and each arm against a baseline arm, paired by seed and prompt.
 
-    python -m bench.eval_seeds outputs/evaluate/<timestamp> [--baseline ppo] [--score gold] [--section NAME]
+    python -m bench.eval_seeds outputs/evaluate/<timestamp> [more evaluations] [--baseline ppo] [--score gold]
+        [--section NAME]
+
+Several evaluations pool their seeds when base's scores in each are the same prompt for prompt (the same prompts
+and sampling seed, so every policy drew from one stream): a later evaluation of fresh seeds joins an earlier one.
 
 Every policy answered the same prompts, so differences are taken prompt by prompt (a prompt's score: the mean of
 its ``samples_per_prompt`` draws, as evaluate.py scores it). Per seed: the paired bootstrap over prompts
@@ -44,6 +48,24 @@ def read_arms(run_dir: Path, score: str) -> tuple[dict[str, dict[int, dict]], di
     if not arms:
         raise SystemExit(f"{run_dir}: no policy is named <arm>_s<seed> (e.g. +policies.ppo_s0=RUN): nothing to group")
     return dict(arms), column(base)
+
+
+def read_pooled(run_dirs: list[Path], score: str) -> tuple[dict[str, dict[int, dict]], dict]:
+    """read_arms over several evaluations, their arms' seeds pooled; each must have scored base identically (else
+    their policies did not answer the same draws and cannot be paired), and no arm's seed may come twice."""
+    arms, base = read_arms(run_dirs[0], score)
+    for run_dir in run_dirs[1:]:
+        more, more_base = read_arms(run_dir, score)
+        if not np.array_equal(more_base["score"], base["score"]):
+            raise SystemExit(
+                f"{run_dir}: base's {score} scores differ from {run_dirs[0]}'s: pool only evaluations with the same "
+                "dataset, evaluation.n_prompts and seed (then base answers the same draws)"
+            )
+        for arm, seeds in more.items():
+            if twice := sorted(set(seeds) & set(arms.get(arm, {}))):
+                raise SystemExit(f"{run_dir}: {arm} seed(s) {twice} are in an earlier evaluation too: give each once")
+            arms.setdefault(arm, {}).update(seeds)
+    return arms, base
 
 
 def _cell(stat: Interval) -> str:
@@ -121,17 +143,19 @@ def table(rows: dict[str, dict], score: str, baseline: str | None) -> str:
 
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(prog="python -m bench.eval_seeds", description=__doc__.splitlines()[0])
-    parser.add_argument("run_dir", type=Path, help="an evaluate.py run directory with policies <arm>_s<seed>")
+    parser.add_argument(
+        "run_dirs", type=Path, nargs="+", help="evaluate.py run directories with policies <arm>_s<seed>, pooled"
+    )
     parser.add_argument("--baseline", help="the arm every other arm is paired against (e.g. ppo)")
     parser.add_argument("--score", default="gold", help="gold (hh_synthetic) or rm (the judge reward model)")
     parser.add_argument("--samples", type=int, default=2000, help="bootstrap resamples")
     parser.add_argument("--confidence", type=float, default=0.95)
     parser.add_argument("--section", help="also merge the numbers into the bench results file")
     args = parser.parse_args(argv)
-    arms, base = read_arms(args.run_dir, args.score)
+    arms, base = read_pooled(args.run_dirs, args.score)
     rows = compare(arms, base, args.baseline, args.samples, args.confidence)
     print(table(rows, args.score, args.baseline))
-    out = {"run_dir": str(args.run_dir), "score": args.score, "baseline": args.baseline, "arms": rows}
+    out = {"run_dirs": [str(d) for d in args.run_dirs], "score": args.score, "baseline": args.baseline, "arms": rows}
     if args.section:
         print(f"\nwritten to {common.save_results(args.section, out)}")
     return out

@@ -56,3 +56,21 @@ def test_bad_input_says_what_to_give(tmp_path):
         eval_seeds.compare(arms, base, "dpo", 10, 0.95)
     with pytest.raises(SystemExit, match=r"no 'rm' score for ppo_s0"):
         eval_seeds.read_arms(path, "rm")
+
+
+def test_evaluations_that_scored_base_alike_pool_their_seeds_and_others_are_refused(tmp_path):
+    base = [0.0, 1.0, 0.0, 1.0]
+    first = write_evaluation(tmp_path / "first", {"base": base, "grpo_s0": [b + 0.5 for b in base]})
+    fresh = write_evaluation(tmp_path / "fresh", {"base": base, "grpo_s3": [b - 0.25 for b in base]})
+    arms, base_column = eval_seeds.read_pooled([first, fresh], "gold")
+    assert sorted(arms["grpo"]) == [0, 3]
+    rows = eval_seeds.compare(arms, base_column, None, samples=200, confidence=0.95)
+    assert rows["grpo"]["over_seeds"][0] == pytest.approx(0.125)  # (0.5 - 0.25) / 2
+    assert rows["grpo"]["seeds_excluding_0"] == 1
+
+    other_draws = write_evaluation(tmp_path / "other", {"base": [1.0, 1.0, 0.0, 1.0], "grpo_s4": base})
+    with pytest.raises(SystemExit, match=r"other: base's gold scores differ from .*first's: pool only evaluations"):
+        eval_seeds.read_pooled([first, other_draws], "gold")
+    again = write_evaluation(tmp_path / "again", {"base": base, "grpo_s0": base})
+    with pytest.raises(SystemExit, match=r"again: grpo seed\(s\) \[0\] are in an earlier evaluation too"):
+        eval_seeds.read_pooled([first, again], "gold")

@@ -3,13 +3,7 @@
 # "3 4"), against the tournament's rm seed_0; then evaluate.py of base and those runs on the same 256 prompts (gold
 # judge): does each seed's gain exclude 0?  Read by: python -m bench.eval_seeds <this folder's eval_grpo_confirm_3_4>
 # Usage: bash docs/results/2026-12-03-online-lr/run_grpo_confirm.sh multirun_sweeps/tournament/<stamp>
-set -euo pipefail
-T=$(realpath "$1")   # the tournament: rm/seed_0
-cd "$(dirname "$0")/../../.."   # the repository root
-D=multirun_sweeps/online-lr-2026-12-03
-A=$PWD/$D
-P=.venv/bin/python
-export WANDB_MODE=offline
+source "$(dirname "$0")/online_lr_env.sh"   # strict mode, T, the repository root, D, A, P
 SEEDS=${SEEDS:-3 4}
 policies=()
 for s in $SEEDS; do

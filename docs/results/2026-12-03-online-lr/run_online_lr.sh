@@ -5,19 +5,13 @@
 #   python -m bench.eval_seeds <this folder's eval_online_lr> --baseline grpo   (and --baseline rloo)
 # Usage (from anywhere): bash docs/results/2026-12-03-online-lr/run_online_lr.sh multirun_sweeps/tournament/<stamp>
 # with a tournament run as `python -m rlhf.tournament --seeds 3 --arms dpo,ppo,grpo,rloo hardware=auto`.
-set -euo pipefail
-T=$(realpath "$1")   # the tournament: rm/, grpo/, rloo/ with seed_0..2
-cd "$(dirname "$0")/../../.."   # the repository root
-D=multirun_sweeps/online-lr-2026-12-03
-P=.venv/bin/python
-export WANDB_MODE=offline
+source "$(dirname "$0")/online_lr_env.sh"   # strict mode, T, the repository root, D, A, P
 for arm in grpo rloo; do
   for s in 0 1 2; do
     [ -f $D/${arm}_lr25e4_$s/summary.json ] || $P train.py algo=$arm seed=$s algo.learning_rate=2.5e-4 hardware=auto \
       algo.reward_model=$T/rm/seed_$s hydra.run.dir=$D/${arm}_lr25e4_$s
   done
 done
-A=$PWD/$D
 [ -f $D/eval_online_lr/results.json ] || $P evaluate.py policies.dpo=null policies.ppo=null hardware=auto \
   +policies.grpo_s0=$T/grpo/seed_0 +policies.grpo_s1=$T/grpo/seed_1 +policies.grpo_s2=$T/grpo/seed_2 \
   +policies.grpo_lr25e4_s0=$A/grpo_lr25e4_0 +policies.grpo_lr25e4_s1=$A/grpo_lr25e4_1 +policies.grpo_lr25e4_s2=$A/grpo_lr25e4_2 \

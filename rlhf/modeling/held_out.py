@@ -24,7 +24,13 @@ import torch
 from rlhf.data.gold_judge import gold_score_batch
 from rlhf.modeling.generation import Sampling, micro_batches, response_logprobs, sample
 
-__all__ = ["evaluate", "summarize", "last_user_text"]
+__all__ = ["evaluate", "summarize", "last_user_text", "chunk_seed"]
+
+
+def chunk_seed(seed: int, index: int) -> int:
+    """The sampling seed of chunk ``index`` of an evaluation's prompts (chunk 0 keeps ``seed``): seeded per chunk,
+    an evaluation whose chunks several processes share draws what one process draws."""
+    return seed + 100_003 * index
 
 
 def last_user_text(prompt: list[dict]) -> str:

@@ -165,10 +165,7 @@ def sum_counts_over_ranks() -> None:
         return
     import torch
 
-    device = "cuda" if torch.cuda.is_available() else "cpu"  # NCCL reduces CUDA tensors only
-    counts = torch.tensor(
-        [_costs.tokens_forwarded, _costs.tokens_backpropagated, _costs.episodes], dtype=torch.float64, device=device
-    )
+    counts = torch.tensor([_costs.tokens_forwarded, _costs.tokens_backpropagated, _costs.episodes], dtype=torch.float64)
     forwarded, backpropagated, episodes = distributed.sum_over_ranks(counts).tolist()
     _costs.tokens_forwarded, _costs.tokens_backpropagated, _costs.episodes = (
         round(forwarded),

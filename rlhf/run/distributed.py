@@ -11,7 +11,10 @@ beside it and write nothing but errors. They agree before Hydra composes the con
 - whether to go on: rank 0 checks and locks the directory, then tells the others (:func:`agree`), so a
   refused run stops every rank instead of leaving the others waiting in their first collective.
 
-The collectives are accelerate's (``PartialState``: gloo on CPU, NCCL on GPUs), started here once.
+The collectives are accelerate's (``PartialState``: gloo on CPU, NCCL on GPUs), started here once, and every
+tensor collective of the project goes through this module: its input is first placed on the process group's
+device (:func:`to_group_device`: NCCL reduces CUDA tensors only, and accelerate does not move them for you), and
+the result comes back where the input was. tests/collective_guard.py checks that no other module issues one.
 """
 
 from __future__ import annotations
@@ -47,6 +50,23 @@ def _state():
     return PartialState(cpu=not torch.cuda.is_available())
 
 
+def group_device():
+    """The device the process group's collectives take: ``cuda:LOCAL_RANK`` under NCCL, ``cpu`` under gloo."""
+    return _state().device
+
+
+def to_group_device(tensor):
+    """``tensor`` on the process group's device (itself where it already is): every collective's input."""
+    return tensor.to(group_device())
+
+
+def _reduce(tensor, reduction: str):
+    """``tensor`` reduced elementwise over the launch's processes, placed for the group and returned where it was."""
+    from accelerate.utils import reduce
+
+    return reduce(to_group_device(tensor), reduction=reduction).to(tensor.device)
+
+
 def broadcast(value):
     """Rank 0's ``value`` (any picklable object), in every process."""
     if world_size() == 1:
@@ -57,6 +77,22 @@ def broadcast(value):
     box = [value]
     broadcast_object_list(box, from_process=0)
     return box[0]
+
+
+def gather(value) -> list:
+    """Every process's ``value`` (any picklable object), in rank order, in every process."""
+    if world_size() == 1:
+        return [value]
+    from accelerate.utils import gather_object
+
+    _state()
+    return gather_object([value])
+
+
+def rank_seed(seed: int) -> int:
+    """This process's seed for its own random stream (``seed`` itself on rank 0): the processes of a launch that
+    sample their shares of a batch draw different random numbers, as one process's stream would for its rows."""
+    return seed + 1_000_003 * rank()
 
 
 def barrier() -> None:
@@ -120,20 +156,14 @@ def sum_over_ranks(tensor):
     """Elementwise sum of ``tensor`` over the launch's processes (``tensor`` itself in one process)."""
     if world_size() == 1:
         return tensor
-    from accelerate.utils import reduce
-
-    _state()
-    return reduce(tensor, reduction="sum")
+    return _reduce(tensor, "sum")
 
 
 def max_over_ranks(tensor):
     """Elementwise maximum of ``tensor`` over the launch's processes."""
     if world_size() == 1:
         return tensor
-    from accelerate.utils import reduce
-
-    _state()
-    return reduce(tensor, reduction="max")
+    return _reduce(tensor, "max")
 
 
 def all_ranks(flag: bool) -> bool:
@@ -181,20 +211,18 @@ def adopt_slurm_tasks() -> None:
     TorchDistributedEnvironment().export(set_cuda_visible_devices=False)
 
 
-def interleaved_share(items: list) -> list:
-    """This process's items of ``items``: every world-size-th one from its rank (any count of items)."""
-    return items[rank() :: world_size()]
+def map_chunks(items: list, chunk_size: int, work) -> list:
+    """``work(index, chunk)`` -> one result per item of ``chunk``, for each run of ``chunk_size`` consecutive
+    ``items`` (chunk ``index``); each process works on every world-size-th chunk from its rank (none when there
+    are fewer chunks than processes), and every process gets all results, in the items' order. The chunks are the
+    same for any number of processes, so a ``work`` seeded by the chunk's index gives the same results on one
+    process as on many."""
+    chunks = [items[i : i + chunk_size] for i in range(0, len(items), chunk_size)]
+    done = {index: work(index, chunks[index]) for index in range(rank(), len(chunks), world_size())}
+    if world_size() > 1:
+        from accelerate.utils import gather_object
 
-
-def gather_interleaved(share: list) -> list:
-    """Every process's ``share`` (from interleaved_share) back in the original order, in every process."""
-    if world_size() == 1:
-        return share
-    from accelerate.utils import gather_object
-
-    _state()
-    shares = gather_object([share])  # one list per process, in rank order
-    out = []
-    for i in range(max(len(s) for s in shares)):
-        out += [s[i] for s in shares if i < len(s)]
-    return out
+        _state()
+        for part in gather_object([done]):  # one dict per process, in rank order
+            done.update(part)
+    return [result for index in range(len(chunks)) for result in done[index]]

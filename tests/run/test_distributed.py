@@ -21,8 +21,18 @@ TORCHRUN = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--np
 TINY = ["debug=tiny", "algo.max_steps=4", "lora.dropout=0"]
 
 
+# Every process of these launches runs tests/collective_guard: no collective outside rlhf.run.distributed.
+GUARDED = {
+    **os.environ,
+    "OMP_NUM_THREADS": "1",
+    "PYTHONPATH": os.pathsep.join(
+        filter(None, [str(REPO / "tests" / "collective_guard"), os.environ.get("PYTHONPATH")])
+    ),
+}
+
+
 def train(outputs: Path, algo: str, *extra: str, processes: int = 1, check: bool = True):
-    env = {**os.environ, "WANDB_MODE": "offline", "OMP_NUM_THREADS": "1"}
+    env = {**GUARDED, "WANDB_MODE": "offline"}
     launcher = TORCHRUN if processes == 2 else [sys.executable]
     result = subprocess.run(
         [*launcher, "train.py", f"algo={algo}", *TINY, f"outputs_root={outputs}", *extra],
@@ -100,28 +110,37 @@ def rm_outputs(tmp_path_factory) -> Path:
     return outputs
 
 
-def test_a_ppo_update_on_two_processes_equals_the_one_process_update(rm_outputs, tmp_path):
-    """The same greedy rollout, whole in one process or split in two: the same weights after the iteration
-    (score and advantage whitening, the KL controller and the minibatches are the whole batch's)."""
+def test_a_ppo_update_does_not_depend_on_the_processes_or_the_micro_batch(rm_outputs, tmp_path):
+    """The same rollout, its responses 1 to 16 tokens long, updated whole in one process with one micro batch per
+    minibatch (the reference), in micro batches of 1 and 2, and split over two processes: the same weights after
+    the iteration (the loss is the minibatch's token mean; score and advantage whitening, the KL controller and
+    the minibatches are the whole batch's). A micro batch's mean weighted by its rows would move them apart."""
     one, two = tmp_path / "one", tmp_path / "two"
-    for out, launcher in ((one, [sys.executable]), (two, TORCHRUN)):
+    for out, launcher, micro_sizes in ((one, [sys.executable], ["4", "1", "2"]), (two, TORCHRUN, ["2", "1"])):
         out.mkdir()
         result = subprocess.run(
-            [*launcher, "tests/run/ppo_update_check.py", str(rm_outputs), str(out)],
+            [*launcher, "tests/run/ppo_update_check.py", str(rm_outputs), str(out), *micro_sizes],
             cwd=REPO,
-            env={**os.environ, "OMP_NUM_THREADS": "1"},
+            env=GUARDED,
             capture_output=True,
             text=True,
             timeout=600,
         )
         assert result.returncode == 0, result.stderr[-3000:]
-    expected, got = load_file(one / "weights.safetensors"), load_file(two / "weights.safetensors")
-    assert expected.keys() == got.keys() and len(expected) > 0
-    for name in expected:
-        torch.testing.assert_close(got[name], expected[name], rtol=1e-4, atol=1e-6, msg=name)
-    metrics_one, metrics_two = (json.loads((d / "metrics.json").read_text()) for d in (one, two))
-    for key in ("objective/kl", "objective/scores", "loss/policy", "loss/value", "policy/ratio_max"):
-        assert metrics_two[key] == pytest.approx(metrics_one[key], rel=1e-4, abs=1e-6), key
+    reference = load_file(one / "micro4" / "weights.safetensors")
+    start = load_file(one / "start.safetensors")
+    assert any(not torch.allclose(start[name], reference[name]) for name in reference)  # the update moved them
+    metrics_one = json.loads((one / "micro4" / "metrics.json").read_text())
+    for split in (one / "micro1", one / "micro2", two / "micro2", two / "micro1"):
+        got = load_file(split / "weights.safetensors")
+        assert reference.keys() == got.keys() and len(reference) > 0
+        for name in reference:
+            torch.testing.assert_close(
+                got[name], reference[name], rtol=1e-4, atol=1e-6, msg=f"{split.parent.name}/{split.name}: {name}"
+            )
+        metrics = json.loads((split / "metrics.json").read_text())
+        for key in ("objective/kl", "objective/scores"):
+            assert metrics[key] == pytest.approx(metrics_one[key], rel=1e-4, abs=1e-6), key
 
 
 @pytest.mark.slow
@@ -133,14 +152,14 @@ def test_a_killed_two_process_ppo_run_resumes(rm_outputs, tmp_path, resume_proce
     killed = subprocess.run(
         [*TORCHRUN, "tests/kill_at.py", "publish_replace:1:after", "algo=ppo", "debug=tiny", "algo.iterations=4",
          "algo.save_every=2", f"outputs_root={rm_outputs}", f"hydra.run.dir={run_dir}"],
-        cwd=REPO, env={**os.environ, "OMP_NUM_THREADS": "1"}, capture_output=True, text=True, timeout=600,
+        cwd=REPO, env=GUARDED, capture_output=True, text=True, timeout=600,
     )  # fmt: skip
     assert killed.returncode != 0 and "SIGKILL at publish_replace" in killed.stderr, killed.stderr[-2000:]
     assert not (run_dir / "summary.json").exists()
     launcher = TORCHRUN if resume_processes == 2 else [sys.executable]
     resumed = subprocess.run(
         [*launcher, "train.py", f"resume={run_dir}"],
-        cwd=REPO, env={**os.environ, "OMP_NUM_THREADS": "1"}, capture_output=True, text=True, timeout=600,
+        cwd=REPO, env=GUARDED, capture_output=True, text=True, timeout=600,
     )  # fmt: skip
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert json.loads((run_dir / "summary.json").read_text())["status"] == "finished"

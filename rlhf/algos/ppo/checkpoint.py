@@ -2,8 +2,8 @@
 
 A checkpoint holds the policy and value adapters (PEFT format under adapter/, usable as they are:
 evaluate.py reads them for learning curves) and state.pt: every trainable tensor by name, optimizer,
-scheduler, KL controller, RNG states, the step, the start-of-run evaluation, the sentinel's history (with
-algo.sentinel_prompts: rlhf/algos/ppo/sentinel.py) and the init adapter the policy
+scheduler, KL controller, every process's RNG states, the step, the start-of-run evaluation, the
+sentinel's history (with algo.sentinel_prompts: rlhf/algos/ppo/sentinel.py) and the init adapter the policy
 started from (its path and weights' sha256: a resume checks ``algo.init_adapter`` still gives the same
 weights, rlhf/modeling/fingerprints.py check_init_adapter). It is written to a
 hidden temporary folder and renamed, so a run killed while saving leaves the previous checkpoint
@@ -13,6 +13,7 @@ state.pt, what resuming needs.
 
 from __future__ import annotations
 
+import logging
 import os
 import random
 import re
@@ -26,7 +27,10 @@ import torch
 from rlhf.algos.ppo.roles import Roles
 from rlhf.errors import ConfigError
 from rlhf.modeling.fingerprints import check_init_adapter, init_adapter_record
+from rlhf.run import distributed
 from rlhf.run.rundir import CHECKPOINTS, PPO_PREFIX, PPO_STATE
+
+log = logging.getLogger(__name__)
 
 STATE = PPO_STATE
 _NAME = re.compile(rf"^{PPO_PREFIX}-(\d+)$")
@@ -45,6 +49,32 @@ def rng_state() -> dict[str, Any]:
     return state
 
 
+def launch_rng_states() -> list[dict[str, Any]]:
+    """Every process's RNG states, in rank order (a collective: every process calls it)."""
+    return distributed.gather(rng_state())
+
+
+def restore_rng(saved, seed: int) -> None:
+    """This process's RNG states from a checkpoint's ``rng`` (one per rank; a checkpoint from before there was
+    one per rank holds rank 0's alone). Resumed on another number of processes, a rank without a saved state
+    starts its own stream (distributed.rank_seed of ``seed``), and the log says the resume is not exact."""
+    if isinstance(saved, dict):  # rank 0's, saved for every rank by earlier versions
+        saved = [saved]
+    if len(saved) == distributed.world_size():
+        set_rng_state(saved[distributed.rank()])
+        return
+    log.warning(
+        "the checkpoint holds the RNG states of %d processes and this launch has %d: its sampling continues on "
+        "other random numbers than the uninterrupted run would have drawn",
+        len(saved),
+        distributed.world_size(),
+    )
+    if distributed.rank() < len(saved):
+        set_rng_state(saved[distributed.rank()])
+    else:
+        torch.manual_seed(distributed.rank_seed(seed))
+
+
 def set_rng_state(state: dict[str, Any]) -> None:
     random.setstate(state["python"])
     name, keys, pos, has_gauss, cached = state["numpy"]
@@ -60,10 +90,18 @@ def step_dir(run_dir: Path, step: int) -> Path:
 
 
 def save(
-    run_dir: Path, step: int, roles: Roles, optimizer, scheduler, kl_controller, extra: dict[str, Any], keep: int = 1
+    run_dir: Path,
+    step: int,
+    roles: Roles,
+    optimizer,
+    scheduler,
+    kl_controller,
+    extra: dict[str, Any],
+    rng_states: list[dict[str, Any]],
+    keep: int = 1,
 ) -> Path:
-    """Write the checkpoint of ``step`` (iterations 1..step done); beyond the newest ``keep``, older ones
-    keep only their adapters."""
+    """Write the checkpoint of ``step`` (iterations 1..step done), with ``rng_states`` (every process's, in rank
+    order: launch_rng_states); beyond the newest ``keep``, older ones keep only their adapters."""
     root = Path(run_dir) / CHECKPOINTS
     root.mkdir(parents=True, exist_ok=True)
     final = step_dir(run_dir, step)
@@ -78,7 +116,7 @@ def save(
             "optimizer": optimizer.state_dict(),
             "scheduler": scheduler.state_dict(),
             "kl_controller": kl_controller.state_dict(),
-            "rng": rng_state(),
+            "rng": rng_states,
             "init_adapter": init_adapter_record(roles.init_adapter),
             **extra,
         },
@@ -101,8 +139,9 @@ def latest(run_dir: Path) -> Path | None:
     return max(found)[1] if found else None
 
 
-def restore(path: Path, roles: Roles, optimizer, scheduler, kl_controller) -> dict[str, Any]:
-    """Load a checkpoint into live objects (weights, optimizer, scheduler, KL, RNG); returns its state dict.
+def restore(path: Path, roles: Roles, optimizer, scheduler, kl_controller, seed: int) -> dict[str, Any]:
+    """Load a checkpoint into live objects (weights, optimizer, scheduler, KL, this process's RNG: restore_rng
+    with the run's ``seed``); returns its state dict.
     First a ConfigError if the roles were built on another init adapter than the run started from."""
     state = torch.load(
         Path(path) / STATE, map_location="cpu", weights_only=True
@@ -121,5 +160,5 @@ def restore(path: Path, roles: Roles, optimizer, scheduler, kl_controller) -> di
     optimizer.load_state_dict(state["optimizer"])
     scheduler.load_state_dict(state["scheduler"])
     kl_controller.load_state_dict(state["kl_controller"])
-    set_rng_state(state["rng"])
+    restore_rng(state["rng"], seed + state["step"])
     return state

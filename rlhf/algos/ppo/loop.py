@@ -64,7 +64,7 @@ from rlhf.algos.ppo.settings import Settings
 from rlhf.data.gold_judge import gold_score_batch
 from rlhf.errors import ConfigError
 from rlhf.modeling.generation import Rollout, cut_prompts, micro_batches, response_logprobs, sample
-from rlhf.modeling.held_out import evaluate, summarize
+from rlhf.modeling.held_out import chunk_seed, evaluate, summarize
 from rlhf.run import costs, distributed, stopping
 from rlhf.run.job import Job
 from rlhf.run.nonfinite import NonFiniteCounter, is_finite, numeric_error
@@ -282,7 +282,8 @@ def _batch_mean(values: torch.Tensor) -> float:
     """Mean of per-response ``values`` [b] over the whole batch (every process's share)."""
     if distributed.world_size() == 1:
         return values.mean().item()
-    total = distributed.sum_over_ranks(torch.stack([values.sum().double(), torch.tensor(len(values)).double()]))
+    count = torch.tensor(len(values), dtype=torch.float64, device=values.device)
+    total = distributed.sum_over_ranks(torch.stack([values.sum().double(), count]))
     return (total[0] / total[1]).item()
 
 
@@ -329,9 +330,10 @@ def ppo_update(
 
     Each epoch shuffles the whole batch's rows with ``generator`` (None: torch's global RNG) and cuts them
     into minibatches. With several processes ``rollout`` is this process's contiguous share: each takes the
-    rows of a minibatch that it holds, weighs every micro batch by its share of the whole minibatch, and the
-    gradients are summed over processes before the step, so the update is the one-process update of the
-    same batch and minibatches (up to float summation order); every process then takes the same step.
+    rows of a minibatch that it holds, weighs every micro batch by its share of the whole minibatch's response
+    tokens, and the gradients are summed over processes before the step, so the update is the one-process,
+    one-micro-batch update of the same batch and minibatches (up to float summation order) whatever the
+    lengths, the micro batch size and the number of processes; every process then takes the same step.
 
     rollout [B rows], advantages / returns [B, T]. With a value adapter the policy and value losses use
     different adapters, so each gets its own forward and backward (they share no trainable weights: the
@@ -351,13 +353,15 @@ def ppo_update(
         for minibatch in order.split(size):
             optimizer.zero_grad(set_to_none=True)
             mine = minibatch[(minibatch >= offset) & (minibatch < offset + local)] - offset  # this process's rows
+            # The loss is the minibatch's token mean: every micro batch's token sum over the response tokens of
+            # the whole minibatch, on every process (not a mean of micro batch means, which weighs a token by
+            # how it was split whenever lengths differ).
+            tokens = distributed.sum_over_ranks(rollout.mask[mine].sum().double()).item()
             parts = []  # (stats, ratio max) of each micro batch
             for rows in micro_batches(rollout, mine, micro_batch) if len(mine) else []:  # similar lengths: less padding
                 with roles.grad_passes():
                     parts.append(
-                        _policy_and_value_backward(
-                            roles, rollout, old, advantages, returns, settings, rows, len(minibatch)
-                        )
+                        _policy_and_value_backward(roles, rollout, old, advantages, returns, settings, rows, tokens)
                     )
             distributed.sum_gradients(params)
             grad_norm = torch.nn.utils.clip_grad_norm_(params, settings.max_grad_norm).item()
@@ -413,11 +417,13 @@ def _policy_and_value_backward(
     returns: torch.Tensor,
     settings: Settings,
     rows: torch.Tensor,
-    minibatch_size: int,
+    minibatch_tokens: float,
 ) -> tuple[dict[str, float], float]:
-    """Accumulate the gradients of one micro batch (weighted by its share of the minibatch); returns its stats."""
-    weight = len(rows) / minibatch_size
+    """Accumulate the gradients of one micro batch, its token-mean losses weighted by its share of the whole
+    minibatch's ``minibatch_tokens`` response tokens (so the sum over micro batches and processes is the
+    minibatch's token mean); returns its stats."""
     mask = rollout.mask[rows]
+    weight = mask.sum().item() / minibatch_tokens
     tokens = _tokens(rollout, rows) * (1 if roles.value_on_policy else 2)  # one pass for both heads, or one each
     costs.add_tokens(forwarded=tokens, backpropagated=tokens)
     # Backward inside the role's block: with gradient checkpointing, layers recompute their forward
@@ -537,28 +543,34 @@ def fit(job: Job, settings: Settings, roles: Roles, rm: FinishedRun) -> dict:
 
     @costs.phase("evaluation")
     def held_out(when: str, step: int) -> dict[str, float]:
-        """The held-out evaluation, each process answering its share of the prompts (gathered, in order)."""
-        _, records = evaluate(
-            roles,
-            distributed.interleaved_share(eval_prompts),
-            settings.sampling,
-            settings.eval_greedy,
-            settings.rollout_chunk_size,
-            reward_max_length,
-            job.seed,
-            with_gold,
-            policy_is_reference=when == "start",  # the policy starts as its reference: KL 0 without two forwards
-        )
-        records = distributed.gather_interleaved(records)
+        """The held-out evaluation, the processes sharing its chunks of prompts (gathered, in order; each chunk
+        seeded by its index, so the records do not depend on the number of processes)."""
+
+        def answer(index: int, prompts: list[list[dict]]) -> list[dict]:
+            return evaluate(
+                roles,
+                prompts,
+                settings.sampling,
+                settings.eval_greedy,
+                settings.rollout_chunk_size,
+                reward_max_length,
+                chunk_seed(job.seed, index),
+                with_gold,
+                policy_is_reference=when == "start",  # the policy starts as its reference: KL 0, no two forwards
+            )[1]
+
+        records = distributed.map_chunks(eval_prompts, settings.rollout_chunk_size, answer)
         metrics = summarize(records)
         if job.writes:
             _append_samples(samples_path, when, step, records)
         log.info("%s evaluation on %d held-out prompts: %s", when, len(eval_prompts), metrics)
         return metrics
 
+    if distributed.world_size() > 1:  # the roles are built alike everywhere; now each process samples its own
+        torch.manual_seed(distributed.rank_seed(job.seed))  # stream (one seed would draw alike for every share)
     if resume_from is not None:
         with costs.phase("checkpoint"):
-            state = checkpoint.restore(resume_from, roles, optimizer, scheduler, kl_controller)
+            state = checkpoint.restore(resume_from, roles, optimizer, scheduler, kl_controller, job.seed)
         start_step, start_eval = state["step"], state["start_eval"]
         if sentinel is not None:
             sentinel.restore(state, start_step)
@@ -577,11 +589,13 @@ def fit(job: Job, settings: Settings, roles: Roles, rm: FinishedRun) -> dict:
         extra = {"start_eval": start_eval}
         if sentinel is not None:  # this checkpoint's independent score, with the history before it
             extra[STATE_KEY] = sentinel.read(step)
+        rng_states = checkpoint.launch_rng_states()  # each process's stream: a resume draws what it would have
         saved = None
         if job.writes:
             saved = checkpoint.save(
-                job.run_dir, step, roles, optimizer, scheduler, kl_controller, extra, keep=settings.keep_checkpoints
-            )
+                job.run_dir, step, roles, optimizer, scheduler, kl_controller, extra, rng_states,
+                keep=settings.keep_checkpoints,
+            )  # fmt: skip
         distributed.barrier()
         return saved
 

@@ -41,7 +41,7 @@ from rlhf.algos.ppo.settings import Settings
 from rlhf.data.gold_judge import has_gold_judge
 from rlhf.errors import ConfigError
 from rlhf.modeling.fingerprints import adapter_fingerprint
-from rlhf.modeling.held_out import evaluate
+from rlhf.modeling.held_out import chunk_seed, evaluate
 from rlhf.modeling.models import load_reward_run
 from rlhf.modeling.reward_scoring import score_conversations
 from rlhf.run import costs, distributed
@@ -189,24 +189,26 @@ class Sentinel:
     @torch.no_grad()
     def read(self, step: int) -> list[dict]:
         """Score the policy as it is at ``step``'s checkpoint; returns the history to save in that checkpoint.
-        Every process answers its share of the prompts; the training RNG is not moved (evaluate forks it)."""
+        The processes share the prompts' chunks (as the held-out evaluation); the training RNG is not moved
+        (evaluate forks it)."""
         settings = self.settings
         with costs.phase("sentinel"):
-            share = distributed.interleaved_share(self.prompts)
-            _, records = evaluate(
-                self.roles,
-                share,
-                settings.sampling,
-                settings.eval_greedy,
-                settings.rollout_chunk_size,
-                self.reward_max_length,
-                self.job.seed,
-                with_gold=self.judge.model is None,
-            )
-            independent = self.judge.scores(self.roles, share, records, settings.rollout_chunk_size)
-            for record, score in zip(records, independent):
-                record["independent_score"] = score
-            records = distributed.gather_interleaved(records)
+
+            def answer(index: int, prompts: list[list[dict]]) -> list[dict]:
+                _, records = evaluate(
+                    self.roles,
+                    prompts,
+                    settings.sampling,
+                    settings.eval_greedy,
+                    settings.rollout_chunk_size,
+                    self.reward_max_length,
+                    chunk_seed(self.job.seed, index),
+                    with_gold=self.judge.model is None,
+                )
+                independent = self.judge.scores(self.roles, prompts, records, settings.rollout_chunk_size)
+                return [record | {"independent_score": score} for record, score in zip(records, independent)]
+
+            records = distributed.map_chunks(self.prompts, settings.rollout_chunk_size, answer)
         row = {
             "step": step,
             "proxy_score": _mean(records, "rm_score"),

@@ -48,6 +48,7 @@ from types import SimpleNamespace
 import torch
 from datasets import Dataset
 from peft import LoraConfig, PeftConfig
+from trl.trainer.utils import disable_dropout_in_model
 
 from rlhf.algos.hf_trainer.checkpoints import record_init_adapter, start_adapter
 from rlhf.algos.hf_trainer.loop import resume_point, run_trainer
@@ -512,7 +513,24 @@ def make_trainer(
         callbacks=[TrackerCallback(job.tracker)],
     )
     record_init_adapter(trainer, policy.init_adapter)  # each checkpoint names it: a resume checks it
+    if policy.init_adapter is not None:
+        freeze_reference_copy(trainer.model)
     return trainer
+
+
+def freeze_reference_copy(model) -> None:
+    """The init policy as the reference, whatever algo.beta is: TRL adds its frozen "ref" copy of the init adapter
+    only when it needs reference log-probs (beta > 0); with beta = 0 it adds none, and the held-out KL (and
+    summary.reference) would silently be against the base. Adds the same copy then (only the evaluation reads it)."""
+    if "ref" in model.peft_config:
+        return
+    model.add_adapter("ref", model.peft_config["default"])
+    disable_dropout_in_model(model)  # the copy's own LoRA dropout too, as TRL's trainer does for every module
+    with torch.no_grad():
+        for name, param in model.named_parameters():
+            if ".ref." in name:
+                param.copy_(model.get_parameter(name.replace(".ref.", ".default.")))
+                param.requires_grad_(False)
 
 
 @costs.phase("final_save")

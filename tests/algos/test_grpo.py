@@ -180,11 +180,12 @@ def test_loss_types_in_the_yaml_comment_are_the_exposed_ones():
 
 def test_reference_is_the_base_and_the_init_adapter_frozen(outputs, straight_run, tmp_path):
     """The held-out KL's reference: the base with the adapter disabled (fresh adapter), or with init_adapter the
-    init policy (TRL's frozen "ref" copy), checked against freshly loaded models."""
+    init policy (a frozen "ref" copy, whatever beta is), checked against freshly loaded models."""
     run_dir, _ = straight_run
     adapter = run_dir / "adapter"
-    for init in (None, str(adapter)):
-        job, settings = setup(outputs, tmp_path, **({"algo.init_adapter": init} if init else {}))
+    # beta = 0: TRL computes no reference log-probs and adds no "ref" copy; the evaluation's reference is still it
+    for init, beta in ((None, {}), (str(adapter), {}), (str(adapter), {"algo.beta": "0.0"})):
+        job, settings = setup(outputs, tmp_path, **({"algo.init_adapter": init} if init else {}), **beta)
         rm = online_trl.reward_model_run(job, None)
         policy = online_trl.build_policy(job, adapter if init else None)
         function = online_trl.RewardFunction(KnownScores([0.0] * 4), job.tokenizer.eos_token_id, 1.0, False)
@@ -215,6 +216,7 @@ def test_reference_is_the_base_and_the_init_adapter_frozen(outputs, straight_run
         assert not torch.allclose(policy_logps[mask], expected[mask], atol=1e-3)
         if init is not None:
             assert all(not p.requires_grad for n, p in trainer.model.named_parameters() if ".ref." in n)
+            assert all(p.requires_grad for n, p in trainer.model.named_parameters() if ".default." in n)
 
 
 # --------------------------------------------------------------------------- the run

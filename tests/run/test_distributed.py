@@ -143,28 +143,67 @@ def test_a_ppo_update_does_not_depend_on_the_processes_or_the_micro_batch(rm_out
             assert metrics[key] == pytest.approx(metrics_one[key], rel=1e-4, abs=1e-6), key
 
 
+# 4 iterations, a checkpoint every 2, sampled evaluation in chunks of 2 prompts (so both processes answer some).
+PPO_RUN = ["algo=ppo", "debug=tiny", "algo.iterations=4", "algo.save_every=2", "algo.rollout_chunk_size=2"]
+
+
+def launch(*args: str, processes: int = 2) -> subprocess.CompletedProcess:
+    launcher = TORCHRUN if processes == 2 else [sys.executable]
+    return subprocess.run(
+        [*launcher, *args], cwd=REPO, env=GUARDED, capture_output=True, text=True, timeout=600
+    )  # fmt: skip
+
+
+def logged(run_dir: Path) -> dict[int, dict]:
+    return {row["step"]: row for row in map(json.loads, (run_dir / "metrics.jsonl").read_text().splitlines())}
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("resume_processes", [2, 1])
 def test_a_killed_two_process_ppo_run_resumes(rm_outputs, tmp_path, resume_processes):
     """SIGKILL (rank 0, right after its first checkpoint is published): resume=<run dir> on 2 processes or on 1
-    finishes the run with every iteration logged once."""
+    finishes the run with every iteration logged once; on 2 processes its iterations after the resume are those
+    of the uninterrupted 2-process run (each process's RNG stream is saved and restored), and so is its adapter."""
     run_dir = tmp_path / "ppo"
-    killed = subprocess.run(
-        [*TORCHRUN, "tests/kill_at.py", "publish_replace:1:after", "algo=ppo", "debug=tiny", "algo.iterations=4",
-         "algo.save_every=2", f"outputs_root={rm_outputs}", f"hydra.run.dir={run_dir}"],
-        cwd=REPO, env=GUARDED, capture_output=True, text=True, timeout=600,
-    )  # fmt: skip
+    killed = launch("tests/kill_at.py", "publish_replace:1:after", *PPO_RUN, f"outputs_root={rm_outputs}",
+                    f"hydra.run.dir={run_dir}")  # fmt: skip
     assert killed.returncode != 0 and "SIGKILL at publish_replace" in killed.stderr, killed.stderr[-2000:]
     assert not (run_dir / "summary.json").exists()
-    launcher = TORCHRUN if resume_processes == 2 else [sys.executable]
-    resumed = subprocess.run(
-        [*launcher, "train.py", f"resume={run_dir}"],
-        cwd=REPO, env=GUARDED, capture_output=True, text=True, timeout=600,
-    )  # fmt: skip
+    saved = torch.load(run_dir / "checkpoints" / "step-000002" / "state.pt", weights_only=True)["rng"]
+    assert len(saved) == 2 and not torch.equal(saved[0]["torch"], saved[1]["torch"])  # each process its own stream
+    resumed = launch("train.py", f"resume={run_dir}", processes=resume_processes)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert json.loads((run_dir / "summary.json").read_text())["status"] == "finished"
-    rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
-    assert [r["step"] for r in rows if "objective/kl" in r] == [1, 2, 3, 4]
+    rows = logged(run_dir)
+    assert [step for step, row in sorted(rows.items()) if "objective/kl" in row] == [1, 2, 3, 4]
+    if resume_processes == 1:
+        return
+    straight_dir = tmp_path / "straight"
+    straight = launch("train.py", *PPO_RUN, f"outputs_root={rm_outputs}", f"hydra.run.dir={straight_dir}")
+    assert straight.returncode == 0, straight.stderr[-3000:]
+    expected = logged(straight_dir)
+    for step in (3, 4):
+        for key in ("objective/scores", "objective/kl", "loss/policy", "loss/value", "response/length"):
+            assert rows[step][key] == pytest.approx(expected[step][key], rel=1e-5, abs=1e-7), (step, key)
+    got, want = adapter(run_dir), adapter(straight_dir)
+    for name in want:
+        torch.testing.assert_close(got[name], want[name], rtol=1e-5, atol=1e-7, msg=name)
+
+
+def test_fewer_evaluation_prompts_than_processes_and_the_same_evaluation_as_one_process(rm_outputs, tmp_path):
+    """One held-out prompt and one sentinel prompt on two processes: the run finishes (the second process has no
+    chunk to answer), and its start evaluation is the one-process run's (chunks are seeded by their index)."""
+    args = [*PPO_RUN, "algo.iterations=1", "algo.eval_prompts=1", "algo.sentinel_prompts=1",
+            f"outputs_root={rm_outputs}"]  # fmt: skip
+    two = launch("train.py", *args, f"hydra.run.dir={tmp_path / 'two'}")
+    assert two.returncode == 0, two.stderr[-3000:]
+    one = launch("train.py", *args, f"hydra.run.dir={tmp_path / 'one'}", processes=1)
+    assert one.returncode == 0, one.stderr[-3000:]
+    start_two, start_one = logged(tmp_path / "two")[0], logged(tmp_path / "one")[0]
+    assert start_two.keys() == start_one.keys() and "eval/rm_score" in start_one
+    for key in start_one:
+        if key.startswith("eval/"):
+            assert start_two[key] == pytest.approx(start_one[key], rel=1e-5, abs=1e-7), key
 
 
 def test_a_slurm_job_of_several_tasks_is_one_launch(monkeypatch):

@@ -1,7 +1,7 @@
 """Where the minutes of `make pipeline` go: seconds per stage and phase, tokens per second, peak memory.
 
     python -m bench.pipeline_profile --run                       # rm -> dpo -> ppo -> evaluate on the default
-    python -m bench.pipeline_profile --run --write               # ... and the "## Pipeline profile" of docs/benchmarks/pipeline.md
+    python -m bench.pipeline_profile --run --write               # ... and its section in docs/benchmarks/pipeline.md
     python -m bench.pipeline_profile --run debug=tiny --eval-arg debug=tiny     # smoke test, ~2 minutes
     python -m bench.pipeline_profile --dirs RM_RUN DPO_RUN PPO_RUN EVAL_RUN     # finished run directories
 
@@ -199,7 +199,9 @@ def main(argv: list[str] | None = None) -> list[Stage]:
     parser.add_argument("overrides", nargs="*", help="with --run: Hydra overrides of the training stages")
     parser.add_argument("--eval-arg", action="append", default=[], help="with --run: an override of evaluate.py")
     parser.add_argument("--root", type=Path, help="with --run: keep the runs here (default: a temporary folder)")
-    parser.add_argument("--write", action="store_true", help='replace "## Pipeline profile" in docs/benchmarks/pipeline.md')
+    parser.add_argument(
+        "--write", action="store_true", help='replace "## Pipeline profile" in docs/benchmarks/pipeline.md'
+    )
     args = parser.parse_intermixed_args(argv)  # overrides may follow --eval-arg
     if args.dirs and (args.overrides or args.eval_arg or args.root):
         parser.error("overrides, --eval-arg and --root go with --run")

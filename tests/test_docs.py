@@ -1,4 +1,5 @@
-"""README.md, BENCHMARKS.md and every page under docs/ name only code, files, commands and config options that exist."""
+"""README.md, BENCHMARKS.md, every page under docs/ and the config comments name only code, files, commands and
+config options that exist."""
 
 import importlib
 import importlib.util
@@ -82,3 +83,15 @@ def test_every_command_names_a_target_module_and_option_that_exist(doc):
             if value and (group, value) not in NOT_OPTIONS and not (REPO / "conf" / group / f"{value}.yaml").exists():
                 missing.append(f"{group}={value}")
     assert not missing, f"{doc.relative_to(REPO)} names commands or options that do not exist: {missing}"
+
+
+def test_every_page_a_config_comment_cites_exists():
+    cited = {
+        (path.relative_to(REPO), match.rstrip(".,;:)"))
+        for path in sorted((REPO / "conf").rglob("*.yaml"))
+        for line in path.read_text(encoding="utf-8").splitlines()
+        if "#" in line
+        for match in re.findall(r"docs/[\w./-]+", line.split("#", 1)[1])
+    }
+    missing = [f"{path}: {target}" for path, target in sorted(cited) if not (REPO / target).exists()]
+    assert not missing, f"config comments cite docs that do not exist: {missing}"

@@ -1,5 +1,6 @@
-"""Train a reward model, SFT, DPO or PPO policy: `python train.py algo=rm|sft|dpo|ppo [overrides]`;
-continue a stopped run with `python train.py resume=<run dir>|latest`."""
+"""Train a reward model, a judge, or an SFT, DPO, PPO, GRPO or RLOO policy (the options of conf/algo/):
+`python train.py algo=rm|judge|sft|dpo|ppo|grpo|rloo [overrides]`; continue a stopped run with
+`python train.py resume=<run dir>|latest`."""
 
 from rlhf.run.allocator import restart_with_jemalloc
 

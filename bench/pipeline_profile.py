@@ -1,7 +1,7 @@
 """Where the minutes of `make pipeline` go: seconds per stage and phase, tokens per second, peak memory.
 
     python -m bench.pipeline_profile --run                       # rm -> dpo -> ppo -> evaluate on the default
-    python -m bench.pipeline_profile --run --write               # ... and the "## Pipeline profile" of BENCHMARKS.md
+    python -m bench.pipeline_profile --run --write               # ... and its section in docs/benchmarks/pipeline.md
     python -m bench.pipeline_profile --run debug=tiny --eval-arg debug=tiny     # smoke test, ~2 minutes
     python -m bench.pipeline_profile --dirs RM_RUN DPO_RUN PPO_RUN EVAL_RUN     # finished run directories
 
@@ -29,7 +29,7 @@ from bench import common
 
 TRAIN_STAGES = ("rm", "dpo", "ppo")  # `make pipeline`'s order; evaluate.py runs last
 SECTION = "## Pipeline profile"
-BENCHMARKS = common.REPO / "BENCHMARKS.md"
+BENCHMARKS = common.REPO / "docs" / "benchmarks" / "pipeline.md"
 STARTUP = "startup"  # the process's time outside its run's wall time, when timed from outside
 
 
@@ -129,7 +129,7 @@ def cost_table(stages: list[Stage]) -> str:
 
 
 def section(stages: list[Stage], command: str, machine: str, day: str) -> str:
-    """BENCHMARKS.md's "## Pipeline profile": what produced it, on which machine, and the two tables."""
+    """docs/benchmarks/pipeline.md's "## Pipeline profile": what produced it, on which machine, and the two tables."""
     minutes = sum(stage.seconds for stage in stages) / 60
     return "\n".join(
         [
@@ -199,7 +199,9 @@ def main(argv: list[str] | None = None) -> list[Stage]:
     parser.add_argument("overrides", nargs="*", help="with --run: Hydra overrides of the training stages")
     parser.add_argument("--eval-arg", action="append", default=[], help="with --run: an override of evaluate.py")
     parser.add_argument("--root", type=Path, help="with --run: keep the runs here (default: a temporary folder)")
-    parser.add_argument("--write", action="store_true", help='replace "## Pipeline profile" in BENCHMARKS.md')
+    parser.add_argument(
+        "--write", action="store_true", help='replace "## Pipeline profile" in docs/benchmarks/pipeline.md'
+    )
     args = parser.parse_intermixed_args(argv)  # overrides may follow --eval-arg
     if args.dirs and (args.overrides or args.eval_arg or args.root):
         parser.error("overrides, --eval-arg and --root go with --run")

@@ -35,6 +35,21 @@ for hw in gpu_24gb a100_80gb; do
   echo "$hw evaluate: $(( $(date +%s) - start )) s"
 done
 
+# Two processes under NCCL (2 GPUs or more; skipped on one): a Trainer algorithm and PPO, a few steps each. The CPU
+# tests run the same launches over gloo (tests/run/test_distributed.py); NCCL adds CUDA-only collectives.
+if [ "$("$PY" -c 'import torch; print(torch.cuda.device_count())')" -ge 2 ]; then
+  for stage in dpo ppo; do
+    case $stage in dpo) extra=$DPO ;; ppo) extra="$PPO algo.reward_model=$OUT/a100_80gb/latest/rm" ;; esac
+    start=$(date +%s)
+    "$PY" -m torch.distributed.run --standalone --nproc_per_node 2 train.py algo=$stage hardware=a100_80gb $COMMON \
+      $extra outputs_root="$OUT/nccl" > "$OUT/nccl-$stage.log" 2>&1 \
+      || { echo "FAILED: nccl $stage (log: $OUT/nccl-$stage.log)"; tail -20 "$OUT/nccl-$stage.log"; exit 1; }
+    echo "nccl x2 $stage: $(( $(date +%s) - start )) s"
+  done
+else
+  echo "nccl x2: skipped (one GPU)"
+fi
+
 # Predicted (python -m rlhf.plan on each run's saved config) against measured peaks.
 "$PY" - "$OUT" <<'EOF'
 import json, sys

@@ -17,6 +17,7 @@ log = logging.getLogger(__name__)
 SCORES_PNG = "scores.png"
 REWARD_KL_PNG = "reward_vs_kl.png"
 CURVES_PNG = "training_curves.png"
+TRAJECTORY_PNG = "trajectory.png"
 
 # What to plot from each algorithm's metrics.jsonl (first keys that exist), in this order; for an algorithm not
 # listed, its other numeric metrics by name (curve_keys). The online arms: reward-model score, KL, length.
@@ -80,7 +81,7 @@ def plot_scores(results: dict, path: Path) -> None:
 
 
 def plot_reward_vs_kl(results: dict, path: Path) -> None:
-    """One point per policy (intervals on both axes), plus each kept PPO checkpoint."""
+    """One point per policy (intervals on both axes), plus each kept checkpoint (evaluation.checkpoints)."""
     names = list(results["policies"])
     colors = policy_colors(names)
     fig, ax = plt.subplots(figsize=(6.5, 4.8))
@@ -99,7 +100,7 @@ def plot_reward_vs_kl(results: dict, path: Path) -> None:
             label=name,
         )
         ax.annotate(name, (kl["mean"], reward["mean"]), textcoords="offset points", xytext=(6, 6), fontsize=9)
-    for c in results["checkpoints"]:
+    for c in (c for c in results["checkpoints"] if not c.get("final")):  # a final point is the policy itself
         ax.plot(
             [c["kl"]],
             [c["avg_reward"]],
@@ -189,6 +190,40 @@ def plot_training_curves(
     plt.close(fig)
 
 
+def trajectory_axis(points: list[dict]) -> tuple[str, str]:
+    """(key, label) of a trajectory's x axis: training seconds where every point recorded them, else the step."""
+    if points and all("train_seconds" in c for c in points):
+        return "train_seconds", "training seconds (phases that make the policy)"
+    return "step", "training step"
+
+
+def plot_trajectory(results: dict, path: Path) -> None:
+    """Each policy run's checkpoints, its final adapter last: gold score, judge-RM score (mean, with bootstrap
+    intervals over prompts) and KL against the training cost its run had spent (evaluation.checkpoints)."""
+    points = results["checkpoints"]
+    colors = policy_colors(list(results["policies"]))
+    panels = [("gold_score", "gold-judge score")] if results["gold"] else []
+    panels += [("avg_reward", "judge reward-model score"), ("kl", "KL to the reference per response")]
+    xkey, xlabel = trajectory_axis(points)
+    fig, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 4.2), squeeze=False)
+    for ax, (key, label) in zip(axes[0], panels):
+        for name in dict.fromkeys(c["policy"] for c in points):
+            line = [c for c in points if c["policy"] == name]
+            x, y = [c[xkey] for c in line], [c[key] for c in line]
+            ax.plot(x, y, marker="o", color=colors.get(name, "black"), label=name)
+            if f"{key}_interval" in line[0]:
+                lows, highs = [c[f"{key}_interval"]["low"] for c in line], [c[f"{key}_interval"]["high"] for c in line]
+                ax.fill_between(x, lows, highs, color=colors.get(name, "black"), alpha=0.15)
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel(label)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8, loc="best")
+    fig.suptitle(f"Each run's checkpoints on {results['dataset']['prompts']} held-out prompts (last point: the policy)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
 def write_all(run_dir: Path, results: dict, run_dirs: dict[str, Path]) -> list[str]:
     """Write every plot into ``run_dir``; returns their file names (a failing plot is a warning, not an error)."""
     runs = {name: (Path(d), results["policies"][name]["algo"]) for name, d in run_dirs.items()}
@@ -197,6 +232,7 @@ def write_all(run_dir: Path, results: dict, run_dirs: dict[str, Path]) -> list[s
         (SCORES_PNG, lambda p: plot_scores(results, p)),
         (REWARD_KL_PNG, lambda p: plot_reward_vs_kl(results, p)),
         (CURVES_PNG, lambda p: plot_training_curves(runs, p, policy_colors(list(results["policies"])))),
+        *([(TRAJECTORY_PNG, lambda p: plot_trajectory(results, p))] if results["checkpoints"] else []),
     ):
         try:
             draw(Path(run_dir) / name)

@@ -32,8 +32,6 @@ from rlhf.errors import ConfigError
 from rlhf.modeling.generation import decode
 from rlhf.modeling.token_math import response_logits
 from rlhf.run.rundir import (
-    ADAPTER,
-    CHECKPOINTS,
     POLICY_ALGOS,
     REWARD_ALGOS,
     FinishedRun,
@@ -47,7 +45,6 @@ log = logging.getLogger(__name__)
 
 BASE = "base"
 REWARD_TRAINED = ("ppo", "grpo", "rloo")  # policies trained against a reward model run (their algo.reward_model)
-_CHECKPOINT = re.compile(r"^step-(\d+)$")
 
 
 @dataclass(frozen=True)
@@ -243,19 +240,6 @@ def resolve_judge(
         log.warning("judge %s is the reward model %s optimised: its scores of them are not independent",
                     run.run_dir, ", ".join(proxy_of))  # fmt: skip
     return Judge(run, proxy_of, independent=not gold and not proxy_of)
-
-
-def ppo_checkpoints(spec: PolicySpec) -> list[tuple[int, Path]]:
-    """(step, adapter dir) of a PPO run's kept checkpoints, except the final one (that is the policy itself)."""
-    if spec.algo != "ppo" or spec.run_dir is None:
-        return []
-    final = spec.summary.get("iterations")
-    found = []
-    for path in sorted((spec.run_dir / CHECKPOINTS).glob("step-*")):
-        match = _CHECKPOINT.match(path.name)
-        if match and (path / ADAPTER / "adapter_config.json").is_file() and int(match.group(1)) != final:
-            found.append((int(match.group(1)), path / ADAPTER))
-    return found
 
 
 class PolicyBank:

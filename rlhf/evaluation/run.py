@@ -35,7 +35,8 @@ from rlhf.errors import ConfigError
 from rlhf.evaluation import metrics as M
 from rlhf.evaluation import plots, tables
 from rlhf.evaluation.batching import rows_of, shortest_first
-from rlhf.evaluation.policies import PolicyBank, PolicySpec, ppo_checkpoints, resolve_judge, resolve_policies
+from rlhf.evaluation.checkpoints import cost_fields, final_cost, policy_checkpoints
+from rlhf.evaluation.policies import PolicyBank, PolicySpec, resolve_judge, resolve_policies
 from rlhf.modeling.generation import Sampling, cut_prompts, response_logprobs, sample
 from rlhf.modeling.logprobs import completion_logprobs, tokenize_completions, truncate_prompt
 from rlhf.modeling.models import load_causal_lm, load_reward_run
@@ -66,7 +67,8 @@ class Settings:
     bootstrap_samples: int
     confidence: float
     hacking_margin: float
-    ppo_checkpoints: bool
+    checkpoints: bool
+    ppo_checkpoints: bool  # deprecated alias of checkpoints (when it scored PPO's alone)
     sample_rows: int
     allow_proxy_judge: bool
 
@@ -110,6 +112,10 @@ class Settings:
         check(0 < self.confidence < 1, "evaluation.confidence", self.confidence, "must be in (0, 1), e.g. 0.95")
         check(self.hacking_margin >= 0, "evaluation.hacking_margin", self.hacking_margin, "must be >= 0")
         check(self.sample_rows >= 0, "evaluation.sample_rows", self.sample_rows, "must be >= 0")
+
+    @property
+    def scores_checkpoints(self) -> bool:
+        return self.checkpoints or self.ppo_checkpoints
 
     @property
     def logprob_temperature(self) -> float:
@@ -327,6 +333,43 @@ def _sample_row(gens: Generations, rm: np.ndarray, gold: np.ndarray | None, i: i
     return row
 
 
+def trajectory_point(
+    policy: str,
+    step: int | None,
+    final: bool,
+    gens: Generations,
+    rm: np.ndarray,
+    gold: np.ndarray | None,
+    cost: dict | None,
+    parameters: int,
+    k: int,
+    boot: dict,
+) -> dict:
+    """results.json's ``checkpoints`` entry for one saved step of a policy run (``final``: the policy itself):
+    judge-RM and gold means with bootstrap intervals over prompts (per response [N * k] in), mean KL, and the
+    training cost the run had spent to reach it (checkpoints.cost_fields; none where the checkpoint recorded none)."""
+    point = {
+        "policy": policy,
+        "step": step,
+        "final": final,
+        "avg_reward": float(rm.mean()),
+        "avg_reward_interval": M.bootstrap_interval(per_prompt(rm, k), **boot).as_dict(),
+        "kl": float(gens.kl.mean()),
+    }
+    if gold is not None:
+        point["gold_score"] = float(gold.mean())
+        point["gold_score_interval"] = M.bootstrap_interval(per_prompt(gold, k), **boot).as_dict()
+    return point | cost_fields(cost, parameters)
+
+
+def _final_step(spec: PolicySpec, earlier: list) -> int | None:
+    """The policy's own step: PPO's iterations, a Trainer run's global step, else after its last checkpoint."""
+    for key in ("iterations", "train_steps"):
+        if isinstance(spec.summary.get(key), int):
+            return spec.summary[key]
+    return earlier[-1].step + 1 if earlier else None
+
+
 # --------------------------------------------------------------------------- the run
 
 
@@ -406,7 +449,9 @@ def evaluate(cfg: DictConfig, run_dir: Path, explicit: set[str] = frozenset()) -
             path = job.model_path
             bank = PolicyBank(_place(load_causal_lm(path, model, hardware, tokenizer), hardware), tokenizer)
             names = {s.name: (bank.attach(s.adapter), bank.attach(s.reference)) for s in specs}
-            checkpoints = {s.name: ppo_checkpoints(s) if settings.ppo_checkpoints else [] for s in specs}
+            checkpoints = {
+                s.name: policy_checkpoints(s.run_dir, s.summary) if settings.scores_checkpoints else [] for s in specs
+            }
             judge_tokenizer, judge = load_reward_run(judge_run, hardware)
             judge = _place(judge, hardware)
         reward_max_length = settings.reward_max_length or int(judge_run.config.algo.max_length)
@@ -459,22 +504,29 @@ def evaluate(cfg: DictConfig, run_dir: Path, explicit: set[str] = frozenset()) -
                 g.lengths.mean(),
             )
 
+        # 2b. every kept checkpoint of every policy run, on the same prompts, judge and gold (evaluation.checkpoints)
         checkpoint_points = []
-        for spec in specs:
-            _, reference = names[spec.name]
-            for step, adapter_dir in checkpoints[spec.name]:
-                g = generate(bank, bank.attach(adapter_dir), reference, answered, settings, cfg.seed)
-                conversations = [p + [{"role": "assistant", "content": t}] for p, t in zip(answered, g.texts)]
-                point = {
-                    "policy": spec.name,
-                    "step": step,
-                    "avg_reward": float(judge_scores(conversations).mean()),
-                    "kl": float(g.kl.mean()),
-                }
-                if with_gold:
+        if settings.scores_checkpoints:
+            boot = dict(n_samples=settings.bootstrap_samples, confidence=settings.confidence, seed=cfg.seed)
+            parameters = sum(p.numel() for n, p in bank.model.named_parameters() if "lora_" not in n)
+            for spec in specs:
+                if spec.is_base:
+                    continue
+                _, reference = names[spec.name]
+                for ckpt in checkpoints[spec.name]:
+                    g = generate(bank, bank.attach(ckpt.adapter), reference, answered, settings, cfg.seed)
+                    conversations = [p + [{"role": "assistant", "content": t}] for p, t in zip(answered, g.texts)]
+                    rm = judge_scores(conversations)
                     with costs.phase("gold_scoring"):
-                        point["gold_score"] = float(np.mean(gold_score_batch(answered, g.texts)))
-                checkpoint_points.append(point)
+                        gold = np.asarray(gold_score_batch(answered, g.texts)) if with_gold else None
+                    checkpoint_points.append(
+                        trajectory_point(spec.name, ckpt.step, False, g, rm, gold, ckpt.cost, parameters, k, boot)
+                    )
+                final = trajectory_point(spec.name, _final_step(spec, checkpoints[spec.name]), True, gens[spec.name],
+                                         rm_scores[spec.name], gold_scores[spec.name],
+                                         final_cost(spec.run_dir, spec.summary), parameters, k, boot)  # fmt: skip
+                checkpoint_points.append(final)
+                log.info("%s: %d checkpoints scored besides the policy", spec.name, len(checkpoints[spec.name]))
         clock = _timed(times, "checkpoints", clock)
 
         # 4. preference accuracy on held-out pairs

@@ -235,14 +235,15 @@ def results_markdown(results: dict) -> str:
         )
         lines.append("")
     if results["checkpoints"]:
-        lines += ["## PPO checkpoints", ""]
+        lines += ["## Checkpoints (each run's trajectory; the last row of each is the policy)", ""]
         lines += _table(
-            ["Policy", "Step", "Avg reward", "Gold score", "KL / response"],
+            ["Policy", "Step", "Train s", "Tokens fwd", "Episodes", "Avg reward", "Gold score", "KL / response"],
             [
-                [c["policy"], str(c["step"]), _num(c["avg_reward"]), _num(c.get("gold_score")), _num(c["kl"], 2)]
+                [c["policy"], str(c["step"]), _num(c.get("train_seconds"), 1), str(c.get("tokens_forwarded", "–")),
+                 str(c.get("episodes", "–")), _num(c["avg_reward"]), _num(c.get("gold_score")), _num(c["kl"], 2)]
                 for c in results["checkpoints"]
             ],
-        )
+        )  # fmt: skip
         lines.append("")
     lines += ["## Runs", ""]
     lines += _table(

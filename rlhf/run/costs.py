@@ -47,19 +47,30 @@ Under several processes (torchrun): each process counts its own tokens and episo
 own, and rank 0's go into summary.json. A run that fails or is stopped before that point reports rank 0's own.
 A resumed run's totals, like its ``wall_time_s``, count the resumed process only.
 
+**Checkpoints** record the run's cost so far (:func:`snapshot`, a collective: the counts are the launch's) as
+CHECKPOINT_COSTS in the checkpoint folder, open phases included; a resumed run carries the checkpoint it loaded
+(:func:`carry`), so each checkpoint's cost is cumulative from the run's first step. evaluate.py plots a run's
+checkpoints against :func:`training_seconds` (the phases that make the policy) and :func:`training_flops`.
+
 One thread: phases are not thread-safe (nothing here times work on other threads).
 """
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from rlhf.run import distributed
 
 OTHER = "other"  # phase_seconds' key for the wall time no phase covered
+CHECKPOINT_COSTS = "costs.json"  # in each checkpoint folder: the run's cost up to that checkpoint (snapshot)
+# The phases that make the policy (held-out evaluation, the sentinel, saving and loading are measurement and
+# overhead, alike for every budget): what a cost curve's "training seconds" add up.
+TRAINING_PHASES = ("training", "generation", "scoring", "advantages", "update")
 
 
 @dataclass
@@ -67,6 +78,7 @@ class _Open:
     """A phase being timed: when it started and the seconds of the phases inside it so far."""
 
     started: float
+    name: str = ""
     inner: float = 0.0
 
 
@@ -80,11 +92,15 @@ class Costs:
     episodes: int = 0
     clock: Callable[[], float] = time.perf_counter  # seconds; tests give a fake one
     _open: list[_Open] = field(default_factory=list)  # the open phases, innermost last
+    carried: dict | None = None  # a resumed run: the cost its checkpoint recorded (carry)
+
+    def __post_init__(self):
+        self.started = self.clock()
 
     @contextmanager
     def phase(self, name: str):
         self.seconds.setdefault(name, 0.0)  # listed in the order phases first open
-        frame = _Open(self.clock())
+        frame = _Open(self.clock(), name)
         self._open.append(frame)
         try:
             yield
@@ -122,6 +138,43 @@ class Costs:
             "episodes": self.episodes,
         }
 
+    def so_far(self) -> dict:
+        """The cost since this accumulator started, plus what it carries, with the open phases' seconds up to
+        now (each in its own phase, as when they close): ``totals`` and ``wall_time_s``."""
+        now = self.clock()
+        seconds = dict(self.seconds)
+        for frame, inner in zip(self._open, self._open[1:] + [None]):
+            inner_elapsed = 0.0 if inner is None else now - inner.started
+            seconds[frame.name] = seconds.get(frame.name, 0.0) + (now - frame.started) - frame.inner - inner_elapsed
+        wall = now - self.started
+        out = Costs(seconds=seconds, tokens_forwarded=self.tokens_forwarded,
+                    tokens_backpropagated=self.tokens_backpropagated, episodes=self.episodes).totals(wall)  # fmt: skip
+        out["wall_time_s"] = round(wall, 2)
+        return _plus(out, self.carried) if self.carried else out
+
+
+def _plus(a: dict, b: dict) -> dict:
+    """Two cost records (totals + wall_time_s) added field by field, phase by phase."""
+    phases = dict(a["phase_seconds"])
+    for name, seconds in b.get("phase_seconds", {}).items():
+        phases[name] = round(phases.get(name, 0.0) + seconds, 2)
+    keys = ("tokens_forwarded", "tokens_backpropagated", "episodes")
+    return {"phase_seconds": phases, **{k: a[k] + b.get(k, 0) for k in keys},
+            "wall_time_s": round(a["wall_time_s"] + b.get("wall_time_s", 0.0), 2)}  # fmt: skip
+
+
+def training_seconds(cost: dict) -> float:
+    """The seconds of a cost record's TRAINING_PHASES."""
+    return float(sum(cost["phase_seconds"].get(name, 0.0) for name in TRAINING_PHASES))
+
+
+def training_flops(cost: dict, parameters: int) -> float:
+    """Training FLOPs of a cost record on a model of ``parameters`` weights: 2 per weight per token forwarded,
+    and 2 per weight per token backpropagated (the input gradients; LoRA's frozen weights need no weight
+    gradients, so a backward costs about one forward, not two). Attention's own FLOPs are left out (small next
+    to the weights' at these lengths)."""
+    return 2.0 * parameters * (cost["tokens_forwarded"] + cost["tokens_backpropagated"])
+
 
 _costs = Costs()
 
@@ -156,6 +209,35 @@ def add_tokens(forwarded=0, backpropagated=0) -> None:
 
 def add_episodes(n) -> None:
     _costs.add_episodes(n)
+
+
+def snapshot() -> dict:
+    """The run's cost so far (:meth:`Costs.so_far`) with the launch's counts: a collective under several
+    processes (every process calls it, e.g. where a checkpoint is saved); nothing is changed."""
+    out = _costs.so_far()
+    if distributed.world_size() > 1:
+        import torch
+
+        keys = ("tokens_forwarded", "tokens_backpropagated", "episodes")
+        summed = distributed.sum_over_ranks(torch.tensor([out[k] for k in keys], dtype=torch.float64)).tolist()
+        out.update({k: round(v) for k, v in zip(keys, summed)})
+    return out
+
+
+def recorded(checkpoint) -> dict | None:
+    """The cost a checkpoint folder recorded (CHECKPOINT_COSTS), or None (saved before checkpoints did)."""
+    path = Path(checkpoint) / CHECKPOINT_COSTS
+    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
+
+
+def write(folder, cost: dict) -> None:
+    """Record ``cost`` (a snapshot) in a checkpoint folder being written."""
+    (Path(folder) / CHECKPOINT_COSTS).write_text(json.dumps(cost) + "\n", encoding="utf-8")
+
+
+def carry(checkpoint) -> None:
+    """A resumed run continues from ``checkpoint``: later snapshots add the cost it recorded (if any)."""
+    _costs.carried = recorded(checkpoint)
 
 
 def sum_counts_over_ranks() -> None:

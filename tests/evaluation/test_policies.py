@@ -8,7 +8,8 @@ from omegaconf import OmegaConf
 
 from rlhf.config import ModelSettings, from_node
 from rlhf.errors import ConfigError
-from rlhf.evaluation.policies import ppo_checkpoints, resolve_judge, resolve_policies, resolve_policy
+from rlhf.evaluation.checkpoints import policy_checkpoints
+from rlhf.evaluation.policies import resolve_judge, resolve_policies, resolve_policy
 from rlhf.run.rundir import point_latest, resolve_adapter, write_json_atomic
 from tests.evaluation.helpers import make_policy_run, make_rm_run, tiny_evaluate
 
@@ -162,15 +163,33 @@ def test_a_judge_that_a_compared_ppo_run_optimised_is_refused_unless_allowed(tmp
     assert beside_gold.run.run_dir == rm.resolve() and beside_gold.proxy_of == ["ppo"]
 
 
-def test_ppo_checkpoints_skip_the_final_one(tmp_path, tiny_model):
-    run = make_policy_run(tmp_path / "ppo", algo="ppo")
-    (run / "summary.json").write_text(json.dumps({"status": "finished", "algo": "ppo", "iterations": 8}))
-    for step in (4, 8):
-        make_policy_run(tmp_path / "tmp" / str(step))
-        (run / "checkpoints" / f"step-{step:06d}").mkdir(parents=True)
-        (tmp_path / "tmp" / str(step) / "adapter").rename(run / "checkpoints" / f"step-{step:06d}" / "adapter")
-    spec = resolve_policy("ppo", str(run), tiny_model)
-    assert ppo_checkpoints(spec) == [(4, run.resolve() / "checkpoints" / "step-000004" / "adapter")]
+def test_checkpoints_of_either_layout_skip_the_final_one(tmp_path, tiny_model):
+    """PPO's step-N/adapter/ (final: summary's iterations) and the Trainer's checkpoint-N/ (final: at max_steps)."""
+    ppo = make_policy_run(tmp_path / "ppo", algo="ppo")
+    (ppo / "summary.json").write_text(json.dumps({"status": "finished", "algo": "ppo", "iterations": 8}))
+    dpo = make_policy_run(tmp_path / "dpo", algo="dpo")
+    for run, folders in (
+        (ppo, ["step-000004/adapter", "step-000008/adapter"]),
+        (dpo, ["checkpoint-2", "checkpoint-4"]),
+    ):
+        for i, folder in enumerate(folders):
+            make_policy_run(tmp_path / "tmp" / run.name / str(i))
+            (run / "checkpoints" / folder).parent.mkdir(parents=True, exist_ok=True)
+            (tmp_path / "tmp" / run.name / str(i) / "adapter").rename(run / "checkpoints" / folder)
+    (ppo / "checkpoints" / "step-000004" / "costs.json").write_text(json.dumps({"episodes": 16}))
+    for step in (2, 4):
+        state = {"global_step": step, "max_steps": 4}
+        (dpo / "checkpoints" / f"checkpoint-{step}" / "trainer_state.json").write_text(json.dumps(state))
+    (ppo / "checkpoints" / "step-000006").mkdir()  # no adapter: not a checkpoint to score
+
+    spec = resolve_policy("ppo", str(ppo), tiny_model)
+    [kept] = policy_checkpoints(spec.run_dir, spec.summary)
+    assert (kept.step, kept.adapter, kept.cost) == (4, ppo.resolve() / "checkpoints" / "step-000004" / "adapter",
+                                                   {"episodes": 16})  # fmt: skip
+    spec = resolve_policy("dpo", str(dpo), tiny_model)
+    assert [(c.step, c.adapter, c.cost) for c in policy_checkpoints(spec.run_dir, spec.summary)] == [
+        (2, dpo.resolve() / "checkpoints" / "checkpoint-2", None)
+    ]
 
 
 def test_policy_names_and_values_are_checked(tmp_path, tiny_model):

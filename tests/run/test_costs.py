@@ -117,3 +117,37 @@ def test_counts_are_summed_over_the_launchs_processes(monkeypatch):
     monkeypatch.setattr(costs.distributed, "sum_over_ranks", lambda t: t + torch.tensor([7.0, 5.0, 1.0]))  # rank 1's
     costs.sum_counts_over_ranks()
     assert (acc.tokens_forwarded, acc.tokens_backpropagated, acc.episodes) == (17, 9, 4)
+
+
+def test_a_snapshot_inside_open_phases_counts_them_as_closing_would(clock):
+    acc = costs.Costs(clock=clock)
+    with acc.phase("training"):  # 0 .. 10, a checkpoint saved at 8 inside 6 .. 9
+        clock.now = 6
+        acc.add_tokens(forwarded=30, backpropagated=10)
+        with acc.phase("checkpoint"):
+            clock.now = 8
+            now = acc.so_far()
+            clock.now = 9
+        clock.now = 10
+    assert now["phase_seconds"]["training"] == 6.0 and now["phase_seconds"]["checkpoint"] == 2.0
+    assert now["wall_time_s"] == 8.0 and now["tokens_forwarded"] == 30
+    assert costs.training_seconds(now) == 6.0
+    assert acc.seconds == {"training": 7.0, "checkpoint": 3.0}  # nothing changed by the snapshot
+
+
+def test_a_resumed_run_carries_its_checkpoints_cost(tmp_path, clock):
+    saved = {"phase_seconds": {"training": 5.0}, "tokens_forwarded": 100, "tokens_backpropagated": 40,
+             "episodes": 8, "wall_time_s": 7.0}  # fmt: skip
+    costs.write(tmp_path, saved)
+    acc = costs.reset()
+    acc.clock, acc.started = clock, 0.0
+    costs.carry(tmp_path)
+    with acc.phase("training"):
+        clock.now = 3
+        acc.add_tokens(forwarded=10, backpropagated=4)
+        acc.add_episodes(2)
+        later = costs.snapshot()
+    assert later["phase_seconds"]["training"] == 8.0 and later["wall_time_s"] == 10.0
+    assert (later["tokens_forwarded"], later["tokens_backpropagated"], later["episodes"]) == (110, 44, 10)
+    assert costs.training_flops(later, parameters=1000) == 2.0 * 1000 * (110 + 44)
+    costs.reset()

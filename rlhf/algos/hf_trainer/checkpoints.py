@@ -11,7 +11,8 @@ Each checkpoint also records how many rows metrics.jsonl held when it was saved 
 drops the rows logged after it, even those at its own step (the final evaluation, logged after the last
 checkpoint, which a resume redoes). With :func:`record_init_adapter` it records the init adapter the run
 started from (INIT_ADAPTER: its path and weights' sha256), which a resume checks ``algo.init_adapter`` still
-gives (:func:`check_resumed_init_adapter`; :func:`start_adapter` resolves and checks it in one call).
+gives (:func:`check_resumed_init_adapter`; :func:`start_adapter` resolves and checks it in one call). And it
+records the run's cost so far (rlhf/run/costs.py CHECKPOINT_COSTS), which evaluate.py's cost curves read.
 
 Which checkpoints are complete (what a resume may load) is the run directory's contract:
 rlhf.run.rundir.complete_checkpoints.
@@ -28,6 +29,7 @@ from transformers import Trainer
 from transformers.trainer_utils import rotate_checkpoints
 
 from rlhf.modeling.fingerprints import check_init_adapter, init_adapter_record
+from rlhf.run import costs
 from rlhf.run.job import Job
 from rlhf.run.rundir import PREFIX, count_rows, resolve_adapter
 
@@ -121,8 +123,10 @@ def make_checkpoints_atomic(trainer: Trainer, metrics_path: Path | None = None) 
         finally:
             del trainer._get_output_dir
         trainer.accelerator.wait_for_everyone()
+        cost = costs.snapshot()  # the run's cost so far (a collective), for evaluate.py's cost curves
         if trainer.args.should_save:
             name = f"{PREFIX}-{trainer.state.global_step}"
+            costs.write(staging / name, cost)
             if metrics_path is not None:  # the Trainer logs a step before it saves it: that row is counted
                 rows = {"rows": count_rows(metrics_path)}
                 (staging / name / METRICS_ROWS).write_text(json.dumps(rows) + "\n", encoding="utf-8")

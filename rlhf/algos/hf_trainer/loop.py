@@ -70,6 +70,7 @@ def resumed(job: Job, checkpoint: Path, step: int, incomplete: list[Path]) -> No
     for folder in incomplete:
         shutil.rmtree(folder, ignore_errors=True)
     job.resumed_from(step, logged_rows(checkpoint))
+    costs.carry(checkpoint)  # later checkpoints' costs count from the run's first step
 
 
 class OnTrainBegin(TrainerCallback):

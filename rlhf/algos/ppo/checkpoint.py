@@ -27,7 +27,7 @@ import torch
 from rlhf.algos.ppo.roles import Roles
 from rlhf.errors import ConfigError
 from rlhf.modeling.fingerprints import check_init_adapter, init_adapter_record
-from rlhf.run import distributed
+from rlhf.run import costs, distributed
 from rlhf.run.rundir import CHECKPOINTS, PPO_PREFIX, PPO_STATE
 
 log = logging.getLogger(__name__)
@@ -99,9 +99,11 @@ def save(
     extra: dict[str, Any],
     rng_states: list[dict[str, Any]],
     keep: int = 1,
+    cost: dict | None = None,
 ) -> Path:
     """Write the checkpoint of ``step`` (iterations 1..step done), with ``rng_states`` (every process's, in rank
-    order: launch_rng_states); beyond the newest ``keep``, older ones keep only their adapters."""
+    order: launch_rng_states) and the run's ``cost`` so far (costs.snapshot; kept with the adapters, for
+    evaluate.py's cost curves); beyond the newest ``keep``, older ones keep only their adapters."""
     root = Path(run_dir) / CHECKPOINTS
     root.mkdir(parents=True, exist_ok=True)
     final = step_dir(run_dir, step)
@@ -109,6 +111,8 @@ def save(
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir()
     roles.save(tmp / "adapter")
+    if cost is not None:
+        costs.write(tmp, cost)
     torch.save(
         {
             "step": step,

@@ -571,6 +571,7 @@ def fit(job: Job, settings: Settings, roles: Roles, rm: FinishedRun) -> dict:
     if resume_from is not None:
         with costs.phase("checkpoint"):
             state = checkpoint.restore(resume_from, roles, optimizer, scheduler, kl_controller, job.seed)
+        costs.carry(resume_from)  # later checkpoints' costs count from the run's first step
         start_step, start_eval = state["step"], state["start_eval"]
         if sentinel is not None:
             sentinel.restore(state, start_step)
@@ -590,11 +591,12 @@ def fit(job: Job, settings: Settings, roles: Roles, rm: FinishedRun) -> dict:
         if sentinel is not None:  # this checkpoint's independent score, with the history before it
             extra[STATE_KEY] = sentinel.read(step)
         rng_states = checkpoint.launch_rng_states()  # each process's stream: a resume draws what it would have
+        cost = costs.snapshot()  # the run's cost so far (a collective), for evaluate.py's cost curves
         saved = None
         if job.writes:
             saved = checkpoint.save(
                 job.run_dir, step, roles, optimizer, scheduler, kl_controller, extra, rng_states,
-                keep=settings.keep_checkpoints,
+                keep=settings.keep_checkpoints, cost=cost,
             )  # fmt: skip
         distributed.barrier()
         return saved

@@ -57,7 +57,7 @@ from rlhf.config import check, check_choice, check_init_adapter_value
 from rlhf.data.gold_judge import gold_score_batch
 from rlhf.errors import ConfigError
 from rlhf.modeling.generation import Sampling, cut_prompts, decode, response_content, response_separator
-from rlhf.modeling.held_out import evaluate
+from rlhf.modeling.held_out import change_summary, evaluate, read_start_records
 from rlhf.modeling.models import load_adapter, load_causal_lm, load_reward_run, lora_config
 from rlhf.modeling.reward_scoring import score_conversations
 from rlhf.modeling.token_math import response_logits
@@ -570,6 +570,7 @@ def train(job: Job, settings: Settings, trainer_class, config_class, algo_args: 
     view = PolicyView(model, job.tokenizer, reward, job.hardware.bf16)
     eval_prompts = [ex["prompt"] for ex in job.data.test[: settings.eval_prompts]]
     samples_path = job.run_dir / EVAL_SAMPLES
+    readings: dict[str, list[dict]] = {}  # when -> the held-out records
 
     @costs.phase("evaluation")
     def held_out(when: str, step: int) -> dict[str, float]:
@@ -586,6 +587,7 @@ def train(job: Job, settings: Settings, trainer_class, config_class, algo_args: 
                 score_batch=job.hardware.micro_batch_size,
                 policy_is_reference=when == "start",  # the fresh adapter (or init copy) equals the reference
             )
+        readings[when] = records  # the start-to-final change is paired per prompt
         if job.writes:  # the main process of a launch writes the run directory
             _append_samples(samples_path, when, step, records)
         log.info("%s evaluation on %d held-out prompts: %s", when, len(eval_prompts), metrics)
@@ -606,12 +608,15 @@ def train(job: Job, settings: Settings, trainer_class, config_class, algo_args: 
     steps = run_trainer(trainer, job)
     if job.writes:  # a resumed run redoes the final evaluation
         truncate_jsonl(samples_path, lambda row: row["when"] == "start")
+    if "start" not in readings and job.writes:  # resumed: the start records are in the file
+        readings["start"] = read_start_records(samples_path)
     final_eval = held_out("final", steps)
     job.tracker.log({f"eval/{k}": v for k, v in final_eval.items()}, step=steps)
     if job.writes:
         save_policy(model, job.tokenizer, job.adapter_dir)
 
     summary = {f"{k}_start": v for k, v in start_eval.items()} | {f"{k}_final": v for k, v in final_eval.items()}
+    summary.update(change_summary(readings.get("start", []), readings["final"], job.seed))
     summary.update(
         train_steps=steps,
         rollouts=steps // settings.steps_per_rollout,

@@ -17,14 +17,83 @@ The model side is any object with what rlhf/modeling/generation.py samples from 
 
 from __future__ import annotations
 
+import json
+import logging
 import math
+from pathlib import Path
 
 import torch
 
 from rlhf.data.gold_judge import gold_score_batch
 from rlhf.modeling.generation import Sampling, micro_batches, response_logprobs, sample
+from rlhf.modeling.intervals import paired_difference
 
-__all__ = ["evaluate", "summarize", "last_user_text", "chunk_seed"]
+__all__ = [
+    "evaluate",
+    "summarize",
+    "last_user_text",
+    "chunk_seed",
+    "start_to_final",
+    "within_noise",
+    "change_summary",
+    "read_start_records",
+]
+
+log = logging.getLogger(__name__)
+
+CHANGE_SCORES = ("rm_score", "gold_score")  # the scores whose start-to-final change gets an interval
+
+
+def start_to_final(start: list[dict], final: list[dict], confidence: float = 0.95, seed: int = 0) -> dict[str, dict]:
+    """The change of each score from the start to the final evaluation, paired per prompt: start, final [N]
+    records of the same N prompts in the same order (as :func:`evaluate` returns them) -> ``{"<score>_change":
+    {mean, low, high, n}}``, the mean of final - start with a percentile-bootstrap interval over prompts (1000
+    resamples; a prompt drawn brings both its readings, so how hard it is cancels out). Scores a record lacks
+    (gold without a gold judge) are left out; so is everything when the prompts do not line up (a resume whose
+    start records are gone)."""
+    if len(start) != len(final) or [r["prompt"] for r in start] != [r["prompt"] for r in final]:
+        return {}
+    out = {}
+    for key in CHANGE_SCORES:
+        if all(r.get(key) is not None for r in start + final):
+            diff = paired_difference([r[key] for r in final], [r[key] for r in start], confidence=confidence, seed=seed)
+            out[f"{key}_change"] = diff.as_dict()
+    return out
+
+
+def within_noise(changes: dict[str, dict], confidence: float = 0.95) -> list[str]:
+    """One sentence per score whose start-to-final change interval holds 0: the reading cannot tell a gain
+    from a loss, whatever its sign."""
+    return [
+        f"the held-out {key.removesuffix('_change')} changed by {c['mean']:+.3f} [{c['low']:+.3f}, {c['high']:+.3f}] "
+        f"over {c['n']} prompts: within noise at {confidence:.0%}, so this evaluation cannot tell whether the policy "
+        "improved (more prompts, algo.eval_prompts, narrow the interval)"
+        for key, c in changes.items()
+        if c["low"] <= 0 <= c["high"]
+    ]
+
+
+def read_start_records(path: Path) -> list[dict]:
+    """The start evaluation's records from a run's eval_samples.jsonl (what a resumed run has of its start; none
+    if the file is gone)."""
+    if not Path(path).is_file():
+        return []
+    rows = [json.loads(line) for line in Path(path).read_text(encoding="utf-8").splitlines() if line.strip()]
+    return [row for row in rows if row.get("when") == "start"]
+
+
+def change_summary(start: list[dict], final: list[dict], seed: int = 0) -> dict[str, float]:
+    """:func:`start_to_final`, logged (with :func:`within_noise`'s sentences as warnings), as flat summary
+    fields: ``<score>_change`` and its ``_low`` / ``_high`` (95%)."""
+    changes = start_to_final(start, final, seed=seed)
+    flat = {}
+    for key, c in changes.items():
+        log.info("held-out %s, start to final: %+.3f [%+.3f, %+.3f] (95%%, paired over %d prompts)",
+                 key.removesuffix("_change"), c["mean"], c["low"], c["high"], c["n"])  # fmt: skip
+        flat |= {key: c["mean"], f"{key}_low": c["low"], f"{key}_high": c["high"]}
+    for sentence in within_noise(changes):
+        log.warning("%s", sentence)
+    return flat
 
 
 def chunk_seed(seed: int, index: int) -> int:

@@ -85,3 +85,13 @@ def test_the_trajectory_is_reported(results):
     md = (out / "run" / "results.md").read_text()
     assert md.count("| ppo | ") >= 2 and "## Checkpoints" in md  # the policy's row and its checkpoint's
     assert json.loads((out / "run" / "results.json").read_text())["checkpoints"] == res["checkpoints"]
+
+
+@pytest.mark.parametrize("algo", ["ppo", "grpo", "rloo"])
+def test_the_in_run_held_out_change_has_an_interval(trained, algo):
+    _, runs = trained
+    summary = json.loads((runs[algo] / "summary.json").read_text())
+    for score in ("rm_score", "gold_score"):
+        change = summary[f"{score}_change"]
+        assert change == pytest.approx(summary[f"{score}_final"] - summary[f"{score}_start"])
+        assert summary[f"{score}_change_low"] <= change <= summary[f"{score}_change_high"]

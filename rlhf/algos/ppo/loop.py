@@ -64,7 +64,7 @@ from rlhf.algos.ppo.settings import Settings
 from rlhf.data.gold_judge import gold_score_batch
 from rlhf.errors import ConfigError
 from rlhf.modeling.generation import Rollout, cut_prompts, micro_batches, response_logprobs, sample
-from rlhf.modeling.held_out import chunk_seed, evaluate, summarize
+from rlhf.modeling.held_out import change_summary, chunk_seed, evaluate, read_start_records, summarize
 from rlhf.run import costs, distributed, stopping
 from rlhf.run.job import Job
 from rlhf.run.nonfinite import NonFiniteCounter, is_finite, numeric_error
@@ -541,6 +541,8 @@ def fit(job: Job, settings: Settings, roles: Roles, rm: FinishedRun) -> dict:
         else None
     )
 
+    readings: dict[str, list[dict]] = {}  # when -> the held-out records
+
     @costs.phase("evaluation")
     def held_out(when: str, step: int) -> dict[str, float]:
         """The held-out evaluation, the processes sharing its chunks of prompts (gathered, in order; each chunk
@@ -560,6 +562,7 @@ def fit(job: Job, settings: Settings, roles: Roles, rm: FinishedRun) -> dict:
             )[1]
 
         records = distributed.map_chunks(eval_prompts, settings.rollout_chunk_size, answer)
+        readings[when] = records  # the start-to-final change is paired per prompt
         metrics = summarize(records)
         if job.writes:
             _append_samples(samples_path, when, step, records)
@@ -578,6 +581,7 @@ def fit(job: Job, settings: Settings, roles: Roles, rm: FinishedRun) -> dict:
         job.resumed_from(start_step)  # the run directory follows the checkpoint from here on
         if job.writes:
             truncate_jsonl(samples_path, lambda row: row["when"] == "start")  # the final evaluation is redone
+            readings["start"] = read_start_records(samples_path)
         log.info("resumed from %s (step %d)", resume_from, start_step)
     else:
         start_step = 0
@@ -651,6 +655,7 @@ def fit(job: Job, settings: Settings, roles: Roles, rm: FinishedRun) -> dict:
         if job.writes:
             roles.save(job.adapter_dir)
     summary = {f"{k}_start": v for k, v in start_eval.items()} | {f"{k}_final": v for k, v in final_eval.items()}
+    summary.update(change_summary(readings.get("start", []), readings["final"], job.seed))
     summary.update(
         iterations=settings.iterations,
         episodes=settings.iterations * settings.batch_size,

@@ -362,6 +362,15 @@ def trajectory_point(
     return point | cost_fields(cost, parameters)
 
 
+def _checkpoint_row(scores: dict[str, dict[str, dict]], i: int) -> dict:
+    """samples.jsonl's ``checkpoints`` entry for prompt i: {policy: {step: {rm, kl, gold}}} (the tournament's
+    cost frontier resamples prompts), or nothing without scored checkpoints."""
+    if not scores:
+        return {}
+    return {"checkpoints": {name: {step: {key: float(values[i]) for key, values in point.items()}
+                                   for step, point in steps.items()} for name, steps in scores.items()}}  # fmt: skip
+
+
 def _final_step(spec: PolicySpec, earlier: list) -> int | None:
     """The policy's own step: PPO's iterations, a Trainer run's global step, else after its last checkpoint."""
     for key in ("iterations", "train_steps"):
@@ -506,6 +515,7 @@ def evaluate(cfg: DictConfig, run_dir: Path, explicit: set[str] = frozenset()) -
 
         # 2b. every kept checkpoint of every policy run, on the same prompts, judge and gold (evaluation.checkpoints)
         checkpoint_points = []
+        per_prompt_checkpoints: dict[str, dict[str, dict]] = {}  # policy -> step -> score -> [N], for samples.jsonl
         if settings.scores_checkpoints:
             boot = dict(n_samples=settings.bootstrap_samples, confidence=settings.confidence, seed=cfg.seed)
             parameters = sum(p.numel() for n, p in bank.model.named_parameters() if "lora_" not in n)
@@ -522,6 +532,10 @@ def evaluate(cfg: DictConfig, run_dir: Path, explicit: set[str] = frozenset()) -
                     checkpoint_points.append(
                         trajectory_point(spec.name, ckpt.step, False, g, rm, gold, ckpt.cost, parameters, k, boot)
                     )
+                    per_prompt_checkpoints.setdefault(spec.name, {})[str(ckpt.step)] = {
+                        "rm": per_prompt(rm, k), "kl": per_prompt(g.kl, k),
+                        **({"gold": per_prompt(gold, k)} if with_gold else {}),
+                    }  # fmt: skip
                 final = trajectory_point(spec.name, _final_step(spec, checkpoints[spec.name]), True, gens[spec.name],
                                          rm_scores[spec.name], gold_scores[spec.name],
                                          final_cost(spec.run_dir, spec.summary), parameters, k, boot)  # fmt: skip
@@ -614,6 +628,7 @@ def evaluate(cfg: DictConfig, run_dir: Path, explicit: set[str] = frozenset()) -
                 "chosen_rm": float(chosen_rm[i]),
                 **({"chosen_gold": float(chosen_gold[i])} if with_gold else {}),
                 **{name: _sample_row(gens[name], rm_scores[name], gold_scores[name], i, k) for name in gens},
+                **_checkpoint_row(per_prompt_checkpoints, i),
             }
             for i, (p, f, ex) in enumerate(zip(prompts, families, examples))
         ]

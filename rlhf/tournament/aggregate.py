@@ -10,6 +10,7 @@ import numpy as np
 
 from rlhf.evaluation.metrics import comparison_pairs, pairwise_wins, verdict
 from rlhf.tournament.collect import CHOSEN, Collected, Scores
+from rlhf.tournament.frontier import cost_frontier
 from rlhf.tournament.plan import ONLINE_ARMS
 from rlhf.tournament.stats import hierarchical_bootstrap, paired_differences, seed_means
 
@@ -166,4 +167,6 @@ def aggregate(collected: Collected) -> dict:
         "differences": differences(collected, base_name, boot),
         "costs": costs(collected),
         "held_out": held_out_points(collected),
+        # --budget: each arm's checkpoints against their training cost (None: no checkpoints scored)
+        "cost_frontier": cost_frontier(plan, collected.evaluations, list(plan.arms), boot),
     }

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import argparse
 import sys
+from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
 
 from omegaconf import OmegaConf
 
 from rlhf.errors import ConfigError
+from rlhf.tournament.budget import base_length
 from rlhf.tournament.driver import StageFailed, run_stages
 from rlhf.tournament.plan import (
     ARMS,
@@ -53,7 +55,7 @@ def compose(config_name: str, overrides: list[str]):
         raise ConfigError(f"{config_name}.py {' '.join(overrides)}: {first}") from None
 
 
-def new_plan(seeds: int, arms: str, directory: Path | None, overrides: list[str]) -> Plan:
+def new_plan(seeds: int, arms: str, directory: Path | None, overrides: list[str], budget: int = 1) -> Plan:
     """A plan from the command line, every stage's overrides composed once (a typo fails now, not after hours)."""
     if seeds < 1:
         raise ConfigError(f"--seeds {seeds}: give at least 1 seed (default {DEFAULT_SEEDS})")
@@ -62,6 +64,8 @@ def new_plan(seeds: int, arms: str, directory: Path | None, overrides: list[str]
         raise ConfigError(
             f"--dir {directory} is not empty: continue that tournament with --resume {directory}, or pick another --dir"
         )
+    if budget < 1:
+        raise ConfigError(f"--budget {budget}: give a multiple >= 1 of each arm's default length (e.g. --budget 4)")
     general, staged = split_overrides(overrides)
     cfg = compose("train", ["algo=rm", *general, *staged.get("rm", ())])
     plan = Plan(
@@ -79,8 +83,12 @@ def new_plan(seeds: int, arms: str, directory: Path | None, overrides: list[str]
         raise ConfigError(
             f"overrides for stage {unused[0]}, which this tournament does not run (stages: {', '.join(plan.stages)})"
         )
+    lengths = {}
     for stage in plan.training_stages[1:]:
-        compose("train", [f"algo={stage}", *general, *staged.get(stage, ())])
+        arm = compose("train", [f"algo={stage}", *general, *staged.get(stage, ())])
+        if budget > 1 and stage in plan.arms:
+            lengths[stage] = base_length(stage, arm.algo)
+    plan = replace(plan, budget=budget, lengths=lengths)
     shared = [o for o in general if override_key(o).split(".")[0] in EVALUATE_SHARES]
     compose("evaluate", [*shared, *staged.get(EVALUATE, ())])
     return plan
@@ -97,6 +105,12 @@ def parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--seeds", type=int, help=f"seeds 0..N-1, fixed (default {DEFAULT_SEEDS})")
     p.add_argument("--arms", help=f"comma-separated, from {', '.join(ARMS)} (default {','.join(DEFAULT_ARMS)})")
+    p.add_argument(
+        "--budget",
+        type=int,
+        help="N: each arm trains N x its default steps or iterations in one run, saving and evaluating a checkpoint "
+        "at every 1x (constant learning rate after warm-up); the report adds cost_frontier.png (default 1)",
+    )
     p.add_argument("--dir", type=Path, help=f"the tournament's directory (default {DEFAULT_ROOT}/<timestamp>)")
     p.add_argument(
         "--resume",
@@ -112,8 +126,9 @@ def parser() -> argparse.ArgumentParser:
 def plan_from(args: argparse.Namespace) -> Plan:
     if args.resume is None:
         seeds = DEFAULT_SEEDS if args.seeds is None else args.seeds
-        return new_plan(seeds, args.arms or ",".join(DEFAULT_ARMS), args.dir, args.overrides)
-    flags = (("--seeds", args.seeds), ("--arms", args.arms), ("--dir", args.dir))
+        budget = 1 if args.budget is None else args.budget
+        return new_plan(seeds, args.arms or ",".join(DEFAULT_ARMS), args.dir, args.overrides, budget)
+    flags = (("--seeds", args.seeds), ("--arms", args.arms), ("--dir", args.dir), ("--budget", args.budget))
     given = [flag for flag, value in flags if value is not None]
     if given or args.overrides:
         raise ConfigError(

@@ -26,6 +26,7 @@ from rlhf.errors import ConfigError
 from rlhf.run.lock import lock_holder
 from rlhf.run.resume import run_status
 from rlhf.run.rundir import has_complete_checkpoint
+from rlhf.tournament.budget import budget_overrides
 
 REPO = Path(__file__).resolve().parents[2]
 TRAIN = REPO / "train.py"
@@ -100,6 +101,8 @@ class Plan:
     stage_overrides: dict[str, tuple[str, ...]] = field(default_factory=dict)
     group: str = ""  # the W&B group of every stage and of the report
     logger: dict = field(default_factory=dict)  # the composed logger settings (the report's W&B run)
+    budget: int = 1  # --budget: each arm at budget x its default length, checkpoints at every 1x (budget.py)
+    lengths: dict[str, tuple[int, float]] = field(default_factory=dict)  # arm -> (default length, warm-up ratio)
     python: str = field(default=sys.executable, compare=False)
 
     def __post_init__(self):
@@ -159,6 +162,8 @@ class Plan:
             dataset=data["dataset"],
             group=data["group"],
             logger=data["logger"],
+            budget=int(data.get("budget", 1)),  # a plan saved before the budget axis: 1
+            lengths={k: tuple(v) for k, v in data.get("lengths", {}).items()},
         )
 
 
@@ -199,6 +204,7 @@ def train_command(plan: Plan, stage: str, seeds: list[int]) -> list[str]:
     """``train.py -m algo=<stage>`` over ``seeds``; the online arms against each seed's own reward model."""
     own = plan.stage_overrides.get(stage, ())
     reward = [f"algo.reward_model={plan.seed_path('rm')}"] if stage in ONLINE_ARMS else []
+    budget = budget_overrides(stage, *plan.lengths[stage], plan.budget) if stage in plan.lengths else []
     return [
         plan.python,
         str(TRAIN),
@@ -209,6 +215,7 @@ def train_command(plan: Plan, stage: str, seeds: list[int]) -> list[str]:
         *_group(plan, plan.overrides + own),
         *plan.overrides,
         *own,
+        *budget,  # last: the arm's own length override is already in its base length
     ]
 
 
@@ -236,6 +243,7 @@ def evaluate_command(plan: Plan, seed: int) -> list[str]:
         f"judge={plan.job_dir(plan.judge_from, seed)}",
         *_group(plan, shared + own),
         *shared,
+        *(["evaluation.checkpoints=true"] if plan.budget > 1 else []),
         *own,
     ]
 

@@ -18,6 +18,7 @@ log = logging.getLogger(__name__)
 FRONTIER_PNG = "frontier.png"
 SCORES_PNG = "scores.png"
 DIFFERENCES_PNG = "differences.png"
+COST_FRONTIER_PNG = "cost_frontier.png"
 TITLES = {"gold": "gold-judge score", "judge": "judge reward-model score"}
 
 
@@ -114,6 +115,33 @@ def plot_differences(report: dict, path: Path) -> None:
     fig.savefig(path, dpi=110)
 
 
+def plot_cost_frontier(report: dict, path: Path) -> None:
+    """--budget: gold, judge-RM score and KL (columns) against training seconds and training FLOPs (rows), one
+    line per method from the base (0) through each budget level, bands: the hierarchical intervals over seeds and
+    prompts (report.json's cost_frontier)."""
+    frontier = report["cost_frontier"]
+    scores = [
+        s for s in ("gold", "judge", "kl") if all(lv[s] for levels in frontier["levels"].values() for lv in levels)
+    ]
+    colors = policy_colors(["base", *frontier["levels"]])
+    fig = Figure(figsize=(4.6 * len(scores), 7.6))
+    axes = fig.subplots(2, len(scores), squeeze=False)
+    for row, (xkey, xlabel) in zip(axes, (("train_seconds", "training seconds"), ("train_flops", "training FLOPs"))):
+        for ax, score in zip(row, scores):
+            for method, levels in frontier["levels"].items():
+                x = [lv[xkey] for lv in levels]
+                ax.plot(x, [lv[score]["mean"] for lv in levels], marker="o", color=colors[method], label=label(method))
+                ax.fill_between(x, [lv[score]["low"] for lv in levels], [lv[score]["high"] for lv in levels],
+                                color=colors[method], alpha=0.15)  # fmt: skip
+            ax.set_xlabel(f"{xlabel} (0: base)")
+            ax.set_ylabel(TITLES.get(score, "KL to the reference per response"))
+            ax.grid(alpha=0.3)
+            ax.legend(fontsize=8, loc="best")
+    fig.suptitle(f"Quality against training cost ({report['confidence']:.0%} bands over seeds and prompts)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+
+
 def write_all(directory: Path, report: dict) -> list[str]:
     """Every figure into ``directory``; their file names (a failing plot is a warning: the numbers matter more)."""
     written = []
@@ -121,8 +149,11 @@ def write_all(directory: Path, report: dict) -> list[str]:
         (FRONTIER_PNG, plot_frontier),
         (SCORES_PNG, plot_scores),
         (DIFFERENCES_PNG, plot_differences),
+        (COST_FRONTIER_PNG, plot_cost_frontier),
     ):
-        if name == DIFFERENCES_PNG and not report["differences"]:
+        if (name == DIFFERENCES_PNG and not report["differences"]) or (
+            name == COST_FRONTIER_PNG and not report.get("cost_frontier")
+        ):
             continue
         try:
             draw(report, Path(directory) / name)

@@ -107,6 +107,37 @@ def seed_table(report: dict) -> tuple[list[str], list[list[str]]]:
     return ["seed", "method", *(SCORE_NAMES[s] for s in scores), "KL / response"], rows
 
 
+def frontier_sections(report: dict) -> list[str]:
+    """--budget: the score at equal training seconds, and where more compute stopped helping (none without it)."""
+    frontier = report.get("cost_frontier")
+    if not frontier:
+        return []
+    score, methods = frontier["score"], list(frontier["levels"])
+    equal = [
+        [f"{row['train_seconds']:.0f}", *(_interval(row[m]) for m in methods)] for row in frontier["equal_seconds"]
+    ]
+    plateaus = []
+    for method in methods:
+        stop, levels = frontier["plateau"][method], frontier["levels"][method]
+        where = (
+            f"{label(method)}: more compute stopped helping beyond {stop['budget']}x ({stop['train_seconds']:.0f} s)"
+            if stop["budget"]
+            else f"{label(method)}: still helping at {levels[-1]['budget']}x ({levels[-1]['train_seconds']:.0f} s), "
+            "the largest budget run"
+        )
+        plateaus.append(f"- {where}")
+    return [
+        f"## {SCORE_NAMES[score].capitalize()} score at equal training seconds",
+        "",
+        "Each seed's curve interpolated between its checkpoints (prompt by prompt; 0 s is the base), then the "
+        "hierarchical bootstrap. cost_frontier.png draws every score against seconds and FLOPs.",
+        "",
+        markdown(["training seconds", *(label(m) for m in methods)], equal),
+        *plateaus,
+        "",
+    ]
+
+
 def report_markdown(report: dict) -> str:
     seeds, arms = report["seeds"], ", ".join(label(a) for a in report["arms"])
     level = f"{report['confidence']:.0%}"
@@ -132,6 +163,7 @@ def report_markdown(report: dict) -> str:
         "## Cost (mean over seeds)",
         "",
         markdown(*cost_table(report)),
+        *frontier_sections(report),
         "## Per seed",
         "",
         markdown(*seed_table(report)),

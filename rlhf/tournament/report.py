@@ -114,15 +114,15 @@ def frontier_sections(report: dict) -> list[str]:
         return []
     score, methods = frontier["score"], list(frontier["levels"])
     equal = [
-        [f"{row['train_seconds']:.0f}", *(_interval(row[m]) for m in methods)] for row in frontier["equal_seconds"]
+        [f"{row['train_seconds']:.3g}", *(_interval(row[m]) for m in methods)] for row in frontier["equal_seconds"]
     ]
     plateaus = []
     for method in methods:
         stop, levels = frontier["plateau"][method], frontier["levels"][method]
         where = (
-            f"{label(method)}: more compute stopped helping beyond {stop['budget']}x ({stop['train_seconds']:.0f} s)"
+            f"{label(method)}: more compute stopped helping beyond {stop['budget']}x ({stop['train_seconds']:.3g} s)"
             if stop["budget"]
-            else f"{label(method)}: still helping at {levels[-1]['budget']}x ({levels[-1]['train_seconds']:.0f} s), "
+            else f"{label(method)}: still helping at {levels[-1]['budget']}x ({levels[-1]['train_seconds']:.3g} s), "
             "the largest budget run"
         )
         plateaus.append(f"- {where}")

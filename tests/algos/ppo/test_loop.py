@@ -18,6 +18,7 @@ from rlhf.experiment import run_experiment
 from rlhf.modeling.generation import micro_batches, response_logprobs, sample
 from rlhf.modeling.models import load_causal_lm, load_reward_model
 from rlhf.modeling.reward_scoring import score_conversations
+from rlhf.run import costs
 from tests.algos.helpers import make_job, metric_rows, rm_outputs
 from tests.conftest import compose_train, tiny_overrides
 
@@ -253,6 +254,12 @@ def test_resume_after_a_kill_continues_without_duplicate_steps(outputs, straight
         assert [r[key] for r in rows[1:]] == pytest.approx([r[key] for r in straight[1:]], rel=1e-4, abs=1e-6), key
     for key in ("rm_score_start", "rm_score_final", "kl_final"):
         assert summary[key] == pytest.approx(straight_summary[key], rel=1e-4, abs=1e-6), key
+    # Its last checkpoint's cost counts from the first step (the crashed process's share carried), as the straight
+    # run's; its held-out change pairs the start records it read back with the final ones.
+    resumed_cost, straight_cost = (costs.recorded(d / "checkpoints" / "step-000004") for d in (run_dir, straight_dir))
+    for key in ("tokens_forwarded", "tokens_backpropagated", "episodes"):
+        assert resumed_cost[key] == straight_cost[key], key
+    assert summary["rm_score_change"] == pytest.approx(straight_summary["rm_score_change"], rel=1e-4, abs=1e-6)
 
 
 def test_missing_reward_model_says_to_train_one(tmp_path):

@@ -103,17 +103,6 @@ def test_a_4bit_models_kv_cache_is_fp32_as_the_planner_counts(autocast):
     assert m.Precision.of(hardware).gen == 4
 
 
-@pytest.mark.skipif(torch.cuda.is_available(), reason="a CUDA GPU is present")
-def test_without_the_switch_a_4bit_profile_names_it():
-    cfg = compose_train(tiny_overrides(hardware="gpu_24gb"))
-    model, hardware = (
-        from_node(ModelSettings, cfg.model, "model"),
-        from_node(HardwareSettings, cfg.hardware, "hardware"),
-    )
-    with pytest.raises(ConfigError, match=r"no CUDA GPU was found: use hardware=cpu, or hardware.device=cpu"):
-        load_causal_lm(model_directory(model), model, hardware, None)
-
-
 def test_rm_and_judge_train_with_the_paged_8bit_optimizer(outputs):
     for algo in ("rm", "judge"):
         run_dir = outputs / algo / "run"

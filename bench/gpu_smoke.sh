@@ -4,6 +4,12 @@
 # planner's predicted peak against torch.cuda.max_memory_allocated (summary.json's peak_cuda_mb) per run.
 #   bash bench/gpu_smoke.sh [OUT_DIR]       (default /tmp/gpu_smoke; needs a CUDA GPU and `make install`)
 # Prints one line per stage and a table; exits non-zero at the first failed stage. Never part of CI.
+# Covered on the CPU already (so a first GPU run tests only what CUDA adds): every gpu_24gb stage below, and grpo,
+# rloo, judge, sft, the sentinel and resume after SIGKILL, run the same 4-bit path on the CPU in CI
+# (tests/test_qlora_cpu.py, hardware=gpu_24gb hardware.device=cpu); a100_80gb's bf16 weights and autocast run as
+# hardware=cpu_bf16 (tests/test_hardware_selection.py). Left to this script: bitsandbytes' CUDA kernels, the CUDA
+# caching allocator and context (the planner's RESERVE_GIB, unchecked), peak_cuda_mb against the planner, and the
+# K/V dtype of a 4-bit model under CUDA autocast (the planner counts fp32: the check right below).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PY:-.venv/bin/python}
@@ -11,6 +17,21 @@ OUT=${1:-/tmp/gpu_smoke}
 rm -rf "$OUT" && mkdir -p "$OUT"
 "$PY" -c 'import torch; assert torch.cuda.is_available(), "no CUDA GPU"; print("gpu:", torch.cuda.get_device_name(0))'
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader || true
+# The K/V dtype of a 4-bit model under bf16 autocast on CUDA, against the 4 bytes the planner counts.
+"$PY" - <<'EOF'
+import torch
+from bench.common import compose
+from rlhf.config import HardwareSettings, ModelSettings, from_node
+from rlhf.modeling.models import load_causal_lm, load_tokenizer, model_directory
+from rlhf.plan.memory import Precision
+cfg = compose(["model=tiny_llama", "hardware=gpu_24gb", "logger=none"])
+model, hw = from_node(ModelSettings, cfg.model, "model"), from_node(HardwareSettings, cfg.hardware, "hardware")
+path = model_directory(model)
+lm = load_causal_lm(path, model, hw, load_tokenizer(path, model))
+with torch.no_grad(), torch.autocast("cuda", dtype=torch.bfloat16):
+    keys = lm(torch.tensor([[1, 2, 3]], device="cuda"), use_cache=True).past_key_values.layers[0].keys
+print(f"4-bit K/V under CUDA autocast: {keys.dtype}, {keys.element_size()} bytes; the planner: {Precision.of(hw).gen}")
+EOF
 
 # A few steps each: enough to run every phase (rollout, scoring, update, evaluation) and reach its peak.
 COMMON="logger=none dataset.n_train=256 dataset.n_test=64"

@@ -37,9 +37,19 @@ from bench import common
 # logits, which then dominate the rollout; cpu_bf16 (fp32 weights, bf16 autocast) keeps none, so its rollout is
 # the KV cache and the prefill, and its scoring and update run the bf16-logits and bf16-activation paths. The tiny
 # model is all logits (V = 49,152, H = 64); SmolLM2's activations and KV cache weigh more.
+# gpu_24gb runs its own 4-bit path on the CPU (hardware.device=cpu, which every profile here gets): NF4 weights,
+# bf16 compute, paged 8-bit AdamW, an fp32 residual stream and fp32 K and V (rlhf/plan/memory.py Precision.of).
 PPO_SHAPES = {
-    "tiny_llama": {"cpu": [(8, 32, 4), (16, 64, 8), (32, 64, 16)], "cpu_bf16": [(32, 64, 8)]},
-    "smollm2_135m": {"cpu": [(4, 32, 2), (8, 48, 4), (16, 64, 8)], "cpu_bf16": [(16, 64, 4), (32, 96, 8)]},
+    "tiny_llama": {
+        "cpu": [(8, 32, 4), (16, 64, 8), (32, 64, 16)],
+        "cpu_bf16": [(32, 64, 8)],
+        "gpu_24gb": [(8, 32, 4), (16, 64, 8), (32, 64, 16)],
+    },
+    "smollm2_135m": {
+        "cpu": [(4, 32, 2), (8, 48, 4), (16, 64, 8)],
+        "cpu_bf16": [(16, 64, 4), (32, 96, 8)],
+        "gpu_24gb": [(4, 32, 2), (8, 48, 4), (16, 64, 8)],
+    },
 }
 # (algo, micro batch, max_length); the synthetic pairs are < 200 tokens
 TRAINER_SHAPES = {
@@ -144,7 +154,9 @@ def ppo_rows(model_name: str, hardware: str, shapes: list[tuple[int, int, int]],
     from rlhf.plan.fits import plan
     from rlhf.run.job import build_job
 
-    cfg = common.compose([f"model={model_name}", "algo=ppo", "logger=none", f"hardware={hardware}", "lora=r16"])
+    cfg = common.compose(
+        [f"model={model_name}", "algo=ppo", "logger=none", f"hardware={hardware}", "hardware.device=cpu", "lora=r16"]
+    )
     job = build_job(cfg, work / f"ppo-{model_name}-{hardware}", job_type="ppo", group="plan_check", tags=[])
     rm = SimpleNamespace(adapter=_fresh_reward_adapter(job, work / f"rm-{model_name}"), model=job.model)
     roles = build_roles(job, rm, share_base=True, init_adapter=None, value_model="adapter")
@@ -158,7 +170,7 @@ def ppo_rows(model_name: str, hardware: str, shapes: list[tuple[int, int, int]],
         settings = dataclasses.replace(settings, batch_size=chunk, rollout_chunk_size=chunk, num_mini_batches=1,
                                        ppo_epochs=1, sampling=sampling)  # fmt: skip
         batch = prompts[:chunk]
-        optimizer = build_optimizer(roles.trainable.values(), "adamw_torch", 1e-6, 1e-5, roles.device)
+        optimizer = build_optimizer(roles.trainable.values(), job.hardware.optim, 1e-6, 1e-5, roles.device)
         for p in roles.trainable.values():  # the state an earlier update leaves: moments, and gradients
             p.grad = torch.zeros_like(p)
         optimizer.step()

@@ -215,6 +215,9 @@ if not OmegaConf.has_resolver("native_bf16"):  # registered on import, before an
     OmegaConf.register_new_resolver("native_bf16", _pick_if_native_bf16)
 
 
+DEVICES = ("auto", "cpu")  # hardware.device
+
+
 @dataclass(frozen=True)
 class HardwareSettings:
     name: str
@@ -226,8 +229,10 @@ class HardwareSettings:
     micro_batch_size: int
     num_threads: int | None
     memory_gib: float | None  # device memory the planner checks against (rlhf/plan/); null = no check
+    device: str  # auto: CUDA where there is a GPU, else the CPU; cpu: the CPU even on a GPU box (DEVICES)
 
     def __post_init__(self):
+        check_choice("hardware.device", self.device, DEVICES)
         check_choice("hardware.dtype", self.dtype, ("float32", "bfloat16", "float16"))
         check(self.micro_batch_size >= 1, "hardware.micro_batch_size", self.micro_batch_size, "must be >= 1")
         if self.memory_gib is not None:
@@ -235,10 +240,23 @@ class HardwareSettings:
         if self.num_threads is not None:
             check(self.num_threads >= 1, "hardware.num_threads", self.num_threads, "must be >= 1 or null")
 
+    @property
+    def cuda(self) -> bool:
+        """Whether the run computes on a CUDA GPU: one is present and hardware.device is not cpu. Every placement
+        decision (the models' device, the 4-bit loader's device map, the Trainer's use_cpu, the planner's terms)
+        reads this, so hardware.device=cpu runs a GPU profile's own code path on the CPU."""
+        if self.device == "cpu":
+            return False
+        import torch  # here: the config layer itself loads without torch
+
+        return torch.cuda.is_available()
+
     def precision(self) -> dict:
         """What the run computes in and why, for summary.json: the option, the weights' dtype, the autocast dtype
         (None: off) and the reason (hardware=auto's detection on this machine, or the option as chosen)."""
-        why = f"hardware={self.name} as configured"
+        why = f"hardware={self.name} as configured" + (
+            ", on the CPU (hardware.device=cpu)" if self.device == "cpu" else ""
+        )
         if self.name == AUTO:
             why = f"hardware=auto: {native_bf16_reason() or _NO_NATIVE_BF16}"
         return {"hardware": self.name, "dtype": self.dtype, "autocast": "bfloat16" if self.bf16 else None, "why": why}

@@ -40,7 +40,7 @@ from rlhf.algos.hf_trainer.settings import TrainerSettings, common_training_args
 from rlhf.config import check, check_choice, check_init_adapter_value
 from rlhf.errors import ConfigError
 from rlhf.modeling.logprobs import preference_logprobs, truncate_prompt
-from rlhf.modeling.models import load_adapter, load_causal_lm, lora_config
+from rlhf.modeling.models import load_adapter, load_causal_lm, lora_config, merge_adapter
 from rlhf.modeling.reward_scoring import pair_metrics
 from rlhf.run import costs
 from rlhf.run.job import Job
@@ -125,7 +125,7 @@ class Policy:
 def _start_model(job: Job, path: str, tokenizer, adapter: Path | None):
     """The start policy with the init adapter merged in (full fine-tuning)."""
     lm = load_causal_lm(path, job.model, job.hardware, tokenizer)
-    return lm if adapter is None else load_adapter(lm, adapter).merge_and_unload()
+    return lm if adapter is None else merge_adapter(lm, adapter)
 
 
 @costs.phase("load_model")

@@ -58,7 +58,7 @@ from rlhf.data.gold_judge import gold_score_batch
 from rlhf.errors import ConfigError
 from rlhf.modeling.generation import Sampling, cut_prompts, decode, response_content, response_separator
 from rlhf.modeling.held_out import change_summary, evaluate, read_start_records
-from rlhf.modeling.models import load_adapter, load_causal_lm, load_reward_run, lora_config
+from rlhf.modeling.models import load_adapter, load_causal_lm, load_reward_run, lora_config, place
 from rlhf.modeling.reward_scoring import score_conversations
 from rlhf.modeling.token_math import response_logits
 from rlhf.run import costs, distributed
@@ -263,13 +263,6 @@ def reward_model_run(job: Job, reward_model: str | None) -> FinishedRun:
     return finished_run(path, "algo.reward_model", REWARD_ALGOS)
 
 
-def _place(model: torch.nn.Module, job: Job) -> torch.nn.Module:
-    """On a GPU box put the model on it (4-bit models are placed by their loader)."""
-    if torch.cuda.is_available() and not job.hardware.load_in_4bit:
-        return model.to("cuda")
-    return model
-
-
 class RewardModel:
     """The rm run's frozen sequence classifier: ``model(conversations)`` -> scores [N] (float32, CPU), each read at
     the last real token of the conversation rendered with the rm's chat template, cut to the rm run's
@@ -286,7 +279,7 @@ class RewardModel:
         model.requires_grad_(False)
         return cls(
             tokenizer,
-            _place(model, job),
+            place(model, job.hardware),
             int(run.config.algo.max_length),
             job.hardware.micro_batch_size,
             job.hardware.bf16,

@@ -29,7 +29,7 @@ import numpy as np
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from rlhf.config import HardwareSettings, ModelSettings, check, from_node
+from rlhf.config import ModelSettings, check, from_node
 from rlhf.data.gold_judge import gold_score_batch
 from rlhf.errors import ConfigError
 from rlhf.evaluation import metrics as M
@@ -39,7 +39,7 @@ from rlhf.evaluation.checkpoints import cost_fields, final_cost, policy_checkpoi
 from rlhf.evaluation.policies import PolicyBank, PolicySpec, resolve_judge, resolve_policies
 from rlhf.modeling.generation import Sampling, cut_prompts, response_logprobs, sample
 from rlhf.modeling.logprobs import completion_logprobs, tokenize_completions, truncate_prompt
-from rlhf.modeling.models import load_causal_lm, load_reward_run
+from rlhf.modeling.models import load_causal_lm, load_reward_run, place
 from rlhf.modeling.reward_scoring import score_conversations
 from rlhf.run import costs
 from rlhf.run.job import build_job
@@ -382,13 +382,6 @@ def _final_step(spec: PolicySpec, earlier: list) -> int | None:
 # --------------------------------------------------------------------------- the run
 
 
-def _place(model, hardware: HardwareSettings):
-    """On a GPU box put the model on it (4-bit models are placed by their loader)."""
-    if torch.cuda.is_available() and not hardware.load_in_4bit:
-        return model.to("cuda")
-    return model
-
-
 def _timed(times: dict, key: str, start: float) -> float:
     now = time.perf_counter()
     times[key] = round(times.get(key, 0.0) + now - start, 2)
@@ -456,13 +449,13 @@ def evaluate(cfg: DictConfig, run_dir: Path, explicit: set[str] = frozenset()) -
         clock = time.perf_counter()
         with costs.phase("load_model"):
             path = job.model_path
-            bank = PolicyBank(_place(load_causal_lm(path, model, hardware, tokenizer), hardware), tokenizer)
+            bank = PolicyBank(place(load_causal_lm(path, model, hardware, tokenizer), hardware), tokenizer)
             names = {s.name: (bank.attach(s.adapter), bank.attach(s.reference)) for s in specs}
             checkpoints = {
                 s.name: policy_checkpoints(s.run_dir, s.summary) if settings.scores_checkpoints else [] for s in specs
             }
             judge_tokenizer, judge = load_reward_run(judge_run, hardware)
-            judge = _place(judge, hardware)
+            judge = place(judge, hardware)
         reward_max_length = settings.reward_max_length or int(judge_run.config.algo.max_length)
         clock = _timed(times, "load", clock)
 

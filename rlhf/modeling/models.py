@@ -219,19 +219,27 @@ def load_tokenizer(path: str, model: ModelSettings) -> PreTrainedTokenizerBase:
 def _model_kwargs(model: ModelSettings, hardware: HardwareSettings) -> dict:
     kwargs = {"dtype": _DTYPES[hardware.dtype], "trust_remote_code": model.trust_remote_code}
     if hardware.load_in_4bit:
-        if not torch.cuda.is_available():
+        if not hardware.cuda and hardware.device != "cpu":
             raise ConfigError(
-                f"hardware={hardware.name} loads the model in 4 bit, which needs a CUDA GPU and none was found: "
-                f"use hardware=cpu"
+                f"hardware={hardware.name} loads the model in 4 bit and no CUDA GPU was found: use hardware=cpu, or "
+                f"hardware.device=cpu to run this profile's 4-bit path on the CPU (bitsandbytes' CPU backend; slow)"
             )
         kwargs["quantization_config"] = BitsAndBytesConfig(
             load_in_4bit=True,
             bnb_4bit_quant_type="nf4",
-            bnb_4bit_compute_dtype=torch.bfloat16,
+            bnb_4bit_compute_dtype=_DTYPES[hardware.dtype],
             bnb_4bit_use_double_quant=True,
         )
-        kwargs["device_map"] = {"": int(os.environ.get("LOCAL_RANK", 0))}
+        kwargs["device_map"] = {"": int(os.environ.get("LOCAL_RANK", 0)) if hardware.cuda else "cpu"}
     return kwargs
+
+
+def place(model: nn.Module, hardware: HardwareSettings) -> nn.Module:
+    """``model`` on the device the run computes on: the GPU where ``hardware.cuda``, else left on the CPU where it
+    loaded; a 4-bit model stays where its loader placed it (its device map)."""
+    if hardware.cuda and not hardware.load_in_4bit:
+        return model.to("cuda")
+    return model
 
 
 def _load(auto_class, path: str, model: ModelSettings, hardware: HardwareSettings, **extra) -> PreTrainedModel:
@@ -339,7 +347,15 @@ def merge_adapter(backbone: PreTrainedModel, adapter_dir: str | Path) -> PreTrai
     """``backbone`` with a saved LoRA adapter's update (W + scale * B A) added into the weights it targets, the
     adapter gone. A policy's (CAUSAL_LM) adapter merges into a sequence classifier of the same base too: its
     LoRA sits on the shared transformer layers; the task type is dropped so PEFT wraps no LM head. How a reward
-    model starts from an SFT policy (algo=rm algo.init_adapter=..., N+'s reward model initialised from SFT)."""
+    model starts from an SFT policy (algo=rm algo.init_adapter=..., N+'s reward model initialised from SFT).
+    Refused on a 4-bit base: PEFT would dequantize, add and requantize to NF4, rounding much of the adapter away
+    (tests/test_qlora_cpu.py)."""
+    if getattr(backbone, "is_loaded_in_4bit", False):
+        raise ConfigError(
+            f"cannot merge the adapter {adapter_dir} into a 4-bit base: PEFT dequantizes, adds B A and requantizes "
+            f"to NF4, which rounds away much of the adapter (not the model it trained as): start from the base "
+            f"(algo.init_adapter=null), or run without 4 bit (hardware.load_in_4bit=false)"
+        )
     config = LoraConfig.from_pretrained(str(adapter_dir))
     config.task_type = None
     return PeftModel.from_pretrained(backbone, str(adapter_dir), config=config).merge_and_unload()

@@ -10,6 +10,7 @@ as TRL counts them: the whole conversation rendered with the chat template (:fun
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 from rlhf.modeling.logprobs import Messages, prompt_length, render_ids, truncate_prompt
@@ -25,6 +26,36 @@ class FittedPairs:
     examples: list[dict]
     cut: int
     dropped: int
+    lengths: list[int]  # every given pair's whole length (prompt + longer response, before any cut), in order
+
+    def report(self, max_length: int, key: str = "algo.max_length") -> str:
+        """One line on what the run trains on: pairs used, cut and dropped at ``max_length``, and the whole pairs'
+        median and 95th-percentile tokens; when more than a quarter were cut or dropped, the ``key`` value that
+        would keep 95% whole and its cost in tokens per pair."""
+        given = len(self.lengths)
+        ordered = sorted(self.lengths)
+        median, p95 = _percentile(ordered, 0.5), _percentile(ordered, 0.95)
+        line = (
+            f"pairs: {len(self.examples)} of {given} used, {self.cut} cut to their final turns and {self.dropped} "
+            f"dropped at {key}={max_length}; whole pairs are {median} tokens at the median, {p95} at the 95th "
+            "percentile"
+        )
+        if self.cut + self.dropped > given / 4:
+            kept = sum(min(n, max_length) for n in self.lengths)
+            whole = sum(min(n, p95) for n in self.lengths)
+            line += (
+                f". More than a quarter were shortened: {key}={p95} would keep 95% whole, at {whole / kept:.1f}x "
+                "the tokens per pair (time and activation memory grow at least as fast)"
+            )
+        return line
+
+
+def _percentile(ordered: list[int], q: float) -> int:
+    """The nearest-rank ``q`` quantile of sorted ``ordered`` (an observed length, not an interpolation)."""
+    if not ordered:
+        return 0
+    rank = math.ceil(q * len(ordered))  # 1-based: the smallest value with at least q of the values at or below it
+    return ordered[min(max(rank, 1), len(ordered)) - 1]
 
 
 def pair_length(tokenizer, prompt: Messages, example: dict) -> int:
@@ -53,9 +84,10 @@ def fit_pairs(tokenizer, examples: list[dict], max_length: int) -> FittedPairs:
     """``examples`` whose prompt + longer response fit ``max_length`` tokens: a pair that fits stays as it is, a
     longer one keeps its final turns (``cut``), one whose response alone does not fit is left out (``dropped``)."""
     room_needed = prompt_length(tokenizer, [{"role": "user", "content": ""}]) + 1
-    kept, cut, dropped = [], 0, 0
+    kept, cut, dropped, lengths = [], 0, 0, []
     for example in examples:
-        if pair_length(tokenizer, example["prompt"], example) <= max_length:
+        lengths.append(pair_length(tokenizer, example["prompt"], example))
+        if lengths[-1] <= max_length:
             kept.append(example)
             continue
         prompt = _shorter_prompt(tokenizer, example, max_length, room_needed)
@@ -64,4 +96,4 @@ def fit_pairs(tokenizer, examples: list[dict], max_length: int) -> FittedPairs:
         else:
             kept.append({**example, "prompt": prompt})
             cut += 1
-    return FittedPairs(kept, cut, dropped)
+    return FittedPairs(kept, cut, dropped, lengths)

@@ -10,7 +10,7 @@ size, n_kv key/value heads, N_l layers, r LoRA rank; A bytes of an activation, W
     gradients      trainable params x their own bytes (4 for LoRA)
     optimizer      AdamW: two moments of the parameter's dtype (8 bytes for fp32 LoRA weights);
                    8-bit AdamW (hardware.optim *8bit*): 2 bytes a parameter
-    KV cache       2 x N_l x n_kv x d x tokens x A
+    KV cache       2 x N_l x n_kv x d x tokens x A (4 under 4-bit: see Precision.of)
     activations    training: what autograd saves (layer_saved_bytes) for every layer, or with gradient
                    checkpointing each layer's input plus one layer recomputed; no-grad forwards: the
                    working set of one layer (forward_transient_bytes)
@@ -74,8 +74,11 @@ FUSED_TILE_COPIES = {"cuda": 1, "cpu": 8}
 
 
 def _runs_on_cpu(hardware: HardwareSettings) -> bool:
-    """The CPU profiles (cpu, cpu_bf16; hardware=auto on a machine without CUDA) run on the CPU whatever their
-    dtype; the other profiles are planned for CUDA when their weights are half precision or 4-bit."""
+    """The CPU profiles (cpu, cpu_bf16; hardware=auto on a machine without CUDA) and any profile with
+    hardware.device=cpu run on the CPU whatever their dtype; the other profiles are planned for CUDA when their
+    weights are half precision or 4-bit."""
+    if hardware.device == "cpu":
+        return True
     if hardware.name == AUTO:
         return not torch.cuda.is_available()
     return hardware.name.startswith("cpu")
@@ -107,7 +110,10 @@ class Precision:
         return cls(
             weight=weight,
             act=act,
-            gen=act if cuda else weight,
+            # a 4-bit model's K and V are fp32 on any device, autocast or not: prepare_model_for_kbit_training
+            # upcasts the norms and embeddings, so the residual stream and the norms' outputs are fp32, and
+            # bitsandbytes' Linear4bit returns its input's dtype (measured: bench/plan_check.py "kv dtype")
+            gen=4 if hardware.load_in_4bit else (act if cuda else weight),
             residual=4 if hardware.load_in_4bit else weight,
             load_in_4bit=hardware.load_in_4bit,
             checkpointing=hardware.gradient_checkpointing,

@@ -63,3 +63,17 @@ def test_every_kept_real_pair_fits_and_fewer_are_lost(tokenizer, hh_sample):
     assert fitted.dropped < old_rule_drops / 4
     assert all(pair_length(tokenizer, ex["prompt"], ex) <= 256 for ex in fitted.examples)
     assert all(ex["prompt"][0]["role"] == "user" for ex in fitted.examples)
+
+
+def test_the_length_report_names_the_counts_and_a_length_that_keeps_95_percent_whole(tokenizer):
+    examples, _ = parse_rows(ROWS, "hand-built", max_bad_fraction=0.0)
+    lengths = [pair_length(tokenizer, ex["prompt"], ex) for ex in examples]
+    fitted = fit_pairs(tokenizer, examples, MAX_LENGTH)
+    assert fitted.lengths == lengths
+    report = fitted.report(MAX_LENGTH)
+    ordered = sorted(lengths)  # 3 pairs: the median is the middle one, the 95th percentile the longest
+    assert report.startswith("pairs: 2 of 3 used, 1 cut to their final turns and 1 dropped at algo.max_length=64")
+    assert f"{ordered[1]} tokens at the median, {ordered[2]} at the 95th percentile" in report
+    ratio = sum(lengths) / sum(min(n, MAX_LENGTH) for n in lengths)  # 2 of 3 shortened: more than a quarter
+    assert f"algo.max_length={ordered[2]} would keep 95% whole, at {ratio:.1f}x the tokens per pair" in report
+    assert "would keep" not in fit_pairs(tokenizer, examples[:1] * 3 + examples[1:2], MAX_LENGTH).report(MAX_LENGTH)

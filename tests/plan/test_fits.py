@@ -46,8 +46,8 @@ def test_the_whole_rollout_in_one_chunk_does_not_fit_a_24gb_gpu():
         line,
     )
     assert match, line
-    # 2 (K, V) x 32 layers x 4096 x 2 bytes (bf16) x 384 tokens x 512 prompts
-    assert float(match.group(1)) == round(2 * 32 * 4096 * 2 * 384 * 512 / 2**30, 1) == 96.0
+    # 2 (K, V) x 32 layers x 4096 x 4 bytes (fp32: a 4-bit model's K and V, measured) x 384 tokens x 512 prompts
+    assert float(match.group(1)) == round(2 * 32 * 4096 * 4 * 384 * 512 / 2**30, 1) == 192.0
     # the value it names fits, one more does not
     fit = int(match.group(2))
     check_fits(compose_train(["experiment=llama2_7b_hh_ppo", "hardware=gpu_24gb", f"algo.rollout_chunk_size={fit}"]))
@@ -68,7 +68,7 @@ def test_a_whole_rollout_too_large_for_one_generate_call_names_algo_batch_size(a
         line,
     )
     assert match, line
-    assert float(match.group(1)) == 96.0  # as PPO's 512-prompt chunk: 2 x 32 layers x 4096 x 2 bytes x 384 x 512
+    assert float(match.group(1)) == 192.0  # as PPO's 512-prompt chunk: 2 x 32 layers x 4096 x 4 bytes x 384 x 512
     # the size it names is whole groups of num_generations=4, fits, and the next group does not
     fit = int(match.group(2))
     assert fit % 4 == 0

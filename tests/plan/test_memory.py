@@ -16,7 +16,8 @@ NO_LORA = LoraSettings(name="none", r=None, alpha=None, dropout=None, target_mod
 
 def hardware(**changes) -> HardwareSettings:
     values = dict(name="test", dtype="float32", bf16=False, load_in_4bit=False, gradient_checkpointing=False,
-                  optim="adamw_torch", micro_batch_size=2, num_threads=None, memory_gib=None)  # fmt: skip
+                  optim="adamw_torch", micro_batch_size=2, num_threads=None, memory_gib=None,
+                  device="auto")  # fmt: skip
     return HardwareSettings(**{**values, **changes})
 
 
@@ -47,7 +48,7 @@ def test_lora_adapter_gradients_and_optimizer():
 def test_kv_cache_and_logits():
     # 2 (K and V) x layers x kv_heads x head_dim x tokens x rows x bytes
     assert m.kv_cache_bytes(ARCH, CPU, rows=3, seq=10) == 2 * 2 * 2 * 16 * 10 * 3 * 4
-    assert m.kv_cache_bytes(ARCH, GPU_4BIT, rows=3, seq=10) == 2 * 2 * 2 * 16 * 10 * 3 * 2  # bf16
+    assert m.kv_cache_bytes(ARCH, GPU_4BIT, rows=3, seq=10) == 2 * 2 * 2 * 16 * 10 * 3 * 4  # fp32: 4-bit's K, V
     assert m.logits_bytes(ARCH, rows=2, positions=5) == 2 * 5 * 1000 * 4
 
 

@@ -53,7 +53,7 @@ def adapter(run_dir: Path) -> dict[str, torch.Tensor]:
 
 
 def test_the_global_batch_is_split_among_the_processes():
-    hardware = HardwareSettings("cpu", "float32", False, False, False, "adamw_torch", 8, None, None)
+    hardware = HardwareSettings("cpu", "float32", False, False, False, "adamw_torch", 8, None, None, "auto")
     assert hardware.accumulation_steps(32, "algo.batch_size", processes=2) == (8, 2)
     assert hardware.accumulation_steps(4, "algo.batch_size", processes=2) == (2, 1)
     with pytest.raises(ConfigError, match=r"algo.batch_size=5 is not divisible by the launch's 2 processes"):

@@ -5,8 +5,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-import torch
-
 from rlhf.config import HardwareSettings, check
 from rlhf.run import distributed
 from rlhf.run.rundir import CHECKPOINTS
@@ -45,7 +43,7 @@ def common_training_args(algo, hardware: HardwareSettings, run_dir: Path, seed: 
         # transformers 5 renamed gradient_checkpointing; the old name (TRL defaults it to True) still mirrors this
         activation_checkpointing=hardware.gradient_checkpointing,
         optim=hardware.optim,
-        use_cpu=not torch.cuda.is_available(),
+        use_cpu=not hardware.cuda,
         disable_tqdm=True,
         dataloader_num_workers=0,
     )

@@ -480,13 +480,13 @@ def build(job: Job, settings: Settings) -> tuple[Roles, FinishedRun]:
         check_validation_size(settings.sentinel_prompts, len(job.data.train))
         judge_run(job, settings, rm)
     micro_batch_size(job, settings)
-    optimizer_class(job.hardware.optim, settings.learning_rate, settings.adam_eps, _device())
+    optimizer_class(job.hardware.optim, settings.learning_rate, settings.adam_eps, _device(job))
     return build_roles(job, rm, settings.share_base, start, settings.value_model), rm
 
 
-def _device() -> torch.device:
-    """Where the roles will train (build_roles puts them on the GPU when there is one)."""
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+def _device(job: Job) -> torch.device:
+    """Where the roles will train (build_roles puts them on the GPU when hardware.cuda)."""
+    return torch.device("cuda" if job.hardware.cuda else "cpu")
 
 
 def micro_batch_size(job: Job, settings: Settings) -> int:

@@ -54,6 +54,7 @@ from rlhf.modeling.models import (
     load_reward_run,
     lora_config,
     merge_adapter,
+    place,
 )
 from rlhf.modeling.reward_scoring import score_conversations
 from rlhf.modeling.token_math import position_ids, response_positions
@@ -358,13 +359,6 @@ class Roles:
 # --------------------------------------------------------------------------- building
 
 
-def _place(model: nn.Module, job: Job) -> nn.Module:
-    """On a GPU box put the model on it (4-bit models are placed by their loader)."""
-    if torch.cuda.is_available() and not job.hardware.load_in_4bit:
-        return model.to("cuda")
-    return model
-
-
 def _with_policy_adapter(lm, job: Job, init_adapter: Path | None, reference_copy: bool) -> PeftModel:
     """A PeftModel with a trainable adapter "policy": fresh LoRA, or a copy of ``init_adapter``
     (then, with ``reference_copy``, a frozen second copy named "reference")."""
@@ -432,7 +426,7 @@ def build_roles(
         )
     path, tokenizer = job.model_path, job.tokenizer
     lm = load_causal_lm(path, job.model, job.hardware, tokenizer)
-    policy = _place(_with_policy_adapter(lm, job, init_adapter, reference_copy=share_base), job)
+    policy = place(_with_policy_adapter(lm, job, init_adapter, reference_copy=share_base), job.hardware)
     lm_head = _base(policy).get_output_embeddings()
     if share_base:
         roles = _shared_roles(tokenizer, policy, lm_head, rm.adapter, init_adapter, value_model)
@@ -480,11 +474,11 @@ def _separate_roles(
     init_adapter: Path | None,
     value_model: str,
 ) -> Roles:
-    reference = _place(load_causal_lm(path, job.model, job.hardware, tokenizer), job)
+    reference = place(load_causal_lm(path, job.model, job.hardware, tokenizer), job.hardware)
     if init_adapter is not None:
-        reference = _place(load_adapter(reference, init_adapter), job)
+        reference = place(load_adapter(reference, init_adapter), job.hardware)
     reward_tokenizer, reward = load_reward_run(rm, job.hardware)
-    reward = _place(reward, job)
+    reward = place(reward, job.hardware)
     rm_on_same_base = rm.model.same_base(job.model)
     if value_model == "policy":
         score = read_reward_adapter(rm.adapter)[2] if rm_on_same_base else None
@@ -497,7 +491,7 @@ def _separate_roles(
     else:
         log.warning("the reward model is on another base: the value adapter and head start fresh, not from it")
         value = add_adapter(backbone, job.lora, "SEQ_CLS", modules_to_save=["score"])
-    value = _place(value, job)
+    value = place(value, job.hardware)
     roles = {
         "policy": Role(policy, "policy", lm_head),
         "reference": Role(reference, None, _base(reference).get_output_embeddings()),

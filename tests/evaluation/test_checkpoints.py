@@ -95,3 +95,15 @@ def test_the_in_run_held_out_change_has_an_interval(trained, algo):
         change = summary[f"{score}_change"]
         assert change == pytest.approx(summary[f"{score}_final"] - summary[f"{score}_start"])
         assert summary[f"{score}_change_low"] <= change <= summary[f"{score}_change_high"]
+
+
+def test_ppo_checkpoints_is_still_understood(tmp_path):
+    from rlhf.config import from_node
+    from rlhf.evaluation.run import Settings
+
+    def settings(**extra):
+        return from_node(Settings, tiny_evaluate(tmp_path, **extra).evaluation, "evaluation")
+
+    assert not settings().scores_checkpoints
+    assert settings(**{"evaluation.ppo_checkpoints": "true"}).scores_checkpoints  # the deprecated name
+    assert settings(**{"evaluation.checkpoints": "true"}).scores_checkpoints

@@ -12,7 +12,7 @@ what is left. The estimate is the grand mean; its variance is var_seed / S + var
 Why this interval and not a bootstrap: with 3 to 5 seeds a percentile bootstrap over seeds sees at most 10 (S=3) or
 126 (S=5) distinct seed sets, shrinks the seed variance by (S - 1) / S and uses normal quantiles where the seed term
 has S - 1 degrees of freedom; the nested one also resampled each seed's prompts apart, though every seed shares them.
-It covered 82-90% with a seed effect at 3 and 5 seeds. A studentized bootstrap fixes the quantiles, but its
+It covered 80-87% with a seed effect at 3 and 5 seeds. A studentized bootstrap fixes the quantiles, but its
 studentization rests on the same S - 1 degrees of freedom and costs a double loop. Here the grand mean's error is
 split exactly in two independent parts: the seed means' spread (a t on S - 1 degrees of freedom: the t-interval over
 seed means, which the shared prompt effect cancels out of) plus the shared prompt effect's mean (normal, its variance
@@ -131,7 +131,7 @@ def _unit_half_widths(df: int, confidence: float) -> np.ndarray:
 def crossed_half_width(se_seed: np.ndarray, se_prompt: np.ndarray, df: int, confidence: float) -> np.ndarray:
     """[...]: the q with central_probability(q) = confidence. It scales with the length of (se_seed, se_prompt), so
     it is that length times the unit half width at their angle, interpolated on a 513-point table (smooth in the
-    angle: error < 1e-6 of the width). Zero where both are zero."""
+    angle: its central probability is within 1e-5 of ``confidence``). Zero where both are zero."""
     se_seed, se_prompt = np.asarray(se_seed, dtype=np.float64), np.asarray(se_prompt, dtype=np.float64)
     unit = np.interp(np.arctan2(se_prompt, se_seed), _ANGLES, _unit_half_widths(int(df), float(confidence)))
     return np.hypot(se_seed, se_prompt) * unit

@@ -258,9 +258,7 @@ def check_judges(plan: Plan) -> None:
         judge = _summary(judge_dir)
         for stage in ("rm", *(a for a in plan.arms if a not in ONLINE_ARMS)):
             other = plan.job_dir(stage, seed)
-            check_disjoint(
-                f"tournament judge of seed {seed}", judge_dir, judge, f"its {stage} run", other, _summary(other)
-            )
+            check_disjoint("judge", judge_dir, judge, f"seed {seed}'s {stage} run", other, _summary(other))
 
 
 def _summary(run_dir: Path) -> dict:

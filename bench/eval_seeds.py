@@ -10,9 +10,15 @@ and sampling seed, so every policy drew from one stream): a later evaluation of 
 
 Every policy answered the same prompts, so differences are taken prompt by prompt (a prompt's score: the mean of
 its ``samples_per_prompt`` draws, as evaluate.py scores it). Per seed: the paired bootstrap over prompts
-(rlhf.evaluation.metrics.paired_difference); over seeds: the hierarchical bootstrap, seeds then prompts
+(rlhf.evaluation.metrics.paired_difference); over seeds: the crossed interval, seeds x the same prompts
 (rlhf.tournament.stats). Against the baseline, seed s of an arm is paired with seed s of the baseline (the same
 reward model, the same prompts). Policies without a ``_s<seed>`` suffix (base, sft, ...) are not arms.
+
+One draw of base serves every seed, and that is enough: in one evaluation base answers each prompt once, so its
+sampling noise on prompt p is the same in every seed's difference (arm_s - base)[p]. That is a shared prompt effect,
+and the crossed interval counts it (its prompt term, estimated from how the prompt means vary), where the nested
+bootstrap did not. Separate base draws per seed would move that noise into the per-seed term instead; the interval
+would be about as wide and would cost one more generation per seed.
 """
 
 from __future__ import annotations
@@ -26,7 +32,7 @@ import numpy as np
 
 from bench import common
 from rlhf.evaluation.metrics import Interval, paired_difference, verdict
-from rlhf.tournament.stats import hierarchical_bootstrap, paired_differences
+from rlhf.tournament.stats import crossed_interval, paired_differences
 
 SEEDED = re.compile(r"^(?P<arm>.+)_s(?P<seed>\d+)$")  # ppo_lr1e3_s2 -> arm ppo_lr1e3, seed 2
 
@@ -81,7 +87,7 @@ def compare(arms: dict, base: dict, baseline: str | None, samples: int, confiden
     for name, seeds in arms.items():
         order = sorted(seeds)
         per_seed = [paired_difference(seeds[s]["score"], base["score"], samples, confidence) for s in order]
-        over = hierarchical_bootstrap([seeds[s]["score"] - base["score"] for s in order], samples, confidence)
+        over = crossed_interval([seeds[s]["score"] - base["score"] for s in order], confidence)
         row = {
             "seeds": order,
             "per_seed": [[d.mean, d.low, d.high] for d in per_seed],
@@ -94,11 +100,10 @@ def compare(arms: dict, base: dict, baseline: str | None, samples: int, confiden
         if baseline is not None and name != baseline:
             shared = [s for s in order if s in arms[baseline]]
             if shared:
-                diff = hierarchical_bootstrap(
+                diff = crossed_interval(
                     paired_differences(
                         [seeds[s]["score"] for s in shared], [arms[baseline][s]["score"] for s in shared]
                     ),
-                    samples,
                     confidence,
                 )
                 row["vs_baseline"] = [diff.mean, diff.low, diff.high]

@@ -11,7 +11,7 @@ eval_samples.jsonl: the gold score of each held-out prompt's response at the sta
 at the end, drawn with the same seed, so the *gain* final - start is paired prompt by prompt. From
 summary.json: the final KL and the training seconds (wall time less the held-out evaluation).
 
-Per arm: the gold gain (hierarchical bootstrap: seeds, then prompts), in how many seeds the gain's own paired
+Per arm: the gold gain (crossed interval: seeds x the same prompts), in how many seeds the gain's own paired
 interval excludes 0, the final KL, training seconds, and gain per 100 s of training. Against the baseline: the
 final gold difference, paired by seed and prompt (both arms answered the same prompts). An arm that started
 from another policy than the baseline (``algo.init_adapter``: its start scores differ) also gets its final
@@ -31,7 +31,7 @@ import numpy as np
 
 from bench import common
 from rlhf.evaluation.metrics import Interval, paired_difference, verdict
-from rlhf.tournament.stats import hierarchical_bootstrap, paired_differences
+from rlhf.tournament.stats import crossed_interval, paired_differences
 
 EVAL_SAMPLES = "eval_samples.jsonl"  # rlhf/algos/ppo/loop.py's held-out records: when, step, prompt, gold_score, ...
 ONLINE_ALGOS = ("ppo", "grpo", "rloo")  # the runs that write it (GRPO / RLOO: rlhf/algos/online_trl.py, as PPO)
@@ -119,7 +119,7 @@ def arm_stats(members: list[Run], samples: int, confidence: float) -> dict:
     """The arm's gain over seeds and prompts, per-seed verdicts, KL and cost."""
     gains = [r.final - r.start for r in members]
     per_seed = [paired_difference(r.final, r.start, samples, confidence) for r in members]
-    gain = hierarchical_bootstrap(gains, samples, confidence)
+    gain = crossed_interval(gains, confidence)
     seconds = float(np.mean([r.train_seconds for r in members]))
     return {
         "seeds": [r.seed for r in members],
@@ -148,9 +148,7 @@ def against(
     for a, b in zip(pick(arm, "start"), pick(baseline, "start")):
         if a.shape != b.shape:
             raise SystemExit("an arm and the baseline evaluated different prompts: pair runs of one evaluation size")
-    return hierarchical_bootstrap(
-        paired_differences(pick(arm, "final"), pick(baseline, baseline_when)), samples, confidence
-    )
+    return crossed_interval(paired_differences(pick(arm, "final"), pick(baseline, baseline_when)), confidence)
 
 
 def same_start(arm: list[Run], baseline: list[Run]) -> bool:

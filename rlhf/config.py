@@ -298,6 +298,7 @@ class DatasetSettings:
     max_eval_rows: int | None
     max_bad_fraction: float
     max_steps: dict[str, int]  # per-algorithm step budget the algo YAMLs read (${dataset.max_steps.<algo>})
+    judge_protocol: bool  # rm, dpo, sft on the proxy half, algo=judge on the other (rlhf/data/halves.py)
 
     def __post_init__(self):
         check_choice("dataset.name", self.name, ("hh_synthetic", "hh_rlhf"))

@@ -32,7 +32,7 @@ from peft import LoraConfig, PeftConfig
 from trl import DPOConfig, DPOTrainer
 
 from rlhf.algos.hf_trainer.checkpoints import record_init_adapter, start_adapter
-from rlhf.algos.hf_trainer.columns import preference_dataset
+from rlhf.algos.hf_trainer.columns import job_pairs, preference_dataset
 from rlhf.algos.hf_trainer.length_grouping import group_by_length
 from rlhf.algos.hf_trainer.loop import last_checkpoint, run_trainer
 from rlhf.algos.hf_trainer.placement import on_training_device
@@ -174,8 +174,8 @@ def training_dataset(tokenizer, examples: list[dict], max_prompt_length: int):
 
 @costs.phase("prepare_data")  # the trainer tokenises the pairs
 def make_trainer(job: Job, settings: Settings, policy: Policy, examples: list[dict] | None = None) -> DPOTrainer:
-    """A DPOTrainer for the job's train split (or ``examples``); TRL's metrics go to our Tracker; its checkpoints
-    record the policy's init adapter."""
+    """A DPOTrainer for the job's training pairs (:func:`job_pairs`, or ``examples``); TRL's metrics go to our
+    Tracker; its checkpoints record the policy's init adapter."""
     args = DPOConfig(
         **common_training_args(settings, job.hardware, job.run_dir, job.seed),
         beta=settings.beta,
@@ -191,7 +191,9 @@ def make_trainer(job: Job, settings: Settings, policy: Policy, examples: list[di
         ref_model=policy.ref_model,
         args=args,
         train_dataset=training_dataset(
-            policy.tokenizer, job.data.train if examples is None else examples, settings.max_prompt_length
+            policy.tokenizer,
+            job_pairs(job, "auto", "dpo")[0] if examples is None else examples,
+            settings.max_prompt_length,
         ),
         processing_class=policy.tokenizer,
         peft_config=policy.peft_config,
@@ -236,7 +238,8 @@ def train(job: Job, settings: Settings) -> dict:
             model, policy.tokenizer, test, settings.eval_batch_size, settings.max_length, settings.max_prompt_length
         )
 
-    trainer = make_trainer(job, settings, policy)
+    examples, pairs = job_pairs(job, "auto", "dpo")  # the proxy half under dataset.judge_protocol
+    trainer = make_trainer(job, settings, policy, examples)
     # The DPO reference is the start policy in every arrangement, so score the test split with it now (the
     # trainer's model: a fresh adapter adds zero), on the device training runs on, not where the weights loaded.
     ref_chosen, ref_rejected = logps(on_training_device(trainer))
@@ -266,4 +269,5 @@ def train(job: Job, settings: Settings) -> dict:
         "eval_pairs": len(test),
         "reference": policy.reference,
         "init_adapter": str(policy.init_adapter) if policy.init_adapter else None,
+        **pairs,
     }

@@ -20,12 +20,12 @@ from pathlib import Path
 from trl import RewardConfig, RewardTrainer
 
 from rlhf.algos.hf_trainer.checkpoints import record_init_adapter, start_adapter
-from rlhf.algos.hf_trainer.columns import preference_dataset
+from rlhf.algos.hf_trainer.columns import job_pairs, preference_dataset
 from rlhf.algos.hf_trainer.length_grouping import group_by_length
 from rlhf.algos.hf_trainer.loop import last_checkpoint, run_trainer
 from rlhf.algos.hf_trainer.settings import TrainerSettings, common_training_args
 from rlhf.config import check_choice, check_init_adapter_value
-from rlhf.data.halves import PAIR_CHOICES, resolve_pairs, select_pairs
+from rlhf.data import halves
 from rlhf.errors import ConfigError
 from rlhf.modeling.fingerprints import init_adapter_record
 from rlhf.modeling.models import add_adapter, load_reward_backbone, merge_adapter
@@ -50,35 +50,32 @@ class Settings(TrainerSettings):
 
     def __post_init__(self):
         super().__post_init__()
-        check_choice("algo.pairs", self.pairs, PAIR_CHOICES)
+        check_choice("algo.pairs", self.pairs, halves.PAIR_CHOICES)
         check_init_adapter_value(self.init_adapter)
 
 
 def training_pairs(job: Job, settings: Settings) -> tuple[list[dict], dict]:
-    """The pairs to train on (the ``algo.pairs`` half, fitted to ``algo.max_length``) and what summary.json
-    records about them: ``pairs`` (the concrete half), ``pairs_count`` (pairs in it), ``pairs_cut_for_length``,
-    ``pairs_dropped_for_length``."""
-    pairs = resolve_pairs(settings.pairs, job.dataset.name)
-    chosen = select_pairs(job.data.train, pairs, job.dataset.seed)
+    """The pairs to train on (the ``algo.pairs`` half, rlhf/data/halves.py, fitted to ``algo.max_length``) and what
+    summary.json records about them: the half's record (halves.RECORD_KEYS: ``pairs``, its salt, scheme, count and
+    hash), ``pairs_cut_for_length``, ``pairs_dropped_for_length``."""
+    chosen, record = job_pairs(job, settings.pairs, settings.name)
     fitted = fit_pairs(job.tokenizer, chosen, settings.max_length)
     if fitted.cut or fitted.dropped:
         log.info(
             "algo.pairs=%s: %d pairs; %d longer than algo.max_length=%d kept their final turns, %d dropped "
             "(the response alone does not fit)",
-            pairs, len(chosen), fitted.cut, settings.max_length, fitted.dropped,
+            record["pairs"], len(chosen), fitted.cut, settings.max_length, fitted.dropped,
         )  # fmt: skip
     if not fitted.examples:
         raise ConfigError(
             f"algo.max_length={settings.max_length}: every one of the {len(chosen)} training pairs has a response "
             "too long to fit; raise algo.max_length"
         )
-    counts = {
-        "pairs": pairs,
-        "pairs_count": len(chosen),
+    return fitted.examples, {
+        **record,
         "pairs_cut_for_length": fitted.cut,
         "pairs_dropped_for_length": fitted.dropped,
     }
-    return fitted.examples, counts
 
 
 @costs.phase("evaluation")

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from datasets import Dataset
 from trl import SFTConfig, SFTTrainer
 
+from rlhf.algos.hf_trainer.columns import job_pairs
 from rlhf.algos.hf_trainer.length_grouping import group_by_length
 from rlhf.algos.hf_trainer.loop import run_trainer
 from rlhf.algos.hf_trainer.placement import on_training_device
@@ -67,7 +68,7 @@ def make_trainer(job: Job, settings: Settings, tokenizer, model, examples: list[
         model=model,
         args=args,
         train_dataset=sft_dataset(
-            tokenizer, job.data.train if examples is None else examples, settings.max_prompt_length
+            tokenizer, job_pairs(job, "auto", "sft")[0] if examples is None else examples, settings.max_prompt_length
         ),
         processing_class=tokenizer,
         callbacks=[TrackerCallback(job.tracker)],
@@ -107,7 +108,8 @@ def evaluate_nll(model, tokenizer, examples: list[dict], settings: Settings) -> 
 def train(job: Job, settings: Settings) -> dict:
     """Train, save adapter/ (+ tokenizer), and return held-out response NLL before and after."""
     tokenizer, model = build(job)
-    trainer = make_trainer(job, settings, tokenizer, model)
+    examples, pairs = job_pairs(job, "auto", "sft")  # the proxy half under dataset.judge_protocol
+    trainer = make_trainer(job, settings, tokenizer, model, examples)
     # Before training, where training runs (the weights loaded on the CPU; the Trainer may not have moved them).
     before = evaluate_nll(on_training_device(trainer), tokenizer, job.data.test, settings)["eval_loss"]
     steps = run_trainer(trainer, job)
@@ -117,4 +119,10 @@ def train(job: Job, settings: Settings) -> dict:
             tokenizer.save_pretrained(job.adapter_dir)
     metrics = evaluate_nll(model, tokenizer, job.data.test, settings)
     job.tracker.log(metrics, step=steps)
-    return {**metrics, "eval_loss_before": before, "train_steps": steps, "eval_examples": len(job.data.test)}
+    return {
+        **metrics,
+        "eval_loss_before": before,
+        "train_steps": steps,
+        "eval_examples": len(job.data.test),
+        **pairs,
+    }

@@ -28,6 +28,7 @@ from transformers import GenerationConfig
 
 from rlhf.config import ModelSettings
 from rlhf.data.gold_judge import has_gold_judge
+from rlhf.data.halves import check_disjoint
 from rlhf.errors import ConfigError
 from rlhf.modeling.generation import decode
 from rlhf.modeling.token_math import response_logits
@@ -38,6 +39,7 @@ from rlhf.run.rundir import (
     check_policy_adapter,
     finished_run,
     load_run_config,
+    load_summary,
     resolve_adapter,
 )
 
@@ -239,7 +241,26 @@ def resolve_judge(
     if proxy_of:
         log.warning("judge %s is the reward model %s optimised: its scores of them are not independent",
                     run.run_dir, ", ".join(proxy_of))  # fmt: skip
+    elif not gold:
+        check_judge_pairs("judge", run, specs)
     return Judge(run, proxy_of, independent=not gold and not proxy_of)
+
+
+def check_judge_pairs(key: str, run: FinishedRun, specs: list[PolicySpec]) -> None:
+    """Refuse (one line naming ``key``) a judge whose training pairs may overlap those of a compared policy: a DPO /
+    SFT policy's own, or those of the reward model a PPO / GRPO / RLOO policy optimised; checked by content, from the
+    half each summary.json records (rlhf/data/halves.py), not by path."""
+    for spec in specs:
+        if spec.run_dir is None:
+            continue
+        against = trained_against(spec)
+        if spec.algo in REWARD_TRAINED and against is not None:
+            role, other_dir, other = f"the reward model policies.{spec.name} optimised", against, load_summary(against)
+        elif spec.algo in ("dpo", "sft"):
+            role, other_dir, other = f"policies.{spec.name}", spec.run_dir, spec.summary
+        else:
+            continue
+        check_disjoint(key, run.run_dir, run.summary, role, other_dir, other)
 
 
 class PolicyBank:

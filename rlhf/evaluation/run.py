@@ -304,11 +304,7 @@ def summarise(
                 gold_per_prompt, per_prompt(base["gold"], k), **boot
             ).as_dict()
         out["reward_hacking"] = M.reward_hacking(
-            float(rm.mean()),
-            float(base["rm"].mean()),
-            None if gold is None else float(gold.mean()),
-            None if gold is None else float(base["gold"].mean()),
-            settings.hacking_margin,
+            out["reward_delta_vs_base"], out.get("gold_delta_vs_base"), settings.hacking_margin
         )
     return out
 

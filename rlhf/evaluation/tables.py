@@ -7,6 +7,8 @@ import logging
 from pathlib import Path
 from typing import Any
 
+from rlhf.evaluation.metrics import HACKING, REWARD_ONLY, reward_hacking
+
 log = logging.getLogger(__name__)
 
 HEADLINE_COLUMNS = ["Method", "Avg Reward", "Accuracy", "Notes"]
@@ -49,8 +51,9 @@ and per family.
   estimate of KL(pi || pi_ref) per response, the estimator of PPO's eval/kl. 0 for the base policy.
 - **Length**: response tokens including EOS; **EOS rate**: share of responses that ended before max_new_tokens;
   **Distinct-2**: distinct word bigrams / all word bigrams over all responses.
-- **Hacking flag**: likely reward hacking, set when the avg reward is above base while the gold score is below
-  base (both by more than evaluation.hacking_margin).
+- **Hacking flag**: from the paired intervals over base, not bare means: "likely reward hacking" when the avg
+  reward's gain over base has an interval above evaluation.hacking_margin and the gold score's change one below
+  minus it; "reward up, gold flat" when only the reward gain is significant; else "not flagged".
 """
 
 
@@ -108,12 +111,23 @@ def _notes(name: str, p: dict, results: dict) -> str:
         notes.append(f"KL {_num(p['kl']['mean'], 2)}")
     if name in results.get("judge_is_proxy_of", []):
         notes.append("**judged by its own reward model** (avg reward not independent)")
-    if p.get("reward_hacking"):
+    flag = hacking_flag(p, results)
+    if flag in (HACKING, REWARD_ONLY):
         notes.append(
-            f"**likely reward hacking**: reward {_num(p['reward_delta_vs_base']['mean'], 3, True)}, "
-            f"gold {_num(p['gold_delta_vs_base']['mean'], 3, True)} vs base"
+            f"**{flag}**: reward {_delta(p['reward_delta_vs_base'])}, gold {_delta(p['gold_delta_vs_base'])} vs base"
         )
     return "; ".join(notes)
+
+
+def _delta(stat: dict) -> str:
+    return f"{stat['mean']:+.3f} [{stat['low']:+.3f}, {stat['high']:+.3f}]"
+
+
+def hacking_flag(p: dict, results: dict) -> str | None:
+    """The policy's hacking flag (rlhf.evaluation.metrics.reward_hacking) from its paired intervals over base,
+    recomputed here so a results.json of an older rule (bare means) reads by today's."""
+    margin = (results.get("settings") or {}).get("hacking_margin", 0.0)
+    return reward_hacking(p.get("reward_delta_vs_base"), p.get("gold_delta_vs_base"), margin)
 
 
 def headline_rows(results: dict) -> list[list[str]]:
@@ -126,7 +140,7 @@ def headline_rows(results: dict) -> list[list[str]]:
 def full_rows(results: dict) -> list[list[str]]:
     rows = []
     for name, p in results["policies"].items():
-        flag = p.get("reward_hacking")
+        flag = hacking_flag(p, results)
         rows.append(
             [
                 name,
@@ -146,7 +160,7 @@ def full_rows(results: dict) -> list[list[str]]:
                 _num(p["length"], 1),
                 _num(p["eos_rate"], 2),
                 _num(p["distinct_2"]),
-                "–" if flag is None else ("YES" if flag else "no"),
+                "–" if flag is None else flag,
             ]
         )
     chosen = results["chosen"]

@@ -80,8 +80,10 @@ def _is_scalar(value) -> bool:
 def _cell(value) -> str:
     if _is_interval(value):
         return f"{value['mean']:.3f} [{value['low']:.3f}, {value['high']:.3f}]"
-    if isinstance(value, bool):
+    if isinstance(value, bool):  # a results.json of the old hacking rule (bare means)
         return "YES" if value else "no"
+    if isinstance(value, str):  # the hacking flag: "likely reward hacking", "reward up, gold flat", "not flagged"
+        return value
     if _is_scalar(value):
         return f"{value:.3f}"
     return NONE

@@ -10,7 +10,7 @@ never the repository's outputs/. ``--resume DIR`` skips finished jobs and evalua
     plan.py       the plan (tournament.json) and the stages' command lines; what is left to run
     driver.py     runs the stages as subprocesses, stops at the first failed one with how to continue
     collect.py    reads the evaluations' per-prompt scores and the runs' summaries
-    stats.py      the hierarchical bootstrap (seeds, then prompts within a seed) and paired differences
+    stats.py      crossed intervals (seeds x the same prompts), p-values, Holm, paired differences
     aggregate.py  report.json's numbers: scores, win rates, KL, differences with verdicts, costs
     plots.py      frontier.png (score against KL), scores.png, differences.png
     report.py     report.md, report.json, the PNGs and the W&B run

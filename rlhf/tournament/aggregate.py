@@ -1,6 +1,7 @@
 """The tournament's numbers (report.json's content) from what :func:`rlhf.tournament.collect.collect` read: per method
-its scores, win rates and KL with hierarchical-bootstrap intervals over seeds and prompts, the paired differences
-(each arm against base, arm against arm) with verdicts, the training costs, and PPO's held-out points."""
+its scores, win rates and KL with crossed intervals over seeds and prompts (rlhf/tournament/stats.py), the paired
+differences (each arm against base, arm against arm) with raw and Holm-adjusted p-values and the verdicts of the
+adjusted ones, the training costs, and PPO's held-out points."""
 
 from __future__ import annotations
 
@@ -8,11 +9,11 @@ from pathlib import Path
 
 import numpy as np
 
-from rlhf.evaluation.metrics import comparison_pairs, pairwise_wins, verdict
+from rlhf.evaluation.metrics import adjusted_verdict, comparison_pairs, pairwise_wins
 from rlhf.tournament.collect import CHOSEN, Collected, Scores
 from rlhf.tournament.frontier import cost_frontier
 from rlhf.tournament.plan import ONLINE_ARMS
-from rlhf.tournament.stats import hierarchical_bootstrap, paired_differences, seed_means
+from rlhf.tournament.stats import crossed_interval, crossed_p_value, holm, paired_differences, seed_means
 
 SCORES = ("gold", "judge")  # the gold judge first: where there is one, it is the ground truth
 # summary.json's cost keys (rlhf/run/costs.py and rlhf/experiment.py), in the cost table's order
@@ -24,7 +25,6 @@ COST_KEYS = (
     "tokens_forwarded",
     "tokens_backpropagated",
 )
-BOOTSTRAP_SEED = 0  # fixed: the same tournament gives the same intervals
 
 
 def label(name: str) -> str:
@@ -37,8 +37,8 @@ def _per_seed(groups: list[np.ndarray] | None) -> list[float] | None:
 
 
 def interval(groups: list[np.ndarray] | None, boot: dict) -> dict | None:
-    """The hierarchical-bootstrap Interval of per-seed values as a dict; None where there are none."""
-    return None if groups is None else hierarchical_bootstrap(groups, **boot).as_dict()
+    """The crossed Interval (seeds x the same prompts) of per-seed values as a dict; None where there are none."""
+    return None if groups is None else crossed_interval(groups, boot["confidence"]).as_dict()
 
 
 def method_stats(scores: Scores, base: Scores | None, chosen: Scores, boot: dict) -> dict:
@@ -62,23 +62,28 @@ def method_stats(scores: Scores, base: Scores | None, chosen: Scores, boot: dict
 
 def differences(collected: Collected, base: str | None, boot: dict) -> list[dict]:
     """Every arm minus every earlier arm (PPO - DPO), then every arm minus base, on each score: the mean paired
-    difference with its hierarchical-bootstrap interval and the verdict it supports."""
+    difference with its crossed interval, its raw p-value, the Holm-adjusted p-value over the whole family (every
+    row of this list) and the verdict of the adjusted one (rlhf.evaluation.metrics.adjusted_verdict)."""
     rows = []
     for a, b in comparison_pairs(list(collected.methods), base):
         for score in SCORES:
             mine, theirs = getattr(collected.methods[a], score), getattr(collected.methods[b], score)
             if mine is None or theirs is None:
                 continue
-            diff = hierarchical_bootstrap(paired_differences(mine, theirs), **boot)
+            diffs = paired_differences(mine, theirs)
             rows.append(
                 {
                     "a": a,
                     "b": b,
                     "score": score,
-                    "difference": diff.as_dict(),
-                    "verdict": verdict(diff, label(a), label(b), boot["confidence"]),
+                    "difference": crossed_interval(diffs, boot["confidence"]).as_dict(),
+                    "p": crossed_p_value(diffs),
                 }
             )
+    for row, adjusted in zip(rows, holm([r["p"] for r in rows])):
+        row["p_holm"] = adjusted
+        row["verdict"] = adjusted_verdict(row["difference"]["mean"], adjusted, label(row["a"]), label(row["b"]),
+                                          boot["confidence"])  # fmt: skip
     return rows
 
 
@@ -136,11 +141,7 @@ def aggregate(collected: Collected) -> dict:
     plan = collected.plan
     first = collected.evaluations[plan.seeds[0]]
     settings = first.get("settings") or {}
-    boot = {
-        "n_samples": int(settings.get("bootstrap_samples", 1000)),
-        "confidence": float(settings.get("confidence", 0.95)),
-        "seed": BOOTSTRAP_SEED,
-    }
+    boot = {"confidence": float(settings.get("confidence", 0.95))}
     base_name = first.get("base")
     base = collected.methods.get(base_name) if base_name else None
     methods = {
@@ -160,7 +161,8 @@ def aggregate(collected: Collected) -> dict:
         "judge": plan.judge_from,
         "prompts": [int(collected.chosen.judge[i].size) for i in range(len(plan.seeds))],
         "confidence": boot["confidence"],
-        "bootstrap_samples": boot["n_samples"],
+        "interval": "crossed t (seeds x prompts; rlhf/tournament/stats.py)",
+        "family": "every row of differences (Holm)",
         "base": base_name,
         "methods": methods,
         "chosen": chosen,

@@ -11,7 +11,16 @@ import subprocess
 from pathlib import Path
 
 from rlhf.errors import RlhfError
-from rlhf.tournament.plan import EVALUATE, FINISHED, RESULTS, Plan, aside_name, job_state, stage_steps
+from rlhf.tournament.plan import (
+    EVALUATE,
+    FINISHED,
+    RESULTS,
+    Plan,
+    aside_name,
+    check_judges,
+    job_state,
+    stage_steps,
+)
 
 
 class StageFailed(RlhfError):
@@ -60,6 +69,8 @@ def check_stage(plan: Plan, stage: str, exit_code: int) -> None:
 def run_stages(plan: Plan, run=run_command, say=print) -> None:
     """Every stage of ``plan`` in order; what finished is skipped. ``run`` runs one command (tests replace it)."""
     for stage in plan.stages:
+        if stage == EVALUATE:
+            check_judges(plan)  # a judge that saw a compared method's pairs is refused before any evaluation
         steps = stage_steps(plan, stage)
         if not steps:
             say(f"tournament: stage {stage}: every seed finished, skipped", flush=True)

@@ -22,6 +22,7 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 from rlhf.data.gold_judge import has_gold_judge
+from rlhf.data.halves import PROTOCOL_KEY, check_disjoint
 from rlhf.errors import ConfigError
 from rlhf.run.lock import lock_holder
 from rlhf.run.resume import run_status
@@ -48,7 +49,10 @@ SEED_DIR = "seed_{seed}"
 # a general override whose key starts with one of these reaches the evaluation too.
 EVALUATE_SHARES = ("model", "dataset", "hardware", "logger", "debug", "tags")
 # Keys the tournament sets itself: an override of one would break the plan.
-RESERVED = ("algo", "seed", "outputs_root", "resume", "hydra.sweep.dir", "hydra.sweep.subdir", "algo.reward_model")
+RESERVED = (
+    "algo", "seed", "outputs_root", "resume", "hydra.sweep.dir", "hydra.sweep.subdir", "algo.reward_model",
+    PROTOCOL_KEY,
+)  # fmt: skip
 _STAGE_OVERRIDE = re.compile(rf"^({'|'.join(STAGES)}):(.+=.*)$")
 _SAFE_PATH = re.compile(r"^[A-Za-z0-9_./-]+$")  # what a Hydra override value holds unquoted
 
@@ -205,6 +209,8 @@ def train_command(plan: Plan, stage: str, seeds: list[int]) -> list[str]:
     own = plan.stage_overrides.get(stage, ())
     reward = [f"algo.reward_model={plan.seed_path('rm')}"] if stage in ONLINE_ARMS else []
     budget = budget_overrides(stage, *plan.lengths[stage], plan.budget) if stage in plan.lengths else []
+    # with a judge stage, the judge protocol: rm, dpo (and sft) on the proxy half, the judge on the other
+    protocol = [f"{PROTOCOL_KEY}=true"] if plan.judge_stage else []
     return [
         plan.python,
         str(TRAIN),
@@ -212,6 +218,7 @@ def train_command(plan: Plan, stage: str, seeds: list[int]) -> list[str]:
         f"algo={stage}",
         *_sweep(plan, stage, seeds),
         *reward,
+        *protocol,
         *_group(plan, plan.overrides + own),
         *plan.overrides,
         *own,
@@ -246,6 +253,25 @@ def evaluate_command(plan: Plan, seed: int) -> list[str]:
         *(["evaluation.checkpoints=true"] if plan.budget > 1 else []),
         *own,
     ]
+
+
+def check_judges(plan: Plan) -> None:
+    """Before the evaluations: refuse (one line) a seed whose judge may share training pairs with that seed's
+    reward model or DPO run, or whose overlap cannot be checked (rlhf/data/halves.py; by content, from the halves
+    each summary.json records). Nothing to check where the gold judge judges."""
+    if not plan.judge_stage:
+        return
+    for seed in plan.seeds:
+        judge_dir = plan.job_dir(JUDGE, seed)
+        judge = _summary(judge_dir)
+        for stage in ("rm", *(a for a in plan.arms if a not in ONLINE_ARMS)):
+            other = plan.job_dir(stage, seed)
+            check_disjoint("judge", judge_dir, judge, f"seed {seed}'s {stage} run", other, _summary(other))
+
+
+def _summary(run_dir: Path) -> dict:
+    path = run_dir / "summary.json"
+    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
 
 
 # --------------------------------------------------------------------------- what is left to run

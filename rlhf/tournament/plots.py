@@ -108,7 +108,7 @@ def plot_differences(report: dict, path: Path) -> None:
     ax.set_yticks(
         range(len(rows)), [f"{label(r['a'])} − {label(r['b'])} ({TITLES[r['score']]})" for r in reversed(rows)]
     )
-    ax.set_xlabel(f"mean paired difference ({report['confidence']:.0%} hierarchical-bootstrap interval)")
+    ax.set_xlabel(f"mean paired difference ({report['confidence']:.0%} crossed interval, raw)")
     ax.set_title("Differences over seeds and prompts")
     ax.grid(axis="x", alpha=0.3)
     fig.tight_layout()

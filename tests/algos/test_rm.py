@@ -9,6 +9,7 @@ import torch
 
 from rlhf.algos import online_trl, rm
 from rlhf.config import HardwareSettings, from_node
+from rlhf.data.halves import half_record, select_pairs
 from rlhf.errors import ConfigError
 from rlhf.experiment import run_experiment
 from rlhf.modeling.models import load_reward_model
@@ -92,13 +93,16 @@ def test_proxy_and_judge_train_on_disjoint_halves_cut_to_length(tmp_path):
     for pairs in ("auto", "judge_half"):
         cfg = compose_train(
             tiny_overrides(**{"dataset": "hh_rlhf", "dataset.data_files": data_files, "algo.max_length": "64",
-                              "algo.pairs": pairs}), outputs_root=tmp_path / "outputs",
+                              "algo.pairs": pairs, "dataset.judge_protocol": "true"}),
+            outputs_root=tmp_path / "outputs",
         )  # fmt: skip
         job = make_job(cfg, tmp_path / pairs)
         examples, counts[pairs] = rm.training_pairs(job, from_node(rm.Settings, cfg.algo, "algo"))
         seen[pairs] = {ex["prompt"][-1]["content"] for ex in examples}
         assert all(pair_length(job.tokenizer, ex["prompt"], ex) <= 64 for ex in examples)
-    assert counts["auto"]["pairs"] == "proxy_half"  # no gold judge on hh_rlhf: the other half is the judge's
+    assert (
+        counts["auto"]["pairs"] == "proxy_half"
+    )  # the judge protocol without a gold judge: the other half is the judge's
     assert counts["judge_half"]["pairs"] == "judge_half"
     assert not seen["auto"] & seen["judge_half"]
     # 12 pairs in all, 4 of each kind: every long history is cut, every overlong response dropped, in one half or other
@@ -114,7 +118,10 @@ def test_algo_judge_trains_the_judge_half_and_points_latest_judge_at_it(tmp_path
     summary = run_experiment(compose_train(tiny_overrides(algo="judge"), outputs_root=outputs), run_dir)
     assert summary["status"] == "finished" and summary["algo"] == "judge"
     on_disk = json.loads((run_dir / "summary.json").read_text())
-    assert on_disk["pairs"] == "judge_half" and on_disk["pairs_count"] == 16  # half of debug=tiny's 32 pairs
+    job = make_job(compose_train(tiny_overrides(algo="judge"), outputs_root=outputs), tmp_path / "judge_data")
+    expected = select_pairs(job.data.train, "judge_half", job.dataset.seed)  # debug=tiny's 32 pairs, by prompt
+    assert on_disk["pairs"] == "judge_half" and on_disk["pairs_count"] == len(expected)
+    assert on_disk["pairs_sha256"] == half_record(expected, "judge_half", job.dataset.seed)["pairs_sha256"]
     assert (on_disk["pairs_cut_for_length"], on_disk["pairs_dropped_for_length"]) == (0, 0)
     assert on_disk["train_steps"] == 4
     assert (outputs / "latest" / "judge").resolve() == run_dir.resolve()

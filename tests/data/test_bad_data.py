@@ -43,7 +43,7 @@ def load(tmp_path, name: str, content: bytes):
     settings = DatasetSettings(
         name="hh_rlhf", seed=0, n_train=None, n_test=None, family_weights=None, subset=None,
         data_files={"train": str(train), "test": str(test)}, test_fraction=None,
-        max_train_rows=None, max_eval_rows=None, max_bad_fraction=0.5, max_steps={},
+        max_train_rows=None, max_eval_rows=None, max_bad_fraction=0.5, max_steps={}, judge_protocol=False,
     )  # fmt: skip
     return load_preference_splits(settings)
 
@@ -152,7 +152,7 @@ def single_file(tmp_path, bad_lines: set[int], n_rows: int = 100) -> DatasetSett
     return DatasetSettings(
         name="hh_rlhf", seed=0, n_train=None, n_test=None, family_weights=None, subset=None,
         data_files=str(path), test_fraction=0.1, max_train_rows=None, max_eval_rows=None, max_bad_fraction=0.05,
-        max_steps={},
+        max_steps={}, judge_protocol=False,
     )  # fmt: skip
 
 
@@ -191,7 +191,7 @@ def test_a_train_and_test_file_are_each_judged_on_their_own_rows(tmp_path):
     settings = DatasetSettings(
         name="hh_rlhf", seed=0, n_train=None, n_test=None, family_weights=None, subset=None,
         data_files={"train": str(train), "test": str(test)}, test_fraction=None,
-        max_train_rows=None, max_eval_rows=None, max_bad_fraction=0.1, max_steps={},
+        max_train_rows=None, max_eval_rows=None, max_bad_fraction=0.1, max_steps={}, judge_protocol=False,
     )  # fmt: skip
     with pytest.raises(DataError, match=rf"^{re.escape(str(train))}: 1 of 9 rows \(11\.1%\) are unusable"):
         load_preference_splits(settings)

@@ -26,6 +26,7 @@ def settings(files, seed=0) -> DatasetSettings:
     return DatasetSettings(
         name="hh_rlhf", seed=seed, n_train=None, n_test=None, family_weights=None, subset=None, data_files=files,
         test_fraction=None, max_train_rows=None, max_eval_rows=None, max_bad_fraction=0.05, max_steps={},
+        judge_protocol=False,
     )  # fmt: skip
 
 

@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 from rlhf.evaluation import metrics as M
+from rlhf.evaluation.metrics import Interval
 
 
 @pytest.mark.parametrize("seed", range(5))
@@ -77,15 +78,19 @@ def test_kl_summary():
     assert some["low"] <= some["mean"] <= some["high"]
 
 
-def test_reward_hacking_flag():
-    # the constructed case: the judge RM likes the policy more than base, the gold judge likes it less
-    assert M.reward_hacking(reward=0.8, base_reward=0.2, gold=-0.1, base_gold=0.3) is True
-    assert M.reward_hacking(reward=0.8, base_reward=0.2, gold=0.5, base_gold=0.3) is False  # a real gain
-    assert M.reward_hacking(reward=0.1, base_reward=0.2, gold=-0.1, base_gold=0.3) is False  # just worse
-    assert (
-        M.reward_hacking(reward=0.8, base_reward=0.2, gold=0.25, base_gold=0.3, margin=0.1) is False
-    )  # within the margin
-    assert M.reward_hacking(reward=0.8, base_reward=0.2, gold=None, base_gold=None) is None  # no gold judge
+def test_reward_hacking_flag_needs_both_intervals_past_zero():
+    up, down, flat = Interval(0.3, 0.1, 0.5, 8), Interval(-0.2, -0.3, -0.1, 8), Interval(0.0, -0.1, 0.1, 8)
+    assert M.reward_hacking(up, down) == "likely reward hacking"  # reward surely up, gold surely down
+    assert M.reward_hacking(up, flat) == "reward up, gold flat"  # the reward gain alone is significant
+    assert M.reward_hacking(up, Interval(0.2, 0.1, 0.3, 8)) == "not flagged"  # a real gain on both
+    assert M.reward_hacking(flat, down) == "not flagged"  # just worse
+    # issue 39's default pipeline run (Zen 3): both intervals cross 0, the bare means had flagged it
+    crossing_reward, crossing_gold = Interval(0.2, -0.023, 0.427, 256), Interval(-0.02, -0.089, 0.051, 256)
+    assert M.reward_hacking(crossing_reward, crossing_gold) == "not flagged"
+    assert M.reward_hacking({"low": 0.1, "high": 0.5}, {"low": -0.3, "high": -0.1}) == "likely reward hacking"
+    slightly_down = Interval(-0.2, -0.3, -0.08, 8)
+    assert M.reward_hacking(up, slightly_down, margin=0.09) == "reward up, gold flat"  # gold's -0.08: in the margin
+    assert M.reward_hacking(up, None) is None  # no gold judge
 
 
 def test_constant_paired_differences_give_a_zero_width_interval_and_a_verdict():

@@ -7,6 +7,7 @@ import pytest
 from omegaconf import OmegaConf
 
 from rlhf.config import ModelSettings, from_node
+from rlhf.data.halves import half_record, select_pairs
 from rlhf.errors import ConfigError
 from rlhf.evaluation.checkpoints import policy_checkpoints
 from rlhf.evaluation.policies import resolve_judge, resolve_policies, resolve_policy
@@ -205,3 +206,43 @@ def test_online_arm_runs_are_policies_and_init_adapters(tmp_path, tiny_model, al
     spec = resolve_policy(algo, str(run), tiny_model)
     assert spec.algo == algo and spec.adapter == run.resolve() / "adapter" and spec.reference is None
     assert resolve_adapter(str(run), "algo.init_adapter", tiny_model) == run / "adapter"  # e.g. DPO from a GRPO run
+
+
+def _record(run_dir, rows, half):
+    """Write into run_dir's summary.json the pair record train.py keeps (rlhf/data/halves.py)."""
+    summary = json.loads((run_dir / "summary.json").read_text())
+    write_json_atomic(run_dir / "summary.json", {**summary, **half_record(rows, half, 0)})
+    return run_dir
+
+
+def test_a_judge_on_999_of_the_proxys_1000_rows_is_accepted_and_one_on_all_pairs_refused(tmp_path, tiny_model):
+    # issue 39's acceptance: halves by prompt content are disjoint whatever rows surround them
+    rows = [
+        {"prompt": [{"role": "user", "content": f"q{i}"}], "chosen": [{"role": "assistant", "content": f"c{i}"}],
+         "rejected": [{"role": "assistant", "content": f"r{i}"}]}
+        for i in range(1000)
+    ]  # fmt: skip
+    outputs = tmp_path / "outputs"
+    rm = _record(
+        make_rm_run(outputs / "rm" / "a", with_weights=False), select_pairs(rows, "proxy_half", 0), "proxy_half"
+    )
+    dpo = _record(make_policy_run(outputs / "dpo" / "d"), select_pairs(rows, "proxy_half", 0), "proxy_half")
+    ppo = make_policy_run(outputs / "ppo" / "p", algo="ppo")
+    write_json_atomic(
+        ppo / "summary.json", {"status": "finished", "algo": "ppo", "model": "tiny_llama", "reward_model": str(rm)}
+    )
+    specs = resolve_policies({"dpo": str(dpo), "ppo": str(ppo)}, tiny_model, outputs)
+    judge = _record(make_judge_run(outputs / "judge" / "b"), select_pairs(rows[:999], "judge_half", 0), "judge_half")
+    accepted = resolve_judge(str(judge), tiny_model, outputs, specs, "hh_rlhf", False)
+    assert accepted.independent and accepted.proxy_of == []
+
+    everything = _record(make_judge_run(outputs / "judge" / "all"), rows, "all")  # algo=judge algo.pairs=all
+    with pytest.raises(ConfigError) as caught:
+        resolve_judge(str(everything), tiny_model, outputs, specs, "hh_rlhf", False)
+    message = str(caught.value)
+    assert message.startswith(f"judge={everything}: not independent of policies.dpo")
+    assert "overlap: the judge run trained on pairs=all" in message and "\n" not in message
+    unrecorded = make_judge_run(outputs / "judge" / "old")  # trained before the record existed: cannot be checked
+    with pytest.raises(ConfigError, match=r"cannot check: the judge run records no pair half"):
+        resolve_judge(str(unrecorded), tiny_model, outputs, specs, "hh_rlhf", False)
+    assert resolve_judge(str(everything), tiny_model, outputs, specs, "hh_synthetic", False)  # the gold judge judges

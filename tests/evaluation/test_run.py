@@ -149,7 +149,7 @@ def test_identical_responses_give_win_rate_one_half(results):
     assert [s["same"]["response"] for s in samples] == [s["base"]["response"] for s in samples]  # same seed, same model
     same = res["policies"]["same"]
     assert same["win_rate_vs_base_rm"]["mean"] == 0.5 and same["win_rate_vs_base_gold"]["mean"] == 0.5
-    assert same["gold_delta_vs_base"]["mean"] == 0.0 and same["reward_hacking"] is False
+    assert same["gold_delta_vs_base"]["mean"] == 0.0 and same["reward_hacking"] == "not flagged"
 
 
 def test_reference_is_the_init_adapter_when_the_run_started_from_one(results, runs):

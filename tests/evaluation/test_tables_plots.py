@@ -43,7 +43,7 @@ def policy(name: str, i: int, run_dir: str | None) -> dict:
             "win_rate_vs_base_gold": interval(0.5 + 0.04 * i),
             "reward_delta_vs_base": interval(0.1 * i),
             "gold_delta_vs_base": interval(0.05 * i),
-            "reward_hacking": False,
+            "reward_hacking": "not flagged",
         }
     return out
 
@@ -165,3 +165,23 @@ def test_paired_section_says_why_a_comparison_is_missing():
     assert "No gold judge for dataset=hh_rlhf: the judge RM is the only score." in md
     assert "The base policy was left out (policies.base=null)" in md
     assert "One policy only: nothing to compare." in md
+
+
+def test_results_md_flags_hacking_only_on_evidence():
+    # issue 39: a default pipeline run (Zen 3) printed "likely reward hacking" for PPO on reward +0.200
+    # [-0.023, +0.427] and gold -0.020 [-0.089, +0.051]; a stored flag of the old rule (True) is re-read by today's.
+    results = fake_results()
+    ppo = results["policies"]["ppo"]
+    ppo["reward_delta_vs_base"] = {"mean": 0.2, "low": -0.023, "high": 0.427, "n": 256}
+    ppo["gold_delta_vs_base"] = {"mean": -0.02, "low": -0.089, "high": 0.051, "n": 256}
+    ppo["reward_hacking"] = True
+    md = tables.results_markdown(results)
+    assert "hacking" not in md.split("## ")[1]  # the headline's notes
+    assert "likely reward hacking" not in md.replace('"likely reward hacking" when', "")
+    assert next(r for r in tables.full_rows(results) if r[0] == "ppo")[-1] == "not flagged"
+
+    ppo["reward_delta_vs_base"]["low"] = 0.05  # the reward gain is now significant, gold still flat
+    assert "**reward up, gold flat**: reward +0.200 [+0.050, +0.427]" in tables.results_markdown(results)
+    ppo["gold_delta_vs_base"] = {"mean": -0.1, "low": -0.15, "high": -0.05, "n": 256}  # and gold surely down
+    md = tables.results_markdown(results)
+    assert "**likely reward hacking**: reward +0.200 [+0.050, +0.427], gold -0.100 [-0.150, -0.050] vs base" in md

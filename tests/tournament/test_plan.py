@@ -6,11 +6,13 @@ from pathlib import Path
 
 import pytest
 
+from rlhf.data.halves import half_record, select_pairs
 from rlhf.errors import ConfigError
 from rlhf.tournament.driver import StageFailed, run_stages
 from rlhf.tournament.plan import (
     EVALUATE_PY,
     TRAIN,
+    check_judges,
     load_plan,
     parse_arms,
     save_plan,
@@ -77,6 +79,22 @@ def test_without_a_gold_judge_each_seed_trains_and_uses_the_independent_judge(tm
     assert args_of(stage_steps(plan, "judge")[0].argv)["algo"] == "judge"
     assert args_of(stage_steps(plan, "evaluate")[0].argv)["judge"] == str(plan.directory / "judge" / "seed_0")
     assert args_of(stage_steps(plan, "ppo")[0].argv)["algo.reward_model"] == f"{plan.directory}/rm/seed_${{seed}}"
+
+
+def test_without_a_gold_judge_the_tournament_trains_under_the_judge_protocol_and_checks_the_judges(tmp_path):
+    plan = fake_plan(tmp_path / "t", dataset="hh_rlhf")
+    for stage in ("rm", "judge", "dpo", "ppo"):
+        assert args_of(stage_steps(plan, stage)[0].argv)["dataset.judge_protocol"] == "true"
+    gold = fake_plan(tmp_path / "g")  # hh_synthetic: the gold judge judges, every run on all pairs
+    assert "dataset.judge_protocol" not in args_of(stage_steps(gold, "rm")[0].argv)
+    rows = [{"prompt": [{"role": "user", "content": f"q{i}"}], "chosen": [], "rejected": []} for i in range(40)]
+    for seed in plan.seeds:
+        for stage, half in (("rm", "proxy_half"), ("dpo", "proxy_half"), ("judge", "judge_half")):
+            write_summary(plan.job_dir(stage, seed), **half_record(select_pairs(rows, half, 0), half, 0))
+    check_judges(plan)  # opposite halves of one salt: disjoint by content
+    write_summary(plan.job_dir("dpo", 1), **half_record(rows, "all", 0))  # a DPO run on every pair
+    with pytest.raises(ConfigError, match=r"^judge=.*judge/seed_1: not independent of seed 1's dpo run .*pairs=all"):
+        check_judges(plan)
 
 
 def test_a_named_wandb_group_wins(tmp_path):

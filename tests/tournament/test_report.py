@@ -1,5 +1,6 @@
 """The report of a hand-written 2-seed tournament (tests/tournament/fakes.py: scores constant within a seed, so
-every interval is worked out by hand): report.json, report.md, the PNGs; no training, no W&B."""
+every interval is the t-interval over the two seed means, worked out by hand: mean +- t(0.975, 1) * |a - b| / 2,
+t(0.975, 1) = 12.7062): report.json, report.md, the PNGs; no training, no W&B."""
 
 import json
 from dataclasses import replace
@@ -18,6 +19,9 @@ def report(tmp_path):
     return plan, write_report(plan.directory)
 
 
+T1 = 12.7062  # t(0.975, 1)
+
+
 def interval(stat):
     return (stat["mean"], stat["low"], stat["high"])
 
@@ -28,12 +32,13 @@ def test_scores_and_win_rates_per_method(report):
     dpo, ppo = r["methods"]["dpo"], r["methods"]["ppo"]
     assert interval(dpo["judge"]) == pytest.approx((1.0, 1.0, 1.0))
     assert interval(dpo["gold"]) == pytest.approx((0.5, 0.5, 0.5))
-    # PPO's judge score is 2 in seed 0 and 0 in seed 1: the seeds drawn decide it (0, 1 or 2)
-    assert interval(ppo["judge"]) == pytest.approx((1.0, 0.0, 2.0))
-    assert interval(ppo["kl"]) == pytest.approx((2.0, 1.0, 3.0))
+    # PPO's judge score is 2 in seed 0 and 0 in seed 1: seed means 2, 0, se 1, two runs say little
+    assert interval(ppo["judge"]) == pytest.approx((1.0, 1.0 - T1, 1.0 + T1), abs=1e-4)
+    assert interval(ppo["kl"]) == pytest.approx((2.0, 2.0 - T1, 2.0 + T1), abs=1e-4)
     assert ppo["per_seed"] == {"gold": pytest.approx([0.8, 0.8]), "judge": [2.0, 0.0], "kl": [1.0, 3.0]}
     assert interval(dpo["win_vs_base_judge"]) == pytest.approx((1.0, 1.0, 1.0))
-    assert interval(ppo["win_vs_base_judge"]) == pytest.approx((0.75, 0.5, 1.0))  # wins in seed 0, ties in seed 1
+    # wins in seed 0, ties in seed 1: se 0.25
+    assert interval(ppo["win_vs_base_judge"]) == pytest.approx((0.75, 0.75 - T1 / 4, 0.75 + T1 / 4), abs=1e-4)
     assert interval(dpo["win_vs_chosen_gold"]) == pytest.approx((0.0, 0.0, 0.0))  # 0.5 < 1 on every prompt
     assert interval(dpo["win_vs_chosen_judge"]) == pytest.approx((1.0, 1.0, 1.0))  # 1 > 0.5
     assert "win_vs_base_judge" not in r["methods"]["base"]
@@ -46,12 +51,17 @@ def test_differences_and_verdicts(report):
     rows = {(d["a"], d["b"], d["score"]): d for d in r["differences"]}
     assert list(rows)[:2] == [("ppo", "dpo", "gold"), ("ppo", "dpo", "judge")]  # arm vs arm first
     assert interval(rows["ppo", "dpo", "gold"]["difference"]) == pytest.approx((0.3, 0.3, 0.3))
-    assert rows["ppo", "dpo", "gold"]["verdict"] == "PPO better"
-    assert interval(rows["ppo", "dpo", "judge"]["difference"]) == pytest.approx((0.0, -1.0, 1.0))  # +1 / -1
-    assert rows["ppo", "dpo", "judge"]["verdict"] == "no difference at 95%"
+    assert rows["ppo", "dpo", "gold"]["verdict"] == "PPO better"  # a constant +0.3: p 0, Holm p 0
+    assert (rows["ppo", "dpo", "gold"]["p"], rows["ppo", "dpo", "gold"]["p_holm"]) == (0.0, 0.0)
+    assert interval(rows["ppo", "dpo", "judge"]["difference"]) == pytest.approx((0.0, -T1, T1), abs=1e-4)  # +1 / -1
+    assert rows["ppo", "dpo", "judge"]["p"] == pytest.approx(1.0)
+    assert rows["ppo", "dpo", "judge"]["verdict"] == "no difference at 95% (family)"
     assert rows["dpo", "base", "judge"]["verdict"] == "DPO better"
-    assert interval(rows["ppo", "base", "judge"]["difference"]) == pytest.approx((1.0, 0.0, 2.0))
-    assert rows["ppo", "base", "judge"]["verdict"] == "no difference at 95%"  # the interval touches 0
+    assert interval(rows["ppo", "base", "judge"]["difference"]) == pytest.approx((1.0, 1.0 - T1, 1.0 + T1), abs=1e-4)
+    # seed means 2 and 0: t = 1 on 1 df, p = 0.5; Holm multiplies the smallest non-zero p-values of the family
+    ppo_base = rows["ppo", "base", "judge"]
+    assert ppo_base["p"] == pytest.approx(0.5) and ppo_base["p_holm"] >= ppo_base["p"]
+    assert ppo_base["verdict"] == "no difference at 95% (family)"
 
 
 def test_costs_held_out_points_and_files(report):
@@ -75,8 +85,9 @@ def test_costs_held_out_points_and_files(report):
     assert json.loads((plan.directory / "report.json").read_text())["differences"][0]["verdict"] == "PPO better"
 
     md = (plan.directory / "report.md").read_text()
-    assert "| PPO − DPO | gold | 0.300 [0.300, 0.300] | PPO better |" in md
-    assert "| PPO | 0.800 [0.800, 0.800] | 1.000 [0.000, 2.000] |" in md
+    assert "| PPO − DPO | gold | 0.300 [0.300, 0.300] | <0.001 | <0.001 | PPO better |" in md
+    assert "| PPO | 0.800 [0.800, 0.800] | 1.000 [-11.706, 13.706] |" in md
+    assert "Holm-adjusted" in md
     dpo_cost = next(line for line in md.splitlines() if line.startswith("| DPO | 40"))
     assert dpo_cost.split(" | ")[4:6] == ["-", "-"]  # tokens never recorded: "-"
     assert "fixed before any run" in md and "![frontier](frontier.png)" in md

@@ -39,6 +39,7 @@ from rlhf.algos.ppo.roles import Roles
 from rlhf.algos.ppo.sentinel_plot import plot_sentinel
 from rlhf.algos.ppo.settings import Settings
 from rlhf.data.gold_judge import has_gold_judge
+from rlhf.data.halves import check_disjoint
 from rlhf.errors import ConfigError
 from rlhf.modeling.fingerprints import adapter_fingerprint
 from rlhf.modeling.held_out import chunk_seed, evaluate
@@ -93,6 +94,8 @@ def judge_run(job: Job, settings: Settings, rm: FinishedRun) -> FinishedRun | No
             f"be independent: train one on the other half of the pairs (`python train.py algo=judge "
             f"dataset={dataset}`) or point {key} at another rm / judge run"
         )
+    if not has_gold_judge(dataset):
+        check_disjoint(key, run.run_dir, run.summary, "PPO's reward model (algo.reward_model)", rm.run_dir, rm.summary)
     return run
 
 

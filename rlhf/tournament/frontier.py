@@ -19,7 +19,7 @@ import numpy as np
 
 from rlhf.tournament.collect import read_samples
 from rlhf.tournament.plan import EVALUATE, SAMPLES, Plan
-from rlhf.tournament.stats import hierarchical_bootstrap, paired_differences
+from rlhf.tournament.stats import crossed_interval, paired_differences
 
 SCORES = {"gold": "gold", "judge": "rm", "kl": "kl"}  # report name -> samples.jsonl key
 EQUAL_POINTS = 4  # common seconds at which the methods are compared: 1/4 .. 4/4 of the range all of them cover
@@ -47,7 +47,7 @@ def _levels_of_seed(results: dict, rows: list[dict], method: str) -> list[dict]:
 
 
 def _interval(groups: list[np.ndarray | None], boot: dict) -> dict | None:
-    return None if any(g is None for g in groups) else hierarchical_bootstrap(groups, **boot).as_dict()
+    return None if any(g is None for g in groups) else crossed_interval(groups, boot["confidence"]).as_dict()
 
 
 def _interpolate(curve: list[dict], at: float, score: str) -> np.ndarray:
@@ -93,7 +93,7 @@ def cost_frontier(plan: Plan, evaluations: dict[int, dict], methods: list[str], 
         {
             "train_seconds": at,
             **{
-                m: hierarchical_bootstrap([_interpolate(c, at, main) for c in per_seed], **boot).as_dict()
+                m: crossed_interval([_interpolate(c, at, main) for c in per_seed], boot["confidence"]).as_dict()
                 for m, per_seed in curves.items()
             },
         }  # fmt: skip
@@ -123,8 +123,9 @@ def plateau(per_seed: list[list[dict]], score: str, boot: dict) -> dict:
     last = len(per_seed[0]) - 1
     for j in range(1, last):
         gains = [
-            hierarchical_bootstrap(
-                paired_differences([s[later][score] for s in per_seed], [s[j][score] for s in per_seed]), **boot
+            crossed_interval(
+                paired_differences([s[later][score] for s in per_seed], [s[j][score] for s in per_seed]),
+                boot["confidence"],
             )
             for later in range(j + 1, last + 1)
         ]

@@ -1,6 +1,6 @@
 """Issue 39: the published tournament and online-lr verdicts re-read with the crossed interval and Holm.
 
-    .venv/bin/python docs_notes/issue39_reread.py
+    .venv/bin/python docs/results/2026-12-07-statistics-reread/reread.py
 
 docs/results keeps per-seed means, not per-prompt scores (samples.jsonl), so the crossed interval's shared-prompt
 term cannot be estimated. Two readings bracket it:
@@ -17,7 +17,7 @@ import numpy as np
 
 from rlhf.tournament.stats import central_probability, crossed_half_width, crossed_interval, holm
 
-RESULTS = Path(__file__).resolve().parents[1] / "docs" / "results"
+RESULTS = Path(__file__).resolve().parents[1]
 Z = 1.959964
 
 

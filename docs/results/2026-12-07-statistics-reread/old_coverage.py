@@ -1,7 +1,9 @@
 """Coverage of the old hierarchical_bootstrap (commit 33eb289, before issue 39) through the coverage test's own
 simulator (tests/tournament/test_coverage.py):
 
-    .venv/bin/python docs_notes/issue39_old_coverage.py [tournaments per case; the test uses 2000, ~5 min]
+    .venv/bin/python docs/results/2026-12-07-statistics-reread/old_coverage.py [N]
+
+N: tournaments per case (the test uses 2000; ~5 min).
 """
 
 import importlib.util
@@ -13,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parents[3]))
 from tests.tournament.test_coverage import CASES, coverage  # noqa: E402
 
 OLD = "33eb289:rlhf/tournament/stats.py"

@@ -60,12 +60,7 @@ def training_pairs(job: Job, settings: Settings) -> tuple[list[dict], dict]:
     hash), ``pairs_cut_for_length``, ``pairs_dropped_for_length``."""
     chosen, record = job_pairs(job, settings.pairs, settings.name)
     fitted = fit_pairs(job.tokenizer, chosen, settings.max_length)
-    if fitted.cut or fitted.dropped:
-        log.info(
-            "algo.pairs=%s: %d pairs; %d longer than algo.max_length=%d kept their final turns, %d dropped "
-            "(the response alone does not fit)",
-            record["pairs"], len(chosen), fitted.cut, settings.max_length, fitted.dropped,
-        )  # fmt: skip
+    log.info("%s (algo.pairs=%s)", fitted.report(settings.max_length), record["pairs"])
     if not fitted.examples:
         raise ConfigError(
             f"algo.max_length={settings.max_length}: every one of the {len(chosen)} training pairs has a response "

@@ -9,6 +9,7 @@ import os
 import re
 import resource
 import shutil
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -77,6 +78,22 @@ def has_complete_checkpoint(run_dir: Path) -> bool:
     """Whether ``run_dir`` holds a checkpoint a resume can load (a Trainer's or PPO's)."""
     root = Path(run_dir) / CHECKPOINTS
     return bool(complete_checkpoints(run_dir)) or any((p / PPO_STATE).is_file() for p in root.glob(f"{PPO_PREFIX}-*"))
+
+
+def write_probe(directory: Path) -> OSError | None:
+    """Why ``directory`` (or, where it does not exist yet, the folder that would hold it) cannot be written (a
+    read-only disk, a file in the way, no permission), or None. Tried with a temporary folder, removed again, so
+    nothing stays behind."""
+    ancestor = Path(directory).absolute()
+    while not ancestor.exists():
+        ancestor = ancestor.parent
+    try:
+        Path(tempfile.mkdtemp(prefix=".rlhf-write-check-", dir=ancestor)).rmdir()
+    except OSError as err:
+        if err.filename is None:
+            err.filename = str(ancestor)
+        return err
+    return None
 
 
 def write_text_atomic(path: Path, text: str) -> None:

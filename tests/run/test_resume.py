@@ -1,9 +1,12 @@
 """Resume after SIGKILL, clean stops on SIGTERM, and the resume= command line (real processes, tiny models)."""
 
+import errno
 import json
+import os
 import signal
 import subprocess
 import sys
+import tempfile
 
 import pytest
 import torch
@@ -176,11 +179,30 @@ def test_resume_latest_picks_the_newest_unfinished_run_of_the_algorithm(tmp_path
         (lambda tmp: stopped_run(tmp), ["lora.r=8"], r"lora\.r=8 would change what the checkpoint holds"),
         (lambda tmp: stopped_run(tmp), ["model.tiny.hidden_size=32"], r"model\.tiny\.hidden_size=32 would change"),
         (lambda tmp: stopped_run(tmp), ["-m"], r"cannot be combined with -m"),
+        (lambda tmp: stopped_run(tmp), ["algo=dpo"], r"that is an algo=rm run, so algo=dpo cannot apply to it"),
     ],
 )
 def test_bad_resume_targets_name_the_problem(tmp_path, make, extra, message):
     with pytest.raises(ConfigError, match=message):
         rewrite_resume_args(["train.py", f"resume={make(tmp_path)}", *extra])
+
+
+def test_resume_with_the_runs_own_algo_goes_on(tmp_path):
+    run_dir = stopped_run(tmp_path)
+    assert f"hydra.run.dir={run_dir.resolve()}" in rewrite_resume_args(["train.py", f"resume={run_dir}", "algo=rm"])
+
+
+def test_resuming_an_unwritable_run_directory_is_one_error_before_hydra(tmp_path, monkeypatch):
+    # Hydra's file logging would fail first, with a traceback (the run directory is read-only: EROFS, as a
+    # read-only mount gives even to root, who ignores file modes)
+    run_dir = stopped_run(tmp_path)
+
+    def read_only(*args, dir=None, **kwargs):
+        raise OSError(errno.EROFS, os.strerror(errno.EROFS), dir)
+
+    monkeypatch.setattr(tempfile, "mkdtemp", read_only)
+    with pytest.raises(ConfigError, match=rf"cannot write into {run_dir} \(Read-only file system"):
+        rewrite_resume_args(["train.py", f"resume={run_dir}"])
 
 
 def test_a_resumed_run_writes_only_into_its_own_directory(tmp_path):

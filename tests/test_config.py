@@ -4,6 +4,7 @@ from pathlib import Path
 
 import pytest
 from hydra import compose, initialize_config_dir
+from hydra.errors import MissingConfigException
 from omegaconf import OmegaConf
 
 from rlhf.config import (
@@ -29,8 +30,8 @@ SCHEMAS = {
 
 
 def options(group):
-    """The selectable options of a group: its YAML files, less the shared bases (_base.yaml, algo/_trainer.yaml)."""
-    return sorted(p.stem for p in (CONF_DIR / group).glob("*.yaml") if not p.stem.startswith("_"))
+    """The selectable options of a group: its YAML files (the shared bases are in conf/_bases/, no group)."""
+    return sorted(p.stem for p in (CONF_DIR / group).glob("*.yaml"))
 
 
 @pytest.mark.parametrize("group, option", [(g, o) for g in [*SCHEMAS, "algo"] for o in options(g)])
@@ -40,6 +41,17 @@ def test_every_option_composes_and_validates(group, option):
     schema = algorithm(cfg.algo.name).Settings if group == "algo" else SCHEMAS[group]
     settings = from_node(schema, cfg[group], group)
     assert settings.name == option
+
+
+@pytest.mark.parametrize("group, base", [("algo", "_trainer"), ("model", "_base"), ("hardware", "_base")])
+def test_internal_bases_are_neither_options_nor_listed(group, base):
+    # algo=_trainer composed and failed with an OmegaConf traceback (MissingMandatoryValue: algo.name), and a typo's
+    # message offered _trainer and _base as options
+    for choice in (base, f"{base}x"):
+        with pytest.raises(MissingConfigException) as refused:
+            compose_train([f"{group}={choice}"])
+        listed = str(refused.value).split(f"Available options in '{group}':")[1].split("Config search path")[0].split()
+        assert listed == options(group) and not any(o.startswith("_") for o in listed)
 
 
 def test_every_algo_config_is_dispatchable():

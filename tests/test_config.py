@@ -1,5 +1,6 @@
 """Every option of every config group composes and passes its schema; bad values give ConfigError."""
 
+import re
 from pathlib import Path
 
 import pytest
@@ -16,7 +17,7 @@ from rlhf.config import (
     from_node,
 )
 from rlhf.errors import ConfigError
-from rlhf.experiment import ALGORITHMS, algorithm
+from rlhf.experiment import ALGORITHMS, algorithm, run_experiment
 from rlhf.modeling.generation import Sampling
 from tests.conftest import CONF_DIR, compose_train
 
@@ -161,3 +162,24 @@ def test_run_directories_go_under_outputs_root(tmp_path, config_name, subdir):
         cfg = compose(config_name=config_name, overrides=[f"outputs_root={tmp_path}"], return_hydra_config=True)
     run_dir = Path(OmegaConf.to_container(cfg.hydra.run, resolve=True)["dir"])
     assert run_dir.parent == tmp_path / subdir
+
+
+def build_job_must_not_run(*args, **kwargs):
+    raise AssertionError("the model and data started to load before the config was checked")
+
+
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        ("seed=-1", "seed=-1 is out of range: must be an integer from 0 to 4294967295"),  # numpy's ValueError
+        ("seed=4294967296", "seed=4294967296 is out of range"),
+        # top-level typos finished with exit 0, the value ignored
+        ("+max_nonfinite_update=1", "unknown key max_nonfinite_update: did you mean max_nonfinite_updates?"),
+        ("+unknown_key=1", "unknown key unknown_key: valid top-level keys are algo, dataset, hardware, logger, lora,"),
+    ],
+)
+def test_top_level_values_are_checked_before_anything_loads(tmp_path, monkeypatch, override, message):
+    monkeypatch.setattr("rlhf.experiment.build_job", build_job_must_not_run)
+    cfg = compose_train(["debug=tiny", override], outputs_root=tmp_path / "outputs")
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        run_experiment(cfg, tmp_path / "run")

@@ -34,6 +34,7 @@ from rlhf.run.rundir import (
     point_latest,
     remove_temporaries,
     reset_peaks,
+    resolved_yaml,
     truncate_metrics,
     write_json_atomic,
     write_text_atomic,
@@ -192,7 +193,7 @@ def _save_config(cfg: DictConfig, run_dir: Path, overrides: list[str] | None) ->
     to write: conf/hydra/default.yaml), and for a new run its overrides, as Hydra's overrides.yaml."""
     (run_dir / CONFIG).parent.mkdir(parents=True, exist_ok=True)
     # Atomic: a kill mid-write must leave the old config, which a resume reads, not an empty file.
-    write_text_atomic(run_dir / CONFIG, OmegaConf.to_yaml(cfg, resolve=True))
+    write_text_atomic(run_dir / CONFIG, resolved_yaml(cfg))  # reloads to the same values (escapes kept)
     if overrides is not None:
         write_text_atomic(run_dir / OVERRIDES, OmegaConf.to_yaml(OmegaConf.create(list(overrides))))
 

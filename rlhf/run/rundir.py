@@ -252,9 +252,13 @@ def finished_run(
         raise ConfigError(f"{key}={path}: the run directory has no {ADAPTER}/ to load")
     run = FinishedRun(run_dir, summary, load_run_config(run_dir))
     if model is not None and not run.model.same_base(model):
-        fix = base_fix.format(run_model=run.model.name)
+        base, fix = f"model={model.name}", base_fix.format(run_model=run.model.name)
+        if run.model.name == model.name:  # one option, other overrides: naming the option would change nothing
+            differs = run.model.differences(model)
+            base += f" ({', '.join(f'{k}={there!r} there, {here!r} here' for k, (there, here) in differs.items())})"
+            fix = f"set {' '.join(f'{k}={there}' for k, (there, _) in differs.items())} as that run had"
         raise ConfigError(
-            f"{key}={path}: that run trained on model={run.model.name}, a different base from model={model.name}; {fix}"
+            f"{key}={path}: that run trained on model={run.model.name}, a different base from {base}; {fix}"
         )
     return run
 
@@ -295,6 +299,21 @@ def check_policy_adapter(adapter: Path, key: str, value: str | Path) -> Path:
 
 def load_summary(run_dir: Path) -> dict:
     return json.loads((Path(run_dir) / SUMMARY).read_text(encoding="utf-8"))
+
+
+def resolved_yaml(cfg: DictConfig) -> str:
+    """``cfg`` resolved, as YAML that :func:`load_run_config` reads back to the same values: a resolved string that
+    still holds ``${`` (a value escaped on the command line, ``tags=[\\${oc.env:HOME}]``) is escaped again, or the
+    reload would interpolate it."""
+
+    def escaped(value: Any) -> Any:
+        if isinstance(value, dict):
+            return {k: escaped(v) for k, v in value.items()}
+        if isinstance(value, list):
+            return [escaped(v) for v in value]
+        return value.replace("${", "\\${") if isinstance(value, str) else value
+
+    return OmegaConf.to_yaml(OmegaConf.create(escaped(OmegaConf.to_container(cfg, resolve=True))))
 
 
 def load_run_config(run_dir: Path) -> DictConfig:

@@ -29,6 +29,7 @@ from rlhf.run.rundir import (
     OVERRIDES,
     STORAGE_ERRNOS,
     SUMMARY,
+    has_complete_checkpoint,
     peak_cuda_mb,
     peak_rss_mb,
     point_latest,
@@ -39,7 +40,7 @@ from rlhf.run.rundir import (
     write_json_atomic,
     write_text_atomic,
 )
-from rlhf.run.stopping import Interrupted, handle_stop_signals
+from rlhf.run.stopping import Interrupted, handle_stop_signals, resume_command
 from rlhf.run.tracking import override_labels, run_name
 
 log = logging.getLogger(__name__)
@@ -270,7 +271,9 @@ def _run_locked(cfg: DictConfig, context: RunContext, resume: bool) -> dict:
             summary.update(status="interrupted", error=str(err), exit_code=err.exit_code)
             raise
         except KeyboardInterrupt:
-            err = Interrupted(f"stopped at once by a second Ctrl-C; resume with: python train.py resume={run_dir}", 2)
+            hint = (f"resume with: {resume_command(run_dir)}" if has_complete_checkpoint(run_dir)
+                    else "it has no checkpoint yet, so nothing can be resumed: run the same command again")  # fmt: skip
+            err = Interrupted(f"stopped at once by a second Ctrl-C; {hint}", 2)
             summary.update(status="interrupted", error=str(err), exit_code=err.exit_code)
             raise err from None
         except OSError as err:

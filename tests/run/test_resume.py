@@ -15,7 +15,9 @@ from safetensors.torch import load_file
 from rlhf.errors import ConfigError
 from rlhf.experiment import run_experiment
 from rlhf.run.resume import rewrite_resume_args
+from rlhf.run.rundir import complete_checkpoints
 from tests.conftest import REPO, compose_train, tiny_overrides
+from tests.run.test_safe_load import Payload
 
 STEPS = {"algo.max_steps": "6", "algo.save_every": "2", "algo.keep_checkpoints": "2", "dataset.n_train": "24"}
 
@@ -247,3 +249,19 @@ def test_a_new_run_never_mixes_with_a_killed_runs_files(tmp_path):
     with pytest.raises(ConfigError, match=r"already holds a run \(metrics.jsonl, checkpoints\) that did not finish"):
         run_experiment(cfg, run_dir)
     assert (run_dir / "metrics.jsonl").read_text() == '{"step": 1, "loss": 0.7}\n'
+
+
+def test_a_planted_pickle_in_a_checkpoint_is_one_error_line(tmp_path):
+    # was torch's UnpicklingError traceback, advising weights_only=False
+    run_dir = tmp_path / "stopped"
+    args = [*overrides("rm"), f"outputs_root={tmp_path / 'outputs'}", f"hydra.run.dir={run_dir}"]
+    assert signalled_run("SIGTERM", 3, args).returncode == 128 + signal.SIGTERM
+    planted = complete_checkpoints(run_dir)[-1] / "rng_state.pth"  # the one the resume loads
+    torch.save({"python": Payload(tmp_path / "payload-ran")}, planted)
+    before = saved_state(run_dir)
+    failed = run([f"resume={run_dir}"])
+    lines = [line for line in failed.stderr.splitlines() if line.startswith("error:")]
+    assert failed.returncode == 2 and len(lines) == 1, failed.stderr[-2000:]
+    assert lines[0].startswith(f"error: {planted} is not a checkpoint file this project wrote"), lines[0]
+    assert "Traceback" not in failed.stderr and "weights_only" not in failed.stderr
+    assert not (tmp_path / "payload-ran").exists() and saved_state(run_dir) == before

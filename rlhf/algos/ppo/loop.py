@@ -69,6 +69,7 @@ from rlhf.run import costs, distributed, stopping
 from rlhf.run.job import Job
 from rlhf.run.nonfinite import NonFiniteCounter, is_finite, numeric_error
 from rlhf.run.rundir import REWARD_ALGOS, FinishedRun, finished_run, resolve_adapter, truncate_jsonl
+from rlhf.run.safe_load import refuse_unsafe_pickles
 from rlhf.run.scorers import pin_scorers
 
 __all__ = ["Settings", "train", "build", "fit", "ppo_iteration", "prompt_indices"]
@@ -560,6 +561,7 @@ def fit(job: Job, settings: Settings, roles: Roles, rm: FinishedRun) -> dict:
         return metrics
 
     if resume_from is not None:
+        refuse_unsafe_pickles(resume_from)  # one line, not torch's traceback (rlhf/run/safe_load.py)
         with costs.phase("checkpoint"):
             state = checkpoint.restore(resume_from, roles, optimizer, scheduler, kl_controller)
         start_step, start_eval = state["step"], state["start_eval"]

@@ -17,7 +17,7 @@ from rlhf.experiment import run_experiment
 from rlhf.run.resume import rewrite_resume_args
 from rlhf.run.rundir import complete_checkpoints
 from tests.conftest import REPO, compose_train, tiny_overrides
-from tests.run.test_safe_load import Payload
+from tests.planted_pickle import Payload
 
 STEPS = {"algo.max_steps": "6", "algo.save_every": "2", "algo.keep_checkpoints": "2", "dataset.n_train": "24"}
 

@@ -1,7 +1,6 @@
 """A checkpoint file with a planted pickle is refused in one line naming it, never run, never with torch's advice
 to load it with weights_only=False (issue 42 case 9)."""
 
-import os
 import random
 
 import numpy as np
@@ -11,14 +10,7 @@ from transformers.trainer_pt_utils import safe_globals
 
 from rlhf.errors import ConfigError
 from rlhf.run.safe_load import refuse_unsafe_pickles
-
-
-class Payload:
-    def __init__(self, marker):
-        self.marker = marker
-
-    def __reduce__(self):
-        return (os.mkdir, (str(self.marker),))
+from tests.planted_pickle import Payload
 
 
 def test_a_planted_pickle_is_named_in_one_line_and_never_runs(tmp_path):

@@ -159,6 +159,21 @@ class ModelSettings:
         if self.source == "tiny" and not self.tiny:
             raise ConfigError("model.source=tiny needs a model.tiny mapping (hidden_size, num_hidden_layers, ...)")
 
+    def differences(self, other: ModelSettings) -> dict[str, tuple[Any, Any]]:
+        """``model.<key>`` -> (this value, ``other``'s) for each key (nested ones dotted) that loads other weights or
+        another tokenizer: what :meth:`same_base` compares, named."""
+
+        def flat(value: Any, prefix: str) -> dict[str, Any]:
+            if isinstance(value, dict):
+                return {k: v for key, sub in value.items() for k, v in flat(sub, f"{prefix}.{key}").items()}
+            return {prefix: value}
+
+        mine, theirs = (flat({k: v for k, v in dataclasses.asdict(m).items() if k != "cache_dir"}, "model")
+                        for m in (self, other))  # fmt: skip
+        return {
+            k: (mine.get(k), theirs.get(k)) for k in sorted(set(mine) | set(theirs)) if mine.get(k) != theirs.get(k)
+        }
+
     def same_base(self, other: ModelSettings) -> bool:
         """Whether two model configs load the same weights and tokenizer (the cache location does not matter):
         the rule every adapter, reward model and judge is checked by before it is put on this base."""

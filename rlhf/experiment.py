@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 import importlib
 import logging
 import random
@@ -28,16 +29,18 @@ from rlhf.run.rundir import (
     OVERRIDES,
     STORAGE_ERRNOS,
     SUMMARY,
+    has_complete_checkpoint,
     peak_cuda_mb,
     peak_rss_mb,
     point_latest,
     remove_temporaries,
     reset_peaks,
+    resolved_yaml,
     truncate_metrics,
     write_json_atomic,
     write_text_atomic,
 )
-from rlhf.run.stopping import Interrupted, handle_stop_signals
+from rlhf.run.stopping import Interrupted, handle_stop_signals, resume_command
 from rlhf.run.tracking import override_labels, run_name
 
 log = logging.getLogger(__name__)
@@ -58,6 +61,49 @@ def algorithm(name: str):
     if name not in ALGORITHMS:
         raise ConfigError(f"unknown algo={name!r}: valid algorithms are {', '.join(sorted(ALGORITHMS))}")
     return importlib.import_module(ALGORITHMS[name])
+
+
+CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
+SEEDS = 2**32  # numpy's seeds are 0 .. 2**32 - 1
+
+
+def top_level_keys() -> list[str]:
+    """The keys a train.py config has at its top: conf/train.yaml's own and one per config group it picks (the
+    overlays, experiment=, sweep=, debug=, write into those; Hydra's settings are not the run's)."""
+    train = OmegaConf.load(CONF_DIR / "train.yaml")
+    defaults = OmegaConf.to_container(train.defaults)  # unresolved: `${debug}_${algo}` means nothing here
+    groups = [key for entry in defaults if isinstance(entry, dict) for key, option in entry.items()
+              if option is not None and "/" not in key and " " not in key and key != "hydra"]  # fmt: skip
+    return sorted({*train.keys(), *groups} - {"defaults"})
+
+
+def _check_top_level_keys(cfg: DictConfig) -> None:
+    """A key no group reads (``+max_nonfinite_update=1``, a typo) would be ignored: refuse it, as from_node refuses
+    one inside a group."""
+    known = top_level_keys()
+    unknown = sorted(set(cfg.keys()) - set(known))
+    if unknown:
+        close = difflib.get_close_matches(unknown[0], known, n=1)
+        hint = f"did you mean {close[0]}? " if close else ""
+        raise ConfigError(f"unknown key {unknown[0]}: {hint}valid top-level keys are {', '.join(known)}")
+
+
+def check_config(cfg: DictConfig):
+    """Every check of a composed train config that needs neither weights nor data, before a run or a plan uses it
+    (train.py and ``python -m rlhf.plan`` alike): the top-level keys, the seed, the non-finite guard and the
+    algorithm's settings. Returns the algorithm's module and its Settings."""
+    _check_top_level_keys(cfg)
+    seed = cfg.seed
+    check(isinstance(seed, int) and not isinstance(seed, bool) and 0 <= seed < SEEDS, "seed", seed,
+          f"must be an integer from 0 to {SEEDS - 1}")  # fmt: skip
+    check(
+        cfg.max_nonfinite_updates >= 1,
+        "max_nonfinite_updates",
+        cfg.max_nonfinite_updates,
+        "must be >= 1 skipped updates in a row",
+    )
+    module = algorithm(cfg.algo.name)
+    return module, from_node(module.Settings, cfg.algo, "algo")
 
 
 def seed_everything(seed: int) -> None:
@@ -135,8 +181,7 @@ def _run_follower(cfg: DictConfig, context: RunContext) -> dict:
     algorithm's), with a tracker that writes nothing and no config, summary or pointer of its own."""
     resume = cfg.get("resume") not in (None, "null")
     costs.reset()  # its tokens and episodes join rank 0's (rlhf/run/costs.py)
-    module = algorithm(cfg.algo.name)
-    settings = from_node(module.Settings, cfg.algo, "algo")
+    module, settings = check_config(cfg)
     with handle_stop_signals():
         job = build_job(cfg, context.run_dir, job_type=cfg.algo.name, group=cfg.algo.name, tags=[], resume=resume,
                         writes=False)  # fmt: skip
@@ -149,7 +194,7 @@ def _save_config(cfg: DictConfig, run_dir: Path, overrides: list[str] | None) ->
     to write: conf/hydra/default.yaml), and for a new run its overrides, as Hydra's overrides.yaml."""
     (run_dir / CONFIG).parent.mkdir(parents=True, exist_ok=True)
     # Atomic: a kill mid-write must leave the old config, which a resume reads, not an empty file.
-    write_text_atomic(run_dir / CONFIG, OmegaConf.to_yaml(cfg, resolve=True))
+    write_text_atomic(run_dir / CONFIG, resolved_yaml(cfg))  # reloads to the same values (escapes kept)
     if overrides is not None:
         write_text_atomic(run_dir / OVERRIDES, OmegaConf.to_yaml(OmegaConf.create(list(overrides))))
 
@@ -188,14 +233,7 @@ def _run_locked(cfg: DictConfig, context: RunContext, resume: bool) -> dict:
             with costs.phase("setup"):
                 if committed:
                     _save_config(cfg, run_dir, context.overrides)
-                module = algorithm(cfg.algo.name)
-                settings = from_node(module.Settings, cfg.algo, "algo")
-                check(
-                    cfg.max_nonfinite_updates >= 1,
-                    "max_nonfinite_updates",
-                    cfg.max_nonfinite_updates,
-                    "must be >= 1 skipped updates in a row",
-                )
+                module, settings = check_config(cfg)
                 job = build_job(
                     cfg,
                     run_dir,
@@ -233,7 +271,9 @@ def _run_locked(cfg: DictConfig, context: RunContext, resume: bool) -> dict:
             summary.update(status="interrupted", error=str(err), exit_code=err.exit_code)
             raise
         except KeyboardInterrupt:
-            err = Interrupted(f"stopped at once by a second Ctrl-C; resume with: python train.py resume={run_dir}", 2)
+            hint = (f"resume with: {resume_command(run_dir)}" if has_complete_checkpoint(run_dir)
+                    else "it has no checkpoint yet, so nothing can be resumed: run the same command again")  # fmt: skip
+            err = Interrupted(f"stopped at once by a second Ctrl-C; {hint}", 2)
             summary.update(status="interrupted", error=str(err), exit_code=err.exit_code)
             raise err from None
         except OSError as err:

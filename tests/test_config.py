@@ -1,9 +1,11 @@
 """Every option of every config group composes and passes its schema; bad values give ConfigError."""
 
+import re
 from pathlib import Path
 
 import pytest
 from hydra import compose, initialize_config_dir
+from hydra.errors import MissingConfigException
 from omegaconf import OmegaConf
 
 from rlhf.config import (
@@ -15,7 +17,7 @@ from rlhf.config import (
     from_node,
 )
 from rlhf.errors import ConfigError
-from rlhf.experiment import ALGORITHMS, algorithm
+from rlhf.experiment import ALGORITHMS, algorithm, run_experiment
 from rlhf.modeling.generation import Sampling
 from tests.conftest import CONF_DIR, compose_train
 
@@ -29,8 +31,8 @@ SCHEMAS = {
 
 
 def options(group):
-    """The selectable options of a group: its YAML files, less the shared bases (_base.yaml, algo/_trainer.yaml)."""
-    return sorted(p.stem for p in (CONF_DIR / group).glob("*.yaml") if not p.stem.startswith("_"))
+    """The selectable options of a group: its YAML files (the shared bases are in conf/_bases/, no group)."""
+    return sorted(p.stem for p in (CONF_DIR / group).glob("*.yaml"))
 
 
 @pytest.mark.parametrize("group, option", [(g, o) for g in [*SCHEMAS, "algo"] for o in options(g)])
@@ -40,6 +42,17 @@ def test_every_option_composes_and_validates(group, option):
     schema = algorithm(cfg.algo.name).Settings if group == "algo" else SCHEMAS[group]
     settings = from_node(schema, cfg[group], group)
     assert settings.name == option
+
+
+@pytest.mark.parametrize("group, base", [("algo", "_trainer"), ("model", "_base"), ("hardware", "_base")])
+def test_internal_bases_are_neither_options_nor_listed(group, base):
+    # algo=_trainer composed and failed with an OmegaConf traceback (MissingMandatoryValue: algo.name), and a typo's
+    # message offered _trainer and _base as options
+    for choice in (base, f"{base}x"):
+        with pytest.raises(MissingConfigException) as refused:
+            compose_train([f"{group}={choice}"])
+        listed = str(refused.value).split(f"Available options in '{group}':")[1].split("Config search path")[0].split()
+        assert listed == options(group) and not any(o.startswith("_") for o in listed)
 
 
 def test_every_algo_config_is_dispatchable():
@@ -149,3 +162,24 @@ def test_run_directories_go_under_outputs_root(tmp_path, config_name, subdir):
         cfg = compose(config_name=config_name, overrides=[f"outputs_root={tmp_path}"], return_hydra_config=True)
     run_dir = Path(OmegaConf.to_container(cfg.hydra.run, resolve=True)["dir"])
     assert run_dir.parent == tmp_path / subdir
+
+
+def build_job_must_not_run(*args, **kwargs):
+    raise AssertionError("the model and data started to load before the config was checked")
+
+
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        ("seed=-1", "seed=-1 is out of range: must be an integer from 0 to 4294967295"),  # numpy's ValueError
+        ("seed=4294967296", "seed=4294967296 is out of range"),
+        # top-level typos finished with exit 0, the value ignored
+        ("+max_nonfinite_update=1", "unknown key max_nonfinite_update: did you mean max_nonfinite_updates?"),
+        ("+unknown_key=1", "unknown key unknown_key: valid top-level keys are algo, dataset, hardware, logger, lora,"),
+    ],
+)
+def test_top_level_values_are_checked_before_anything_loads(tmp_path, monkeypatch, override, message):
+    monkeypatch.setattr("rlhf.experiment.build_job", build_job_must_not_run)
+    cfg = compose_train(["debug=tiny", override], outputs_root=tmp_path / "outputs")
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        run_experiment(cfg, tmp_path / "run")

@@ -340,3 +340,20 @@ def test_the_report_modules_import_no_network_client_eagerly():
     code = "import sys, rlhf.report; print(sorted(m for m in ('wandb', 'transformers') if m in sys.modules))"
     out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]", out.stdout
+
+
+def test_a_damaged_summary_or_a_torn_metrics_line_is_named_and_skipped(tmp_path, caplog, capsys):
+    # each was a JSONDecodeError traceback naming no file
+    for name, loss in (("0", 0.5), ("1", 0.4), ("2", 0.3)):
+        (tmp_path / name).mkdir()
+        summary = {"status": "finished", "algo": "dpo", "eval_loss": loss}
+        (tmp_path / name / "summary.json").write_text(json.dumps(summary))
+        (tmp_path / name / "metrics.jsonl").write_text('{"step": 1, "loss": 0.7}\n')
+    (tmp_path / "1" / "summary.json").write_text('{"status": "fini')  # damaged
+    with open(tmp_path / "2" / "metrics.jsonl", "a") as handle:
+        handle.write('{"step": 2, "lo')  # a SIGKILL cut the last append short
+    jobs = find_jobs(tmp_path)
+    assert [j["name"] for j in jobs] == ["0", "2"] and jobs[1]["metrics"] == [{"step": 1, "loss": 0.7}]
+    assert f"skipped {tmp_path / '1'}: its summary.json is damaged" in caplog.text
+    assert f"{tmp_path / '2' / 'metrics.jsonl'}: dropped its torn last line 2" in caplog.text
+    assert main([str(tmp_path), "--metric", "eval_loss"]) in (0, None)

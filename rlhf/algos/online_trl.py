@@ -70,6 +70,7 @@ from rlhf.run.rundir import (
     truncate_jsonl,
     write_json_atomic,
 )
+from rlhf.run.scorers import pin_scorers
 from rlhf.run.tracking import TrackerCallback
 
 __all__ = [
@@ -543,6 +544,7 @@ def train(job: Job, settings: Settings, trainer_class, config_class, algo_args: 
     """Train the policy against the reward model with ``trainer_class``; save adapter/ and return the summary:
     the same start/final keys as PPO's (rm_score, gold_score, kl, length, eos_rate)."""
     rm = reward_model_run(job, settings.reward_model)  # cheap checks first: each fails with one line
+    pin_scorers(job, {"algo.reward_model": rm})  # a resume scores with the one the run started with
     adapter = start_adapter(job, settings.init_adapter, resume_point(job.run_dir)[0] if job.resume else None)
     reward = RewardModel.load(job, rm)
     with_gold = job.dataset.name == "hh_synthetic"

@@ -7,10 +7,12 @@ Exit status: 0 when the config fits (or the hardware profile sets no memory size
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 from hydra import compose, initialize_config_dir
 from hydra.errors import HydraException
+from omegaconf import DictConfig
 from omegaconf.errors import OmegaConfBaseException
 
 from rlhf.errors import RlhfError
@@ -27,13 +29,18 @@ def compose_train(overrides: list[str]):
         return compose(config_name="train", overrides=overrides)
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None, check_config: Callable[[DictConfig], object] | None = None) -> int:
+    """``check_config``: train.py's own checks of the config (rlhf.experiment.check_config, which
+    rlhf/plan/__main__.py passes: this layer cannot import it), so a value train.py refuses is never planned."""
     argv = sys.argv[1:] if argv is None else argv
     if any(a in ("-h", "--help") for a in argv):
         print(__doc__.strip())
         return 0
     try:
-        result = plan(compose_train(argv))
+        cfg = compose_train(argv)
+        if check_config is not None:
+            check_config(cfg)
+        result = plan(cfg)
     except (RlhfError, HydraException, OmegaConfBaseException) as err:
         print(f"error: {' '.join(str(err).split())}", file=sys.stderr)
         return 2

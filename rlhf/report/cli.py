@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from rlhf.errors import ConfigError
+from rlhf.errors import ConfigError, RlhfError
 from rlhf.report.data import (
     CURVE_KEYS,
     collect_jobs,
@@ -107,7 +107,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     try:
         out = report(args.sweep_dir, args.metric, args.minimize, args.curve, args.wandb_report)
-    except ConfigError as err:
+    except RlhfError as err:  # a config or a damaged file: one line
         raise SystemExit(f"error: {err}") from None
     written = [str(args.sweep_dir / "compare.md")] if out["table"] is not None else []
     written += [str(out["plot"])] if out["plot"] else []

@@ -4,12 +4,13 @@ hyperparameters, the curves they logged, and evaluate.py's results.json files fo
 from __future__ import annotations
 
 import json
+import logging
 import math
 from pathlib import Path
 
 import yaml
 
-from rlhf.errors import ConfigError
+from rlhf.errors import ConfigError, DataError
 from rlhf.run.directions import direction
 
 # The first of these any job logged is curves.png's curve (compare.md's companion).
@@ -29,13 +30,35 @@ PLOT_KEYS = (
     "grad_norm",
 )
 RESULTS_JSON = "results.json"  # evaluate.py's (rlhf.evaluation.run.RESULTS_JSON)
+log = logging.getLogger(__name__)
 MISSING = "–"  # a hyperparameter a job neither overrode nor has in its config
 
 
 def _read_jsonl(path: Path) -> list[dict]:
+    """The rows of a JSON-lines file; a last line a kill cut short is dropped (as a resume drops it), with a
+    warning naming the file. A damaged line before the last is a DataError naming the file and the line."""
     if not path.is_file():
         return []
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    lines = [line for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    rows = []
+    for number, line in enumerate(lines, 1):
+        try:
+            rows.append(json.loads(line))
+        except json.JSONDecodeError as err:
+            if number < len(lines):
+                raise DataError(f"{path}:{number} is not valid JSON ({err.msg}); repair or remove that run") from None
+            log.warning("%s: dropped its torn last line %d (a run killed while writing it)", path, number)
+    return rows
+
+
+def _read_summary(job_dir: Path) -> dict | None:
+    """A run's summary.json, or None (with a warning naming it) when it does not parse: that run is left out."""
+    path = job_dir / "summary.json"
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        log.warning("skipped %s: its summary.json is damaged (%s)", job_dir, err)
+        return None
 
 
 def _read_yaml(path: Path):
@@ -49,8 +72,10 @@ def find_jobs(directory: Path) -> list[dict]:
     """
     jobs = []
     for job_dir in sorted(p for p in Path(directory).iterdir() if (p / "summary.json").is_file()):
+        summary = _read_summary(job_dir)
+        if summary is None:
+            continue
         config = _read_yaml(job_dir / ".hydra" / "config.yaml") or {}
-        summary = json.loads((job_dir / "summary.json").read_text())
         jobs.append(
             {
                 "name": job_dir.name,

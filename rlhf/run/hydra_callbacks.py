@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import json
 import sys
-import tempfile
 from pathlib import Path
 from typing import Any
 
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
+
+from rlhf.run.rundir import write_probe
 
 
 def sweep_job_statuses(sweep_dir: Path) -> dict[str, dict]:
@@ -25,16 +26,11 @@ def sweep_job_statuses(sweep_dir: Path) -> dict[str, dict]:
 
 def check_writable(directory: Path) -> None:
     """Exit with one error line if ``directory`` cannot be created (a read-only disk, a file in the way, no
-    permission): Hydra would otherwise fail with a traceback while making it. Tried in its nearest existing
-    ancestor with a temporary folder, removed again, so nothing stays behind."""
-    ancestor = Path(directory).absolute()
-    while not ancestor.exists():
-        ancestor = ancestor.parent
-    try:
-        Path(tempfile.mkdtemp(prefix=".rlhf-write-check-", dir=ancestor)).rmdir()
-    except OSError as err:
+    permission): Hydra would otherwise fail with a traceback while making it (rundir.write_probe)."""
+    err = write_probe(directory)
+    if err is not None:
         print(
-            f"error: cannot create {directory}: {err.strerror} ({err.filename or ancestor}); "
+            f"error: cannot create {directory}: {err.strerror} ({err.filename}); "
             "set outputs_root=<a writable directory> (or hydra.run.dir / hydra.sweep.dir)",
             file=sys.stderr,
             flush=True,

@@ -4,10 +4,12 @@ Hydra picks the run directory and composes the config before our code runs, so t
 rewritten first: the run's resolved ``.hydra/config.yaml`` becomes the primary config and
 ``hydra.run.dir`` the run's directory. Dotted overrides still apply (``algo.max_steps=200`` extends a
 run); group overrides (``lora=r8``) and dotted keys that shape the weights (``lora.r=8``, ``model.*``) would
-build a different model than the checkpoint holds, so they are refused. Hydra writes nothing into the run
-directory (``hydra.output_subdir=null``); the run's config is saved again only once the algorithm has loaded
-its checkpoint (:meth:`rlhf.run.job.Job.resumed_from`), so a resume that fails changes nothing. A run that a
-live process still owns (rlhf/run/lock.py) is never resumed, and ``resume=latest`` skips it.
+build a different model than the checkpoint holds, so they are refused, and so is an ``algo=`` that is not the
+run's own. A run directory that cannot be written is refused before Hydra (whose file logging would fail with a
+traceback). Hydra writes nothing into the run directory (``hydra.output_subdir=null``); the run's config is saved
+again only once the algorithm has loaded its checkpoint (:meth:`rlhf.run.job.Job.resumed_from`), so a resume that
+fails changes nothing. A run that a live process still owns (rlhf/run/lock.py) is never resumed,
+and ``resume=latest`` skips it.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from pathlib import Path
 
 from rlhf.errors import ConfigError
 from rlhf.run.lock import lock_holder
-from rlhf.run.rundir import CHECKPOINTS, CONFIG, SUMMARY, has_complete_checkpoint
+from rlhf.run.rundir import CHECKPOINTS, CONFIG, SUMMARY, has_complete_checkpoint, load_run_config, write_probe
 
 # Config keys that shape the weights a checkpoint holds: a resumed run cannot change them.
 CHECKPOINT_SHAPE = ("model.", "lora.", "algo.name", "algo.init_adapter", "algo.share_base", "algo.value_model")
@@ -80,7 +82,22 @@ def resumable_run_dir(value: str, outputs_root: Path, algo: str | None) -> Path:
             f"resume={value}: {run_dir} has no checkpoint (it stopped before the first algo.save_every steps); "
             "start it afresh"
         )
+    if (err := write_probe(run_dir)) is not None:  # before Hydra, whose file logging would fail with a traceback
+        raise ConfigError(
+            f"resume={value}: cannot write into {run_dir} ({err.strerror}: {err.filename}); make it writable "
+            "(or copy the run directory somewhere writable and resume that copy)"
+        )
     return run_dir.resolve()
+
+
+def _check_same_algo(value: str, run_dir: Path, algo: str | None) -> None:
+    """``algo=X`` beside ``resume=<run dir>`` must name the run's own algorithm: a resume never changes it."""
+    saved = load_run_config(run_dir).get("algo", {}).get("name")
+    if algo is not None and algo != saved:
+        raise ConfigError(
+            f"resume={value}: that is an algo={saved} run, so algo={algo} cannot apply to it: drop algo={algo} "
+            f"to finish the {saved} run, or start a new run with algo={algo}"
+        )
 
 
 def rewrite_resume_args(argv: list[str]) -> list[str]:
@@ -92,6 +109,7 @@ def rewrite_resume_args(argv: list[str]) -> list[str]:
     if any(a in ("-m", "--multirun") for a in args):
         raise ConfigError("resume= continues one run; it cannot be combined with -m (multirun)")
     run_dir = resumable_run_dir(value, Path(_option(args, "outputs_root") or "outputs"), _option(args, "algo"))
+    _check_same_algo(value, run_dir, _option(args, "algo"))
     rest = [a for a in args if not a.startswith(("resume=", "algo=", "outputs_root="))]
     groups = [a for a in rest if not a.startswith("-") and "." not in a.split("=", 1)[0].lstrip("+~")]
     if groups:

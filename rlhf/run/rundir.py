@@ -9,6 +9,7 @@ import os
 import re
 import resource
 import shutil
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -77,6 +78,22 @@ def has_complete_checkpoint(run_dir: Path) -> bool:
     """Whether ``run_dir`` holds a checkpoint a resume can load (a Trainer's or PPO's)."""
     root = Path(run_dir) / CHECKPOINTS
     return bool(complete_checkpoints(run_dir)) or any((p / PPO_STATE).is_file() for p in root.glob(f"{PPO_PREFIX}-*"))
+
+
+def write_probe(directory: Path) -> OSError | None:
+    """Why ``directory`` (or, where it does not exist yet, the folder that would hold it) cannot be written (a
+    read-only disk, a file in the way, no permission), or None. Tried with a temporary folder, removed again, so
+    nothing stays behind."""
+    ancestor = Path(directory).absolute()
+    while not ancestor.exists():
+        ancestor = ancestor.parent
+    try:
+        Path(tempfile.mkdtemp(prefix=".rlhf-write-check-", dir=ancestor)).rmdir()
+    except OSError as err:
+        if err.filename is None:
+            err.filename = str(ancestor)
+        return err
+    return None
 
 
 def write_text_atomic(path: Path, text: str) -> None:
@@ -235,9 +252,13 @@ def finished_run(
         raise ConfigError(f"{key}={path}: the run directory has no {ADAPTER}/ to load")
     run = FinishedRun(run_dir, summary, load_run_config(run_dir))
     if model is not None and not run.model.same_base(model):
-        fix = base_fix.format(run_model=run.model.name)
+        base, fix = f"model={model.name}", base_fix.format(run_model=run.model.name)
+        if run.model.name == model.name:  # one option, other overrides: naming the option would change nothing
+            differs = run.model.differences(model)
+            base += f" ({', '.join(f'{k}={there!r} there, {here!r} here' for k, (there, here) in differs.items())})"
+            fix = f"set {' '.join(f'{k}={there}' for k, (there, _) in differs.items())} as that run had"
         raise ConfigError(
-            f"{key}={path}: that run trained on model={run.model.name}, a different base from model={model.name}; {fix}"
+            f"{key}={path}: that run trained on model={run.model.name}, a different base from {base}; {fix}"
         )
     return run
 
@@ -278,6 +299,21 @@ def check_policy_adapter(adapter: Path, key: str, value: str | Path) -> Path:
 
 def load_summary(run_dir: Path) -> dict:
     return json.loads((Path(run_dir) / SUMMARY).read_text(encoding="utf-8"))
+
+
+def resolved_yaml(cfg: DictConfig) -> str:
+    """``cfg`` resolved, as YAML that :func:`load_run_config` reads back to the same values: a resolved string that
+    still holds ``${`` (a value escaped on the command line, ``tags=[\\${oc.env:HOME}]``) is escaped again, or the
+    reload would interpolate it."""
+
+    def escaped(value: Any) -> Any:
+        if isinstance(value, dict):
+            return {k: escaped(v) for k, v in value.items()}
+        if isinstance(value, list):
+            return [escaped(v) for v in value]
+        return value.replace("${", "\\${") if isinstance(value, str) else value
+
+    return OmegaConf.to_yaml(OmegaConf.create(escaped(OmegaConf.to_container(cfg, resolve=True))))
 
 
 def load_run_config(run_dir: Path) -> DictConfig:

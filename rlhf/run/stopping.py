@@ -7,6 +7,7 @@ to resume. A second Ctrl-C while the first is being handled stops at once, as us
 
 from __future__ import annotations
 
+import shlex
 import signal
 import threading
 from contextlib import contextmanager
@@ -49,14 +50,19 @@ class StopRequest:
         if step is None:
             return Interrupted(
                 f"stopped by {name} before the first training step (nothing was trained); start it again: "
-                f"python train.py resume={run_dir} if it has a checkpoint, else the same command as before",
+                f"{resume_command(run_dir)} if it has a checkpoint, else the same command as before",
                 self.signal_number,
             )
         saved = f"checkpoint {checkpoint}" if checkpoint else "no checkpoint"
         return Interrupted(
-            f"stopped by {name} after step {step}, {saved}; resume with: python train.py resume={run_dir}",
+            f"stopped by {name} after step {step}, {saved}; resume with: {resume_command(run_dir)}",
             self.signal_number,
         )
+
+
+def resume_command(run_dir: Path) -> str:
+    """The command that resumes ``run_dir``, quoted for the shell (a directory name may hold spaces or quotes)."""
+    return f"python train.py resume={shlex.quote(str(run_dir))}"
 
 
 _current: StopRequest | None = None

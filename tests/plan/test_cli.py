@@ -1,6 +1,7 @@
 """``python -m rlhf.plan`` as a user runs it, on the tiny model (no weights are loaded); in-process through
 rlhf.plan.cli.main but for one run of the module itself."""
 
+import runpy
 import subprocess
 import sys
 
@@ -61,3 +62,24 @@ def test_plan_of_an_online_arm(capsys, algo):
         assert part in out
     assert "largest algo.batch_size that fits (one generate call): " in out
     assert out.rstrip().endswith("verdict: fits")
+
+
+@pytest.mark.parametrize(
+    "override, message",
+    [  # each was planned ("verdict: fits"), while train.py refuses it
+        ("algo.rollout_chunk_size=0", "error: algo.rollout_chunk_size=0 is out of range"),
+        ("algo.rollout_chunk_size=-3", "error: algo.rollout_chunk_size=-3 is out of range"),
+        ("algo.batch_size=0", "error: algo.batch_size=0 is out of range"),
+        ("seed=-1", "error: seed=-1 is out of range"),
+        ("+max_nonfinite_update=1", "error: unknown key max_nonfinite_update: did you mean max_nonfinite_updates?"),
+    ],
+)
+def test_python_m_rlhf_plan_refuses_what_train_py_refuses(capsys, monkeypatch, override, message):
+    # as `python -m rlhf.plan` runs (its __main__), in-process: the algorithms' imports are paid once
+    monkeypatch.setattr(sys, "argv", ["rlhf.plan", "model=llama2_7b", "hardware=gpu_24gb", "algo=ppo", override])
+    with pytest.raises(SystemExit) as stopped:
+        runpy.run_module("rlhf.plan", run_name="__main__")
+    captured = capsys.readouterr()
+    assert stopped.value.code == 2, captured.out
+    assert captured.err.splitlines() and captured.err.splitlines()[0].startswith(message), captured.err
+    assert "verdict" not in captured.out

@@ -1,9 +1,12 @@
 """Resume after SIGKILL, clean stops on SIGTERM, and the resume= command line (real processes, tiny models)."""
 
+import errno
 import json
+import os
 import signal
 import subprocess
 import sys
+import tempfile
 
 import pytest
 import torch
@@ -12,7 +15,9 @@ from safetensors.torch import load_file
 from rlhf.errors import ConfigError
 from rlhf.experiment import run_experiment
 from rlhf.run.resume import rewrite_resume_args
+from rlhf.run.rundir import complete_checkpoints
 from tests.conftest import REPO, compose_train, tiny_overrides
+from tests.planted_pickle import Payload
 
 STEPS = {"algo.max_steps": "6", "algo.save_every": "2", "algo.keep_checkpoints": "2", "dataset.n_train": "24"}
 
@@ -176,11 +181,30 @@ def test_resume_latest_picks_the_newest_unfinished_run_of_the_algorithm(tmp_path
         (lambda tmp: stopped_run(tmp), ["lora.r=8"], r"lora\.r=8 would change what the checkpoint holds"),
         (lambda tmp: stopped_run(tmp), ["model.tiny.hidden_size=32"], r"model\.tiny\.hidden_size=32 would change"),
         (lambda tmp: stopped_run(tmp), ["-m"], r"cannot be combined with -m"),
+        (lambda tmp: stopped_run(tmp), ["algo=dpo"], r"that is an algo=rm run, so algo=dpo cannot apply to it"),
     ],
 )
 def test_bad_resume_targets_name_the_problem(tmp_path, make, extra, message):
     with pytest.raises(ConfigError, match=message):
         rewrite_resume_args(["train.py", f"resume={make(tmp_path)}", *extra])
+
+
+def test_resume_with_the_runs_own_algo_goes_on(tmp_path):
+    run_dir = stopped_run(tmp_path)
+    assert f"hydra.run.dir={run_dir.resolve()}" in rewrite_resume_args(["train.py", f"resume={run_dir}", "algo=rm"])
+
+
+def test_resuming_an_unwritable_run_directory_is_one_error_before_hydra(tmp_path, monkeypatch):
+    # Hydra's file logging would fail first, with a traceback (the run directory is read-only: EROFS, as a
+    # read-only mount gives even to root, who ignores file modes)
+    run_dir = stopped_run(tmp_path)
+
+    def read_only(*args, dir=None, **kwargs):
+        raise OSError(errno.EROFS, os.strerror(errno.EROFS), dir)
+
+    monkeypatch.setattr(tempfile, "mkdtemp", read_only)
+    with pytest.raises(ConfigError, match=rf"cannot write into {run_dir} \(Read-only file system"):
+        rewrite_resume_args(["train.py", f"resume={run_dir}"])
 
 
 def test_a_resumed_run_writes_only_into_its_own_directory(tmp_path):
@@ -225,3 +249,19 @@ def test_a_new_run_never_mixes_with_a_killed_runs_files(tmp_path):
     with pytest.raises(ConfigError, match=r"already holds a run \(metrics.jsonl, checkpoints\) that did not finish"):
         run_experiment(cfg, run_dir)
     assert (run_dir / "metrics.jsonl").read_text() == '{"step": 1, "loss": 0.7}\n'
+
+
+def test_a_planted_pickle_in_a_checkpoint_is_one_error_line(tmp_path):
+    # was torch's UnpicklingError traceback, advising weights_only=False
+    run_dir = tmp_path / "stopped"
+    args = [*overrides("rm"), f"outputs_root={tmp_path / 'outputs'}", f"hydra.run.dir={run_dir}"]
+    assert signalled_run("SIGTERM", 3, args).returncode == 128 + signal.SIGTERM
+    planted = complete_checkpoints(run_dir)[-1] / "rng_state.pth"  # the one the resume loads
+    torch.save({"python": Payload(tmp_path / "payload-ran")}, planted)
+    before = saved_state(run_dir)
+    failed = run([f"resume={run_dir}"])
+    lines = [line for line in failed.stderr.splitlines() if line.startswith("error:")]
+    assert failed.returncode == 2 and len(lines) == 1, failed.stderr[-2000:]
+    assert lines[0].startswith(f"error: {planted} is not a checkpoint file this project wrote"), lines[0]
+    assert "Traceback" not in failed.stderr and "weights_only" not in failed.stderr
+    assert not (tmp_path / "payload-ran").exists() and saved_state(run_dir) == before

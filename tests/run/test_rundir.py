@@ -6,8 +6,10 @@ from omegaconf import OmegaConf
 
 from rlhf.config import ModelSettings, from_node
 from rlhf.errors import ConfigError
+from rlhf.experiment import _save_config as save_config
 from rlhf.run.rundir import (
     finished_run,
+    load_run_config,
     point_latest,
     remove_temporaries,
     resolve_adapter,
@@ -126,3 +128,26 @@ def test_the_peak_memory_of_a_run_does_not_carry_an_earlier_runs_peak():
     del buffer
     reset_peaks()
     assert peak_rss_mb() < high - 200  # the next job starts counting from what is resident now
+
+
+def test_a_base_that_differs_only_in_overrides_names_them_not_the_option(tmp_path):
+    # read "trained on model=tiny_llama, a different base from model=tiny_llama ... add model=tiny_llama"
+    run = make_run(tmp_path, "rm")
+    (run / ".hydra").mkdir()
+    OmegaConf.save(
+        compose_train(["debug=tiny", "model.tiny.hidden_size=32"]), run / ".hydra" / "config.yaml", resolve=True
+    )
+    here = model_settings("model=tiny_llama")
+    with pytest.raises(ConfigError) as refused:
+        finished_run(run, "policy", "rm", here, base_fix="add model={run_model}")
+    line = str(refused.value)
+    assert f"model.tiny.hidden_size=32 there, {here.tiny['hidden_size']} here" in line, line
+    assert line.endswith("; set model.tiny.hidden_size=32 as that run had") and "add model=" not in line, line
+
+
+def test_a_saved_config_reloads_to_the_same_values(tmp_path):
+    # an escaped interpolation was saved unescaped, and OmegaConf.load turned it into the home directory
+    cfg = compose_train(["debug=tiny", r"tags=[\${oc.env:HOME},plain]"])
+    assert list(cfg.tags) == ["${oc.env:HOME}", "plain"]
+    save_config(cfg, tmp_path, None)
+    assert list(load_run_config(tmp_path).tags) == ["${oc.env:HOME}", "plain"]

@@ -2,10 +2,12 @@
 a run stops with one line, `interrupted` in its summary and exit 128 + signal, never a traceback."""
 
 import json
+import shlex
 import signal
 import subprocess
 import sys
 
+from rlhf.run.stopping import StopRequest
 from tests.conftest import REPO
 
 
@@ -43,7 +45,17 @@ def test_a_double_ctrl_c_while_loading_is_recorded_as_interrupted(tmp_path):
     assert "Traceback" not in result.stderr and "KeyboardInterrupt" not in result.stderr
     stopped = [line for line in result.stderr.splitlines() if line.startswith("stopped:")]
     assert len(stopped) == 1 and "second Ctrl-C" in stopped[0], result.stderr[-2000:]
+    # before its first checkpoint: it printed "resume with:", a resume the run then refused
+    assert "nothing can be resumed" in stopped[0] and "resume with" not in stopped[0], stopped[0]
     assert json.loads((run_dir / "summary.json").read_text())["status"] == "interrupted"
+
+
+def test_the_resume_hint_is_quoted_for_the_shell(tmp_path):
+    request = StopRequest()
+    request.signal_number = signal.SIGTERM
+    run_dir = tmp_path / "my run's dir"
+    hint = str(request.interrupted(run_dir, 3, None))
+    assert shlex.split(hint.split("resume with: ")[1]) == ["python", "train.py", f"resume={run_dir}"], hint
 
 
 def test_sigterm_in_a_sweep_stops_it_after_the_current_job(tmp_path):

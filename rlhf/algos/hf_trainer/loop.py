@@ -18,6 +18,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from transformers import Trainer, TrainerCallback, TrainerState
+from transformers.trainer_pt_utils import safe_globals
 
 from rlhf.algos.hf_trainer.checkpoints import logged_rows, make_checkpoints_atomic
 from rlhf.algos.hf_trainer.cost_tracking import track_costs
@@ -26,6 +27,7 @@ from rlhf.run import costs, stopping
 from rlhf.run.job import Job
 from rlhf.run.nonfinite import NonFiniteGuard
 from rlhf.run.rundir import CHECKPOINTS, TRAINER_STATE, checkpoint_folders, complete_checkpoints, is_complete
+from rlhf.run.safe_load import refuse_unsafe_pickles
 
 log = logging.getLogger(__name__)
 
@@ -107,6 +109,7 @@ def run_trainer(trainer: Trainer, job: Job) -> int:
     resume_from = None
     if job.resume:
         resume_from, incomplete = resume_point(job.run_dir)
+        refuse_unsafe_pickles(resume_from, safe_globals)  # one line, not torch's traceback (rlhf/run/safe_load.py)
         state = checkpoint_state(resume_from)
         step, planned = int(state["global_step"]), planned_steps(trainer, state)
         log.info("resuming from %s (step %d of %d)", resume_from, step, planned)

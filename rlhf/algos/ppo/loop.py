@@ -69,6 +69,8 @@ from rlhf.run import costs, distributed, stopping
 from rlhf.run.job import Job
 from rlhf.run.nonfinite import NonFiniteCounter, is_finite, numeric_error
 from rlhf.run.rundir import REWARD_ALGOS, FinishedRun, finished_run, resolve_adapter, truncate_jsonl
+from rlhf.run.safe_load import refuse_unsafe_pickles
+from rlhf.run.scorers import pin_scorers
 
 __all__ = ["Settings", "train", "build", "fit", "ppo_iteration", "prompt_indices"]
 
@@ -476,9 +478,11 @@ def build(job: Job, settings: Settings) -> tuple[Roles, FinishedRun]:
     rm = reward_model(job, settings)
     start = init_adapter(job, settings)
     resume_checkpoint(job)
+    scorers = {"algo.reward_model": rm}
     if settings.sentinel_prompts:
         check_validation_size(settings.sentinel_prompts, len(job.data.train))
-        judge_run(job, settings, rm)
+        scorers["algo.sentinel_judge"] = judge_run(job, settings, rm)
+    pin_scorers(job, scorers)  # a resume scores with the ones the run started with (rlhf/run/scorers.py)
     micro_batch_size(job, settings)
     optimizer_class(job.hardware.optim, settings.learning_rate, settings.adam_eps, _device(job))
     return build_roles(job, rm, settings.share_base, start, settings.value_model), rm
@@ -572,6 +576,7 @@ def fit(job: Job, settings: Settings, roles: Roles, rm: FinishedRun) -> dict:
     if distributed.world_size() > 1:  # the roles are built alike everywhere; now each process samples its own
         torch.manual_seed(distributed.rank_seed(job.seed))  # stream (one seed would draw alike for every share)
     if resume_from is not None:
+        refuse_unsafe_pickles(resume_from)  # one line, not torch's traceback (rlhf/run/safe_load.py)
         with costs.phase("checkpoint"):
             state = checkpoint.restore(resume_from, roles, optimizer, scheduler, kl_controller, job.seed)
         costs.carry(resume_from)  # later checkpoints' costs count from the run's first step

@@ -68,7 +68,9 @@ def test_one_pass_gives_the_gradients_of_two(outputs, tmp_path):  # noqa: F811
             p.grad = None
         return out
 
-    stats, _ = ppo._policy_and_value_backward(roles, rollout, old, advantages, returns, settings, rows, 3)
+    stats, _ = ppo._policy_and_value_backward(
+        roles, rollout, old, advantages, returns, settings, rows, rollout.mask[rows].sum().item()
+    )
     one_pass = grads()
     with roles.active("policy"):
         logprobs, _ = response_logprobs(roles, "policy", rollout, rows, settings.sampling.temperature)

@@ -2,8 +2,8 @@
 
 Every tensor collective that project code issues must go through rlhf.run.distributed, which places its input on
 the process group's device (NCCL takes CUDA tensors only; gloo on CPU accepts anything, so a real gloo run alone
-cannot tell). The guard wraps torch.distributed's tensor collectives and fails the process when the nearest
-project frame that called one lies anywhere else; tests/run/test_collective_placement.py checks that the helpers
+cannot tell). The guard wraps torch.distributed's tensor collectives and fails the process when project code
+other than that module asks for one directly; tests/run/test_collective_placement.py checks that the helpers
 of rlhf.run.distributed place what they send.
 """
 
@@ -27,22 +27,23 @@ TENSOR_COLLECTIVES = (
 )
 
 
-def _project_caller() -> Path | None:
-    """The file of the nearest frame inside rlhf/ on the current stack (None: no project code asked)."""
+def _caller() -> Path:
+    """The file of the nearest frame on the current stack outside torch and accelerate: who asked for the collective
+    (a library's own collectives, e.g. transformers' inside Trainer.training_step, place their tensors themselves)."""
     frame = sys._getframe(2)
     while frame is not None:
         path = Path(frame.f_code.co_filename)
-        if path.is_relative_to(PROJECT):
+        if not any(part in ("torch", "accelerate") for part in path.parts):
             return path
         frame = frame.f_back
-    return None
+    return Path()
 
 
 def _guarded(name, collective):
     @functools.wraps(collective)
     def check(*args, **kwargs):
-        caller = _project_caller()
-        if caller is not None and caller != HELPERS:
+        caller = _caller()
+        if caller.is_relative_to(PROJECT) and caller != HELPERS:
             raise RuntimeError(
                 f"collective_guard: torch.distributed.{name} called from {caller.relative_to(PROJECT.parent)}; "
                 "send it through rlhf.run.distributed, which puts it on the process group's device"

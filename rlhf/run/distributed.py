@@ -14,7 +14,7 @@ beside it and write nothing but errors. They agree before Hydra composes the con
 The collectives are accelerate's (``PartialState``: gloo on CPU, NCCL on GPUs), started here once, and every
 tensor collective of the project goes through this module: its input is first placed on the process group's
 device (:func:`to_group_device`: NCCL reduces CUDA tensors only, and accelerate does not move them for you), and
-the result comes back where the input was. tests/collective_guard.py checks that no other module issues one.
+the result comes back where the input was. tests/collective_guard/ checks that no other module issues one.
 """
 
 from __future__ import annotations
@@ -220,9 +220,6 @@ def map_chunks(items: list, chunk_size: int, work) -> list:
     chunks = [items[i : i + chunk_size] for i in range(0, len(items), chunk_size)]
     done = {index: work(index, chunks[index]) for index in range(rank(), len(chunks), world_size())}
     if world_size() > 1:
-        from accelerate.utils import gather_object
-
-        _state()
-        for part in gather_object([done]):  # one dict per process, in rank order
+        for part in gather(done):  # one dict per process, in rank order
             done.update(part)
     return [result for index in range(len(chunks)) for result in done[index]]
